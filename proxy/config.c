@@ -1,0 +1,479 @@
+/*
+ * config: the key table and the ini parser around it (inih).
+ * inih r55 as Debian ships it gives the handler no line number and caps lines at 200 bytes,
+ * so the file is fed through a reader that counts lines and rejects over-long ones.
+ * Owns nothing beyond the strings in struct config. No logging, no globals of its own.
+ */
+#include "config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <ini.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#define KEY(sec, nm, ty, field, df, mn, mx, ch, sec_, rel, hl)                                     \
+    {sec, nm, ty, offsetof(struct config, field), df, mn, mx, ch, sec_, rel, hl}
+#define GB (INT64_C(1) << 30)
+#define TB (INT64_C(1) << 40)
+#define DAY_MS (INT64_C(86400000))
+
+const struct config_key config_keys[] = {
+    KEY("relay", "bind", CONFIG_STRING, bind, "127.0.0.1", 0, 0, NULL, false, false,
+        "address the downstream listener binds"),
+    KEY("relay", "port", CONFIG_INT, port, "6380", 1, 65535, NULL, false, false,
+        "downstream listener port (replicas point REPLICAOF here)"),
+    KEY("relay", "dir", CONFIG_STRING, dir, ".", 0, 0, NULL, false, false,
+        "working directory for the cached RDB snapshot and temp files"),
+    KEY("relay", "requirepass", CONFIG_STRING, requirepass, "", 0, 0, NULL, true, true,
+        "password downstream clients and replicas must AUTH with (empty: none)"),
+    KEY("relay", "log-level", CONFIG_ENUM, log_level, "info", 0, 0, "debug|info|notice|warning",
+        false, true, "least severe level written to stderr"),
+    KEY("upstream", "host", CONFIG_STRING, upstream_host, "", 0, 0, NULL, false, false,
+        "master or relay to replicate from (empty: wait for REPLICAOF)"),
+    KEY("upstream", "port", CONFIG_INT, upstream_port, "6379", 1, 65535, NULL, false, false,
+        "port of the upstream"),
+    KEY("upstream", "user", CONFIG_STRING, upstream_user, "", 0, 0, NULL, false, false,
+        "ACL user for AUTH upstream (Redis' masteruser; empty: default user)"),
+    KEY("upstream", "password", CONFIG_STRING, upstream_password, "", 0, 0, NULL, true, false,
+        "password for AUTH upstream (Redis' masterauth; empty: no AUTH)"),
+    KEY("upstream", "connect-timeout", CONFIG_TIME, connect_timeout_ms, "5s", 100, DAY_MS, NULL,
+        false, true, "budget for connect and handshake"),
+    KEY("upstream", "repl-timeout", CONFIG_TIME, repl_timeout_ms, "60s", 1000, DAY_MS, NULL,
+        false, true, "silence on the upstream link before it is dropped and redialled"),
+    KEY("upstream", "reconnect-min", CONFIG_TIME, reconnect_min_ms, "100ms", 10, DAY_MS, NULL,
+        false, true, "first reconnect delay after a drop; doubles per failed attempt"),
+    KEY("upstream", "reconnect-max", CONFIG_TIME, reconnect_max_ms, "5s", 10, DAY_MS, NULL,
+        false, true, "cap of the reconnect delay"),
+    KEY("backlog", "size", CONFIG_BYTES, backlog_size_bytes, "64mb", 1 << 16, TB, NULL, false,
+        true, "stream history kept in memory for partial resyncs"),
+    KEY("replicas", "max-replicas", CONFIG_INT, max_replicas, "0", 0, 1000000, NULL, false, true,
+        "downstream replica sessions at once (0: no limit besides max-clients)"),
+    KEY("replicas", "max-clients", CONFIG_INT, max_clients, "10000", 1, 1000000, NULL, false,
+        true, "downstream connections at once, replicas included"),
+    KEY("replicas", "output-limit", CONFIG_BYTES, output_limit_bytes, "256mb", 1 << 16, TB,
+        NULL, false, true, "a replica this far behind the stream is disconnected"),
+    KEY("replicas", "timeout", CONFIG_TIME, replica_timeout_ms, "60s", 1000, DAY_MS, NULL, false,
+        true, "a replica silent this long (no REPLCONF ACK) is disconnected"),
+    KEY("replicas", "snapshot-keepalive", CONFIG_TIME, snapshot_keepalive_ms, "1s", 100, 60000,
+        NULL, false, true, "newline keepalive interval to replicas waiting for a snapshot"),
+    {0},
+};
+
+static void errf(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void errf(char *err, size_t errlen, const char *fmt, ...)
+{
+    if (!err || !errlen)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+static char **str_field(struct config *cfg, const struct config_key *k)
+{
+    return (char **)((char *)cfg + k->offset);
+}
+
+static int64_t *int_field(struct config *cfg, const struct config_key *k)
+{
+    return (int64_t *)((char *)cfg + k->offset);
+}
+
+static bool is_string_type(enum config_type t)
+{
+    return t == CONFIG_STRING || t == CONFIG_ENUM;
+}
+
+void config_init(struct config *cfg)
+{
+    memset(cfg, 0, sizeof(*cfg));
+    for (const struct config_key *k = config_keys; k->section; k++) {
+        char err[CONFIG_ERR_LEN];
+        int rc = config_set(cfg, k->section, k->name, k->def, err, sizeof(err));
+        /* Defaults are part of the table; a bad one is a programming error. */
+        if (rc != 0)
+            abort();
+    }
+}
+
+void config_deinit(struct config *cfg)
+{
+    for (const struct config_key *k = config_keys; k->section; k++) {
+        if (is_string_type(k->type)) {
+            free(*str_field(cfg, k));
+            *str_field(cfg, k) = NULL;
+        }
+    }
+}
+
+/* Parse a signed decimal integer with an optional unit suffix from units[]. */
+struct unit {
+    const char *suffix;
+    int64_t mult;
+};
+
+static int parse_scaled(const char *s, const struct unit *units, int64_t *out)
+{
+    while (isspace((unsigned char)*s))
+        s++;
+    if (!isdigit((unsigned char)*s))
+        return -1;
+    errno = 0;
+    char *end;
+    long long v = strtoll(s, &end, 10);
+    if (errno != 0 || v < 0)
+        return -1;
+    while (isspace((unsigned char)*end))
+        end++;
+    /* Trailing whitespace after the suffix is allowed; anything else is not. */
+    size_t slen = strlen(end);
+    while (slen > 0 && isspace((unsigned char)end[slen - 1]))
+        slen--;
+    int64_t mult = 1;
+    if (slen > 0) {
+        const struct unit *u = units;
+        for (; u->suffix; u++) {
+            if (strlen(u->suffix) == slen && strncasecmp(end, u->suffix, slen) == 0)
+                break;
+        }
+        if (!u->suffix)
+            return -1;
+        mult = u->mult;
+    }
+    if (v > INT64_MAX / mult)
+        return -1;
+    *out = (int64_t)v * mult;
+    return 0;
+}
+
+int config_parse_bytes(const char *s, int64_t *out)
+{
+    static const struct unit units[] = {
+        {"b", 1},          {"k", 1 << 10},   {"kb", 1 << 10}, {"m", 1 << 20}, {"mb", 1 << 20},
+        {"g", 1LL << 30},  {"gb", 1LL << 30}, {"t", 1LL << 40}, {"tb", 1LL << 40}, {NULL, 0},
+    };
+    return parse_scaled(s, units, out);
+}
+
+int config_parse_time_ms(const char *s, int64_t *out)
+{
+    static const struct unit units[] = {
+        {"ms", 1}, {"s", 1000}, {"m", 60000}, {"h", 3600000}, {"d", 86400000}, {NULL, 0},
+    };
+    return parse_scaled(s, units, out);
+}
+
+static const struct config_key *find_key(const char *section, const char *name)
+{
+    for (const struct config_key *k = config_keys; k->section; k++) {
+        if (strcasecmp(k->section, section) == 0 && strcasecmp(k->name, name) == 0)
+            return k;
+    }
+    return NULL;
+}
+
+const struct config_key *config_find(const char *dotted)
+{
+    const char *dot = strchr(dotted, '.');
+    if (dot) {
+        char section[64];
+        size_t n = (size_t)(dot - dotted);
+        if (n >= sizeof(section))
+            return NULL;
+        memcpy(section, dotted, n);
+        section[n] = '\0';
+        return find_key(section, dot + 1);
+    }
+    const struct config_key *found = NULL;
+    for (const struct config_key *k = config_keys; k->section; k++) {
+        if (strcasecmp(k->name, dotted) == 0) {
+            if (found)
+                return NULL; /* ambiguous */
+            found = k;
+        }
+    }
+    return found;
+}
+
+static bool enum_ok(const char *choices, const char *value)
+{
+    size_t vlen = strlen(value);
+    const char *p = choices;
+    while (*p) {
+        const char *bar = strchr(p, '|');
+        size_t n = bar ? (size_t)(bar - p) : strlen(p);
+        if (n == vlen && strncasecmp(p, value, n) == 0)
+            return true;
+        if (!bar)
+            break;
+        p = bar + 1;
+    }
+    return false;
+}
+
+int config_set(struct config *cfg, const char *section, const char *name, const char *value,
+               char *err, size_t errlen)
+{
+    const struct config_key *k = find_key(section, name);
+    if (!k) {
+        errf(err, errlen, "unknown key '%s' in section [%s]", name, section);
+        return -1;
+    }
+    if (is_string_type(k->type)) {
+        if (k->type == CONFIG_ENUM && !enum_ok(k->choices, value)) {
+            errf(err, errlen, "%s.%s: '%s' is not one of %s", k->section, k->name, value,
+                 k->choices);
+            return -1;
+        }
+        char *copy = strdup(value);
+        if (!copy)
+            abort();
+        if (k->type == CONFIG_ENUM) {
+            for (char *c = copy; *c; c++)
+                *c = (char)tolower((unsigned char)*c);
+        }
+        char **field = str_field(cfg, k);
+        free(*field);
+        *field = copy;
+        return 0;
+    }
+    int64_t v;
+    int rc;
+    const char *what;
+    switch (k->type) {
+    case CONFIG_BYTES:
+        rc = config_parse_bytes(value, &v);
+        what = "a size (e.g. 512kb, 64mb, 1gb)";
+        break;
+    case CONFIG_TIME:
+        rc = config_parse_time_ms(value, &v);
+        what = "a duration (e.g. 500ms, 10s, 5m)";
+        break;
+    default:
+        rc = -1;
+        what = "an integer";
+        if (value[0] == '-' || isdigit((unsigned char)value[0])) {
+            char *end;
+            errno = 0;
+            long long ll = strtoll(value, &end, 10);
+            while (isspace((unsigned char)*end))
+                end++;
+            if (errno == 0 && end != value && *end == '\0') {
+                v = ll;
+                rc = 0;
+            }
+        }
+        break;
+    }
+    if (rc != 0) {
+        errf(err, errlen, "%s.%s: '%s' is not %s", k->section, k->name, value, what);
+        return -1;
+    }
+    if (v < k->min || v > k->max) {
+        errf(err, errlen, "%s.%s: %s is out of range [%" PRId64 ", %" PRId64 "]", k->section,
+             k->name, value, k->min, k->max);
+        return -1;
+    }
+    *int_field(cfg, k) = v;
+    return 0;
+}
+
+int config_set_arg(struct config *cfg, const char *arg, char *err, size_t errlen)
+{
+    const char *eq = strchr(arg, '=');
+    const char *dot = strchr(arg, '.');
+    if (!eq || !dot || dot > eq) {
+        errf(err, errlen, "--set %s: expected SECTION.KEY=VALUE", arg);
+        return -1;
+    }
+    char section[64], name[64];
+    size_t sn = (size_t)(dot - arg), nn = (size_t)(eq - dot - 1);
+    if (sn == 0 || sn >= sizeof(section) || nn == 0 || nn >= sizeof(name)) {
+        errf(err, errlen, "--set %s: expected SECTION.KEY=VALUE", arg);
+        return -1;
+    }
+    memcpy(section, arg, sn);
+    section[sn] = '\0';
+    memcpy(name, dot + 1, nn);
+    name[nn] = '\0';
+    char msg[CONFIG_ERR_LEN];
+    if (config_set(cfg, section, name, eq + 1, msg, sizeof(msg)) != 0) {
+        errf(err, errlen, "--set %s: %s", arg, msg);
+        return -1;
+    }
+    return 0;
+}
+
+int config_validate(const struct config *cfg, char *err, size_t errlen)
+{
+    if (cfg->reconnect_min_ms > cfg->reconnect_max_ms) {
+        errf(err, errlen, "upstream.reconnect-min (%" PRId64 "ms) exceeds upstream.reconnect-max "
+                          "(%" PRId64 "ms)",
+             cfg->reconnect_min_ms, cfg->reconnect_max_ms);
+        return -1;
+    }
+    if (cfg->dir[0] == '\0') {
+        errf(err, errlen, "relay.dir must not be empty");
+        return -1;
+    }
+    if (cfg->bind[0] == '\0') {
+        errf(err, errlen, "relay.bind must not be empty");
+        return -1;
+    }
+    return 0;
+}
+
+void config_format(const struct config *cfg, const struct config_key *k, char *out, size_t len)
+{
+    const char *base = (const char *)cfg + k->offset;
+    if (is_string_type(k->type)) {
+        const char *s = *(char *const *)base;
+        snprintf(out, len, "%s", s ? s : "");
+    } else {
+        snprintf(out, len, "%" PRId64, *(const int64_t *)base);
+    }
+}
+
+/* Parse state shared between the line-counting reader and the handler. */
+struct parse_ctx {
+    struct config *cfg;
+    const char *name;   /* file name for messages */
+    FILE *file;         /* source when parsing a file */
+    const char *text;   /* source when parsing a string */
+    int line;           /* line number of the line last handed to inih */
+    bool long_line;     /* a line exceeded inih's buffer */
+    int error_line;     /* first failing line, 0 if none */
+    char error[CONFIG_ERR_LEN];
+    unsigned char seen[sizeof(config_keys) / sizeof(config_keys[0])]; /* duplicate detection */
+};
+
+static void ctx_fail(struct parse_ctx *ctx, const char *msg)
+{
+    if (ctx->error_line)
+        return;
+    ctx->error_line = ctx->line;
+    snprintf(ctx->error, sizeof(ctx->error), "%s", msg);
+}
+
+/* Reads one line like fgets, counting lines and flagging lines longer than inih's buffer. */
+static char *ctx_read(char *str, int num, void *stream)
+{
+    struct parse_ctx *ctx = stream;
+    int n = 0;
+    bool got = false;
+    for (;;) {
+        int c;
+        if (ctx->file) {
+            c = fgetc(ctx->file);
+            if (c == EOF)
+                break;
+        } else {
+            if (*ctx->text == '\0')
+                break;
+            c = (unsigned char)*ctx->text++;
+        }
+        if (!got) {
+            got = true;
+            ctx->line++;
+        }
+        if (c == '\0') {
+            ctx_fail(ctx, "NUL byte in config file");
+            c = ' ';
+        }
+        if (n < num - 1) {
+            str[n++] = (char)c;
+        } else if (c != '\n') {
+            ctx->long_line = true;
+        }
+        if (c == '\n')
+            break;
+    }
+    if (!got)
+        return NULL;
+    str[n] = '\0';
+    if (ctx->long_line) {
+        char msg[64];
+        snprintf(msg, sizeof(msg), "line longer than %d bytes", num - 3);
+        ctx_fail(ctx, msg);
+        ctx->long_line = false;
+        str[0] = '\0'; /* hand inih an empty line instead of a truncated one */
+    }
+    return str;
+}
+
+static int ctx_handler(void *user, const char *section, const char *name, const char *value)
+{
+    struct parse_ctx *ctx = user;
+    char msg[CONFIG_ERR_LEN];
+    if (section[0] == '\0') {
+        snprintf(msg, sizeof(msg), "key '%s' outside of any [section]", name);
+        ctx_fail(ctx, msg);
+        return 1;
+    }
+    const struct config_key *k = find_key(section, name);
+    if (!k) {
+        snprintf(msg, sizeof(msg), "unknown key '%s' in section [%s]", name, section);
+        ctx_fail(ctx, msg);
+        return 1;
+    }
+    size_t idx = (size_t)(k - config_keys);
+    if (ctx->seen[idx]) {
+        snprintf(msg, sizeof(msg), "duplicate key '%s' in section [%s]", name, section);
+        ctx_fail(ctx, msg);
+        return 1;
+    }
+    ctx->seen[idx] = 1;
+    if (config_set(ctx->cfg, section, name, value, msg, sizeof(msg)) != 0)
+        ctx_fail(ctx, msg);
+    return 1;
+}
+
+static int parse_ctx_run(struct parse_ctx *ctx, char *err, size_t errlen)
+{
+    /* Debian's inih exposes its compile-time options as globals: continuation lines would
+     * otherwise be silently glued onto the previous key. */
+    ini_allow_multiline = false;
+    int rc = ini_parse_stream(ctx_read, ctx, ctx_handler, ctx);
+    /* inih keeps going after a syntax error: report whichever failing line comes first. */
+    if (ctx->error_line && !(rc > 0 && rc < ctx->error_line)) {
+        errf(err, errlen, "%s:%d: %s", ctx->name, ctx->error_line, ctx->error);
+        return -1;
+    }
+    if (rc > 0) {
+        errf(err, errlen, "%s:%d: syntax error (expected [section] or key = value)", ctx->name,
+             rc);
+        return -1;
+    }
+    if (rc < 0) {
+        errf(err, errlen, "%s: cannot parse", ctx->name);
+        return -1;
+    }
+    return 0;
+}
+
+int config_load_file(struct config *cfg, const char *path, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        errf(err, errlen, "%s:0: cannot open: %s", path, strerror(errno));
+        return -1;
+    }
+    struct parse_ctx ctx = {.cfg = cfg, .name = path, .file = f};
+    int rc = parse_ctx_run(&ctx, err, errlen);
+    fclose(f);
+    return rc;
+}
+
+int config_load_string(struct config *cfg, const char *text, const char *name, char *err,
+                       size_t errlen)
+{
+    struct parse_ctx ctx = {.cfg = cfg, .name = name, .text = text};
+    return parse_ctx_run(&ctx, err, errlen);
+}

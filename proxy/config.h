@@ -1,0 +1,101 @@
+/*
+ * config: the relay's settings, one key table for the ini file, --set and CONFIG GET.
+ * Owns the parsed values (strings are heap copies freed by config_deinit).
+ * Must not log or touch argv: callers report the error message it returns.
+ */
+#ifndef CASCADE_CONFIG_H
+#define CASCADE_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define CONFIG_ERR_LEN 512
+
+struct config {
+    /* [relay] */
+    char *bind;          /* address the downstream listener binds */
+    int64_t port;        /* downstream listener port */
+    char *dir;           /* working directory: RDB snapshots, temp files */
+    char *requirepass;   /* password downstream clients must AUTH with ("" = none) */
+    char *log_level;     /* debug | info | notice | warning */
+    /* [upstream] */
+    char *upstream_host; /* master (or relay) to replicate from ("" = none yet) */
+    int64_t upstream_port;
+    char *upstream_user;     /* AUTH user (Redis' masteruser), "" = default user */
+    char *upstream_password; /* AUTH password (Redis' masterauth), "" = no AUTH */
+    int64_t connect_timeout_ms;  /* TCP connect + handshake budget */
+    int64_t repl_timeout_ms;     /* silence on the upstream link before it is dropped */
+    int64_t reconnect_min_ms;    /* first reconnect delay; doubles per failure */
+    int64_t reconnect_max_ms;    /* cap of the reconnect delay */
+    /* [backlog] */
+    int64_t backlog_size_bytes; /* in-memory stream history kept for partial resyncs */
+    /* [replicas] */
+    int64_t max_replicas;       /* downstream replica sessions at once (0 = unlimited) */
+    int64_t max_clients;        /* all downstream connections at once */
+    int64_t output_limit_bytes; /* a replica further behind than this is dropped */
+    int64_t replica_timeout_ms; /* a replica silent (no ACK) this long is dropped */
+    int64_t snapshot_keepalive_ms; /* "\n" interval to replicas waiting for a snapshot */
+};
+
+enum config_type {
+    CONFIG_STRING, /* free text */
+    CONFIG_INT,    /* integer in [min, max] */
+    CONFIG_BYTES,  /* integer with optional k/kb/m/mb/g/gb suffix (1024-based) */
+    CONFIG_TIME,   /* milliseconds, with optional ms/s/m/h suffix */
+    CONFIG_ENUM,   /* one of a '|' separated list */
+};
+
+struct config_key {
+    const char *section;  /* ini section without brackets */
+    const char *name;     /* key name inside the section */
+    enum config_type type;
+    size_t offset;        /* offsetof(struct config, field) */
+    const char *def;      /* default, as it would be written in the file */
+    int64_t min, max;     /* bounds for numeric types */
+    const char *choices;  /* CONFIG_ENUM: "a|b|c" */
+    bool secret;          /* never shown by CONFIG GET or logs */
+    bool reloadable;      /* may change at runtime */
+    const char *help;     /* one line for docs and --help */
+};
+
+/* The key table, terminated by a zeroed entry. */
+extern const struct config_key config_keys[];
+
+/* Fill cfg with every default. */
+void config_init(struct config *cfg);
+void config_deinit(struct config *cfg);
+
+/* Parse an ini file on top of cfg. On error returns -1 and writes "FILE:LINE: message". */
+__attribute__((warn_unused_result)) int config_load_file(struct config *cfg, const char *path,
+                                                         char *err, size_t errlen);
+
+/* Parse an ini document held in memory (for tests and fuzzing); name is used in errors. */
+__attribute__((warn_unused_result)) int config_load_string(struct config *cfg, const char *text,
+                                                           const char *name, char *err,
+                                                           size_t errlen);
+
+/* Set one key: "section.key=value" (from --set). Error text names the key. */
+__attribute__((warn_unused_result)) int config_set_arg(struct config *cfg, const char *arg,
+                                                       char *err, size_t errlen);
+
+/* Set section/name to value. Returns -1 with a message (no file/line) on failure. */
+__attribute__((warn_unused_result)) int config_set(struct config *cfg, const char *section,
+                                                   const char *name, const char *value, char *err,
+                                                   size_t errlen);
+
+/* Cross-key checks after everything is loaded. */
+__attribute__((warn_unused_result)) int config_validate(const struct config *cfg, char *err,
+                                                        size_t errlen);
+
+/* Find a key by "section.name", or by bare name if unique. NULL if unknown. */
+const struct config_key *config_find(const char *dotted);
+
+/* Format the current value of key into out ("" for unset strings; secrets are not hidden here). */
+void config_format(const struct config *cfg, const struct config_key *key, char *out, size_t len);
+
+/* Parse helpers, exposed for tests. Return 0 or -1. */
+int config_parse_bytes(const char *s, int64_t *out);
+int config_parse_time_ms(const char *s, int64_t *out);
+
+#endif

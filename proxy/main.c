@@ -1,0 +1,240 @@
+/*
+ * main: command line, configuration, signals, the event loop and the exit code.
+ * The only place that reads argv, installs signal handlers or calls exit().
+ */
+#include <errno.h>
+#include <event2/event.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "log.h"
+#include "relay.h"
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: cascade [-c FILE] [--port N] [--bind ADDR] [--upstream HOST:PORT]\n"
+            "               [--dir PATH] [--set SECTION.KEY=VALUE]... [--check-config]\n"
+            "               [--version] [-h]\n"
+            "\n"
+            "A Redis replication relay: replicates from a master like a replica and serves\n"
+            "stock replicas (and other relays) like a master.\n"
+            "\n"
+            "  -c, --config FILE      ini file (see config/cascade.ini); flags override it\n"
+            "      --port N           downstream port (relay.port)\n"
+            "      --bind ADDR        downstream address (relay.bind)\n"
+            "      --upstream H:P     master to replicate from (upstream.host, upstream.port)\n"
+            "      --dir PATH         working directory (relay.dir)\n"
+            "      --set S.K=V        set any key, e.g. --set backlog.size=256mb\n"
+            "      --check-config     validate the configuration and exit 0 or 1\n"
+            "      --version          print the version and exit\n"
+            "  -h, --help             this text\n");
+}
+
+/* A flag applied on top of the file, in command-line order. */
+struct override {
+    const char *flag; /* for messages */
+    const char *section, *key;
+    char *value; /* owned */
+};
+
+static int apply(struct config *cfg, const struct override *o)
+{
+    char err[CONFIG_ERR_LEN];
+    if (o->section == NULL) { /* --set */
+        if (config_set_arg(cfg, o->value, err, sizeof(err)) != 0) {
+            fprintf(stderr, "cascade: %s\n", err);
+            return -1;
+        }
+        return 0;
+    }
+    if (config_set(cfg, o->section, o->key, o->value, err, sizeof(err)) != 0) {
+        fprintf(stderr, "cascade: %s %s: %s\n", o->flag, o->value, err);
+        return -1;
+    }
+    return 0;
+}
+
+static void on_signal(evutil_socket_t sig, short what, void *arg)
+{
+    struct relay *r = arg;
+    (void)what;
+    if (sig == SIGHUP) {
+        log_notice("main", "-", "SIGHUP: configuration reload is not implemented yet; ignored");
+        return;
+    }
+    log_notice("main", "-", "received %s, shutting down", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+    relay_stop(r);
+}
+
+static int ensure_dir(const char *dir)
+{
+    struct stat st;
+    if (stat(dir, &st) == 0) {
+        if (!S_ISDIR(st.st_mode)) {
+            fprintf(stderr, "cascade: relay.dir %s: not a directory\n", dir);
+            return -1;
+        }
+    } else if (mkdir(dir, 0700) != 0) {
+        fprintf(stderr, "cascade: relay.dir %s: %s\n", dir, strerror(errno));
+        return -1;
+    }
+    if (access(dir, W_OK | X_OK) != 0) {
+        fprintf(stderr, "cascade: relay.dir %s: not writable\n", dir);
+        return -1;
+    }
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    enum { OPT_PORT = 256, OPT_BIND, OPT_UPSTREAM, OPT_DIR, OPT_SET, OPT_CHECK, OPT_VERSION };
+    static const struct option opts[] = {
+        {"config", required_argument, NULL, 'c'},
+        {"port", required_argument, NULL, OPT_PORT},
+        {"bind", required_argument, NULL, OPT_BIND},
+        {"upstream", required_argument, NULL, OPT_UPSTREAM},
+        {"dir", required_argument, NULL, OPT_DIR},
+        {"set", required_argument, NULL, OPT_SET},
+        {"check-config", no_argument, NULL, OPT_CHECK},
+        {"version", no_argument, NULL, OPT_VERSION},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *config_path = NULL;
+    bool check_only = false;
+    struct override ov[128];
+    size_t nov = 0;
+    int rc = 1;
+    int opt;
+    opterr = 0;
+    while ((opt = getopt_long(argc, argv, ":c:h", opts, NULL)) != -1) {
+        if (nov == sizeof(ov) / sizeof(ov[0]) - 2) {
+            fprintf(stderr, "cascade: too many flags\n");
+            goto out;
+        }
+        switch (opt) {
+        case 'c':
+            config_path = optarg;
+            break;
+        case OPT_PORT:
+            ov[nov++] = (struct override){"--port", "relay", "port", strdup(optarg)};
+            break;
+        case OPT_BIND:
+            ov[nov++] = (struct override){"--bind", "relay", "bind", strdup(optarg)};
+            break;
+        case OPT_DIR:
+            ov[nov++] = (struct override){"--dir", "relay", "dir", strdup(optarg)};
+            break;
+        case OPT_SET:
+            ov[nov++] = (struct override){"--set", NULL, NULL, strdup(optarg)};
+            break;
+        case OPT_UPSTREAM: {
+            const char *colon = strrchr(optarg, ':');
+            if (!colon || colon == optarg || colon[1] == '\0') {
+                fprintf(stderr, "cascade: --upstream %s: expected HOST:PORT\n", optarg);
+                goto out;
+            }
+            char *host = strndup(optarg, (size_t)(colon - optarg));
+            /* [v6]:port */
+            if (host[0] == '[' && host[strlen(host) - 1] == ']') {
+                memmove(host, host + 1, strlen(host));
+                host[strlen(host) - 1] = '\0';
+            }
+            ov[nov++] = (struct override){"--upstream", "upstream", "host", host};
+            ov[nov++] = (struct override){"--upstream", "upstream", "port", strdup(colon + 1)};
+            break;
+        }
+        case OPT_CHECK:
+            check_only = true;
+            break;
+        case OPT_VERSION:
+            printf("cascade %s\n", CASCADE_VERSION);
+            rc = 0;
+            goto out;
+        case 'h':
+            usage(stdout);
+            rc = 0;
+            goto out;
+        case ':':
+            fprintf(stderr, "cascade: %s needs a value\n", argv[optind - 1]);
+            usage(stderr);
+            goto out;
+        default:
+            fprintf(stderr, "cascade: unknown option %s\n", argv[optind - 1]);
+            usage(stderr);
+            goto out;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "cascade: unexpected argument %s\n", argv[optind]);
+        usage(stderr);
+        goto out;
+    }
+
+    struct config cfg;
+    config_init(&cfg);
+    char err[CONFIG_ERR_LEN];
+    if (config_path && config_load_file(&cfg, config_path, err, sizeof(err)) != 0) {
+        fprintf(stderr, "%s\n", err);
+        goto out_cfg;
+    }
+    for (size_t i = 0; i < nov; i++) {
+        if (apply(&cfg, &ov[i]) != 0)
+            goto out_cfg;
+    }
+    if (config_validate(&cfg, err, sizeof(err)) != 0) {
+        fprintf(stderr, "%s%s%s\n", config_path ? config_path : "", config_path ? ": " : "",
+                err);
+        goto out_cfg;
+    }
+    if (check_only) {
+        printf("configuration OK\n");
+        rc = 0;
+        goto out_cfg;
+    }
+    enum log_level level;
+    if (log_level_parse(cfg.log_level, &level) == 0)
+        log_set_level(level);
+    if (ensure_dir(cfg.dir) != 0)
+        goto out_cfg;
+
+    signal(SIGPIPE, SIG_IGN);
+    struct event_base *base = event_base_new();
+    if (!base) {
+        fprintf(stderr, "cascade: cannot create the event loop\n");
+        goto out_cfg;
+    }
+    struct relay *relay = relay_new(base, &cfg, config_path);
+    struct event *sigs[3];
+    const int signums[3] = {SIGTERM, SIGINT, SIGHUP};
+    for (int i = 0; i < 3; i++) {
+        sigs[i] = evsignal_new(base, signums[i], on_signal, relay);
+        event_add(sigs[i], NULL);
+    }
+    if (relay_start(relay, err, sizeof(err)) != 0) {
+        log_warning("main", "-", "cannot start: %s", err);
+        fprintf(stderr, "cascade: %s\n", err);
+    } else {
+        event_base_dispatch(base);
+        log_notice("main", "-", "stopped");
+        rc = 0;
+    }
+    for (int i = 0; i < 3; i++)
+        event_free(sigs[i]);
+    relay_free(relay);
+    event_base_free(base);
+out_cfg:
+    config_deinit(&cfg);
+out:
+    for (size_t i = 0; i < nov; i++)
+        free(ov[i].value);
+    return rc;
+}

@@ -1,0 +1,140 @@
+/*
+ * net: thin wrappers over the socket API. Name resolution uses getaddrinfo (blocking): hosts
+ * are configured by the operator and resolved rarely, on (re)connect.
+ */
+#include "net.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static int set_nonblock(int fd)
+{
+    int fl = fcntl(fd, F_GETFL);
+    if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
+        return -1;
+    return 0;
+}
+
+static struct addrinfo *resolve(const char *host, int port, int passive, char *err, size_t errlen)
+{
+    struct addrinfo hints = {0}, *res = NULL;
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = passive ? AI_PASSIVE : 0;
+    char ps[16];
+    snprintf(ps, sizeof(ps), "%d", port);
+    int rc = getaddrinfo(host, ps, &hints, &res);
+    if (rc != 0) {
+        snprintf(err, errlen, "cannot resolve %s: %s", host, gai_strerror(rc));
+        return NULL;
+    }
+    return res;
+}
+
+int net_listen(const char *addr, int port, int backlog, char *err, size_t errlen)
+{
+    struct addrinfo *res = resolve(addr, port, 1, err, errlen);
+    if (!res)
+        return -1;
+    int fd = -1;
+    for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
+        fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
+        if (fd < 0)
+            continue;
+        int one = 1;
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+        if (ai->ai_family == AF_INET6)
+            setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+        if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && listen(fd, backlog) == 0 &&
+            set_nonblock(fd) == 0)
+            break;
+        snprintf(err, errlen, "cannot listen on %s:%d: %s", addr, port, strerror(errno));
+        close(fd);
+        fd = -1;
+    }
+    freeaddrinfo(res);
+    return fd;
+}
+
+int net_resolve(const char *host, int port, struct sockaddr_storage *out, socklen_t *outlen,
+                char *err, size_t errlen)
+{
+    struct addrinfo *res = resolve(host, port, 0, err, errlen);
+    if (!res)
+        return -1;
+    memcpy(out, res->ai_addr, res->ai_addrlen);
+    *outlen = res->ai_addrlen;
+    freeaddrinfo(res);
+    return 0;
+}
+
+int64_t net_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void net_tune(int fd)
+{
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+}
+
+void net_format(const struct sockaddr *sa, char *out, size_t len, int with_port)
+{
+    char ip[INET6_ADDRSTRLEN] = "?";
+    int port = 0;
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *s4 = (const struct sockaddr_in *)(const void *)sa;
+        inet_ntop(AF_INET, &s4->sin_addr, ip, sizeof(ip));
+        port = ntohs(s4->sin_port);
+    } else if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)(const void *)sa;
+        inet_ntop(AF_INET6, &s6->sin6_addr, ip, sizeof(ip));
+        port = ntohs(s6->sin6_port);
+    }
+    if (!with_port)
+        snprintf(out, len, "%s", ip);
+    else if (sa->sa_family == AF_INET6)
+        snprintf(out, len, "[%s]:%d", ip, port);
+    else
+        snprintf(out, len, "%s:%d", ip, port);
+}
+
+static void name_of(int fd, char *out, size_t len, int peer, int with_port)
+{
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof(ss);
+    int rc = peer ? getpeername(fd, (struct sockaddr *)&ss, &sl)
+                  : getsockname(fd, (struct sockaddr *)&ss, &sl);
+    if (rc != 0) {
+        snprintf(out, len, "?");
+        return;
+    }
+    net_format((struct sockaddr *)&ss, out, len, with_port);
+}
+
+void net_peer_name(int fd, char *out, size_t len)
+{
+    name_of(fd, out, len, 1, 1);
+}
+
+void net_local_name(int fd, char *out, size_t len)
+{
+    name_of(fd, out, len, 0, 1);
+}
+
+void net_peer_ip(int fd, char *out, size_t len)
+{
+    name_of(fd, out, len, 1, 0);
+}

@@ -1,0 +1,35 @@
+/*
+ * net: sockets without an event loop: listen, non-blocking connect, options, address text.
+ * Returns -1 with a message on failure; never logs.
+ */
+#ifndef CASCADE_NET_H
+#define CASCADE_NET_H
+
+#include <stddef.h>
+#include <sys/socket.h>
+
+#define NET_ADDR_LEN 64 /* "[v6 address]:port" */
+
+/* A non-blocking listening socket on addr:port (addr may be an IPv4/IPv6 literal or name). */
+int net_listen(const char *addr, int port, int backlog, char *err, size_t errlen);
+
+/* Resolve host:port to the first address (for bufferevent_socket_connect). 0 or -1. */
+int net_resolve(const char *host, int port, struct sockaddr_storage *out, socklen_t *outlen,
+                char *err, size_t errlen);
+
+/* TCP_NODELAY and keepalive on a connected socket. */
+void net_tune(int fd);
+
+/* "ip:port" of the peer (or local end) of fd. */
+void net_peer_name(int fd, char *out, size_t len);
+void net_local_name(int fd, char *out, size_t len);
+/* The peer's address only (no port). */
+void net_peer_ip(int fd, char *out, size_t len);
+
+/* Monotonic clock in milliseconds. */
+#include <stdint.h>
+int64_t net_now_ms(void);
+
+void net_format(const struct sockaddr *sa, char *out, size_t len, int with_port);
+
+#endif

@@ -1,0 +1,696 @@
+/*
+ * relay: the architecture in one place.
+ *
+ *   upstream (main link) --stream--> backlog --zero-copy refs--> replica sessions
+ *        |  RDB                                         ^
+ *        +--> snapshot (file + offset) --sendfile-------+
+ *   upstream (side link, rdb-only) --> a fresh snapshot when the cached one left the backlog
+ *   server: listener and plain clients; PSYNC/SYNC are handed here and become replicas.
+ *
+ * The relay holds the upstream's history: replid, replid2/second_replid_offset and the
+ * backlog's offsets. It never invents ids or bytes (PROTOCOL.md, "the relay is transparent").
+ * One cron (every 100 ms) drives timeouts, ACKs, reconnects, keepalives and deferred frees.
+ */
+#include "relay.h"
+
+#include <event2/event.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/utsname.h>
+#include <unistd.h>
+
+#include "backlog.h"
+#include "log.h"
+#include "net.h"
+#include "replica.h"
+#include "server.h"
+#include "snapshot.h"
+#include "stats.h"
+#include "upstream.h"
+
+#define CRON_MS            100
+#define BLOCK_SIZE         (64 * 1024) /* backlog block: the unit of zero-copy fan-out */
+#define FETCH_RETRY_MS     1000        /* between failed snapshot fetches */
+#define NULL_REPLID        "0000000000000000000000000000000000000000"
+
+struct relay {
+    struct event_base *base;       /* borrowed */
+    struct config *cfg;            /* borrowed */
+    const char *config_path;       /* borrowed; for INFO */
+    struct stats stats;
+    struct backlog *backlog;       /* owned: the stream history */
+    struct snapshot *snap;         /* owned: the READY snapshot served to full syncs */
+    struct upstream *up;           /* owned: the main link */
+    struct upstream *fetch;        /* owned: side link fetching a snapshot, or NULL */
+    bool fetch_finished;           /* fetch ended (either way); freed by the cron */
+    int64_t fetch_failed_ms;       /* last failed fetch, for the retry delay */
+    struct replica_set *replicas;  /* owned */
+    struct server *server;         /* owned */
+    struct event *cron;            /* owned */
+    bool has_history;              /* replid/backlog describe a real history */
+    char replid[41];               /* current history id (the upstream's) */
+    char replid2[41];              /* previous id, accepted up to second_replid_offset */
+    int64_t second_replid_offset;  /* first offset not valid under replid2, -1 if none */
+    bool main_full_sync;           /* the main link is loading a new history's RDB */
+    int64_t start_ms;
+    char run_id[41];
+};
+
+/* ---- history and snapshots ------------------------------------------------------------ */
+
+static bool snapshot_usable(const struct relay *r, const struct snapshot *s)
+{
+    if (!s || s->state != SNAPSHOT_READY || !r->has_history)
+        return false;
+    bool same = strcmp(s->replid, r->replid) == 0 ||
+                (strcmp(s->replid, r->replid2) == 0 && s->offset < r->second_replid_offset);
+    /* The stream must be held from the byte after the snapshot on. */
+    return same && s->offset + 1 >= backlog_start(r->backlog);
+}
+
+static void install_snapshot(struct relay *r, struct snapshot *s)
+{
+    if (r->snap != s) {
+        snapshot_free(r->snap); /* unlinks the old file; transfers in flight keep their fd */
+        r->snap = s;
+    }
+}
+
+static void serve_waiting(struct relay *r)
+{
+    if (!snapshot_usable(r, r->snap))
+        return;
+    struct replica *next;
+    for (struct replica *rep = replica_set_first(r->replicas); rep; rep = next) {
+        next = rep->next;
+        if (rep->state == REPLICA_WAIT_SNAPSHOT) {
+            r->stats.sync_full++;
+            replica_start_full(rep, r->snap, r->replid);
+        }
+    }
+}
+
+static void fetch_position(void *ctx, char replid[41], int64_t *offset)
+{
+    (void)ctx;
+    replid[0] = '\0';
+    *offset = -1;
+}
+
+static void fetch_on_snapshot(void *ctx, struct snapshot *s)
+{
+    struct relay *r = ctx;
+    r->fetch_finished = true;
+    if (!snapshot_usable(r, s)) {
+        log_warning("relay", "-", "fetched snapshot (replid %s offset %" PRId64
+                    ") does not fit the current history; discarded", s->replid, s->offset);
+        snapshot_free(s);
+        r->fetch_failed_ms = net_now_ms();
+        return;
+    }
+    install_snapshot(r, s);
+    serve_waiting(r);
+}
+
+static void fetch_on_down(void *ctx)
+{
+    struct relay *r = ctx;
+    r->fetch_finished = true;
+    r->fetch_failed_ms = net_now_ms();
+}
+
+static struct upstream_params upstream_params(const struct relay *r, enum upstream_mode mode)
+{
+    const struct config *c = r->cfg;
+    struct upstream_params p = {
+        .mode = mode,
+        .host = c->upstream_host,
+        .port = (int)c->upstream_port,
+        .user = c->upstream_user,
+        .password = c->upstream_password,
+        .listening_port = (int)c->port,
+        .dir = c->dir,
+        .connect_timeout_ms = c->connect_timeout_ms,
+        .repl_timeout_ms = c->repl_timeout_ms,
+        .reconnect_min_ms = c->reconnect_min_ms,
+        .reconnect_max_ms = c->reconnect_max_ms,
+    };
+    return p;
+}
+
+/* Start a side link for a fresh snapshot, unless one is coming anyway. */
+static void request_snapshot(struct relay *r)
+{
+    if (r->fetch || r->main_full_sync || !r->cfg->upstream_host[0])
+        return;
+    if (!upstream_link_up(r->up))
+        return; /* fetched once the main link is back: it must agree on the history */
+    if (r->fetch_failed_ms && net_now_ms() - r->fetch_failed_ms < FETCH_RETRY_MS)
+        return;
+    struct upstream_params p = upstream_params(r, UPSTREAM_RDB_ONLY);
+    struct upstream_callbacks cb = {
+        .ctx = r,
+        .position = fetch_position,
+        .on_snapshot = fetch_on_snapshot,
+        .on_down = fetch_on_down,
+    };
+    r->fetch = upstream_new(r->base, &p, &cb);
+    r->fetch_finished = false;
+    r->stats.snapshot_fetches++;
+    log_notice("relay", "-", "fetching a fresh snapshot on a side connection (rdb-only)");
+    upstream_start(r->fetch);
+}
+
+/* ---- main link callbacks ---------------------------------------------------------------- */
+
+static void up_position(void *ctx, char replid[41], int64_t *offset)
+{
+    struct relay *r = ctx;
+    if (r->has_history) {
+        memcpy(replid, r->replid, 41);
+        *offset = backlog_end(r->backlog);
+    } else {
+        replid[0] = '\0';
+        *offset = -1;
+    }
+}
+
+static void up_on_continue(void *ctx, const char *new_replid)
+{
+    struct relay *r = ctx;
+    r->stats.upstream_partial_syncs++;
+    if (!new_replid[0] || strcmp(new_replid, r->replid) == 0)
+        return;
+    /* psync2: the old id stays valid up to here (Redis' shiftReplicationId). */
+    memcpy(r->replid2, r->replid, 41);
+    r->second_replid_offset = backlog_end(r->backlog) + 1;
+    memcpy(r->replid, new_replid, 41);
+    log_notice("relay", "-", "upstream replication id changed to %s; replid2 %s valid up to %" PRId64,
+               r->replid, r->replid2, r->second_replid_offset);
+    /* Sub-replicas reconnect to learn the new id; their old one is accepted through replid2. */
+    replica_set_drop(r->replicas, false, "upstream replication id changed");
+}
+
+static void up_on_fullresync(void *ctx, const char *replid, int64_t offset)
+{
+    struct relay *r = ctx;
+    (void)replid;
+    (void)offset;
+    r->stats.upstream_full_syncs++;
+    r->main_full_sync = true;
+}
+
+static void up_on_snapshot(void *ctx, struct snapshot *s)
+{
+    struct relay *r = ctx;
+    r->main_full_sync = false;
+    bool continues = r->has_history && strcmp(s->replid, r->replid) == 0 &&
+                     s->offset == backlog_end(r->backlog);
+    if (!continues) {
+        /* A new history: the old one was served until now; nothing of it is mixed in. */
+        if (r->has_history)
+            log_notice("relay", "-", "new history %s at offset %" PRId64 " replaces %s",
+                       s->replid, s->offset, r->replid);
+        replica_set_drop(r->replicas, false, "upstream started a new history");
+        backlog_reset(r->backlog, s->offset + 1);
+        memcpy(r->replid, s->replid, 41);
+        memcpy(r->replid2, NULL_REPLID, 41);
+        r->second_replid_offset = -1;
+        r->has_history = true;
+    }
+    install_snapshot(r, s);
+    serve_waiting(r);
+}
+
+static void up_on_stream(void *ctx, const char *buf, size_t len)
+{
+    struct relay *r = ctx;
+    backlog_append(r->backlog, buf, len);
+    r->stats.total_net_repl_input_bytes += (int64_t)len;
+    replica_set_feed(r->replicas);
+}
+
+static void up_on_down(void *ctx)
+{
+    struct relay *r = ctx;
+    r->main_full_sync = false;
+}
+
+/* ---- INFO / ROLE ---------------------------------------------------------------------- */
+
+static int64_t rss_bytes(void)
+{
+    int fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    char buf[128];
+    ssize_t n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    if (n <= 0)
+        return 0;
+    buf[n] = '\0';
+    long pages = 0, rss = 0;
+    if (sscanf(buf, "%ld %ld", &pages, &rss) != 2)
+        return 0;
+    return (int64_t)rss * sysconf(_SC_PAGESIZE);
+}
+
+static const char *link_status(const struct relay *r)
+{
+    return upstream_link_up(r->up) ? "up" : "down";
+}
+
+static void info_server(struct relay *r, struct sbuf *o)
+{
+    struct utsname un;
+    uname(&un);
+    int64_t up_s = (net_now_ms() - r->start_ms) / 1000;
+    sbuf_printf(o,
+                "# Server\r\n"
+                "redis_version:7.0.15\r\n"
+                "cascade_version:%s\r\n"
+                "redis_mode:standalone\r\n"
+                "os:%s %s %s\r\n"
+                "arch_bits:%d\r\n"
+                "multiplexing_api:libevent\r\n"
+                "process_id:%d\r\n"
+                "run_id:%s\r\n"
+                "tcp_port:%" PRId64 "\r\n"
+                "uptime_in_seconds:%" PRId64 "\r\n"
+                "uptime_in_days:%" PRId64 "\r\n"
+                "config_file:%s\r\n",
+                CASCADE_VERSION, un.sysname, un.release, un.machine, (int)(sizeof(long) * 8),
+                (int)getpid(), r->run_id, r->cfg->port, up_s, up_s / 86400,
+                r->config_path ? r->config_path : "");
+}
+
+static void info_clients(struct relay *r, struct sbuf *o)
+{
+    sbuf_printf(o,
+                "# Clients\r\n"
+                "connected_clients:%zu\r\n"
+                "maxclients:%" PRId64 "\r\n"
+                "blocked_clients:0\r\n",
+                server_client_count(r->server) + replica_set_count(r->replicas),
+                r->cfg->max_clients);
+}
+
+static void info_memory(struct relay *r, struct sbuf *o)
+{
+    int64_t outbuf = 0;
+    for (struct replica *rep = replica_set_first(r->replicas); rep; rep = rep->next)
+        outbuf += (int64_t)replica_output_bytes(rep);
+    int64_t used = (int64_t)backlog_memory(r->backlog);
+    int64_t rss = rss_bytes();
+    char h1[32], h2[32];
+    stats_human_bytes(used, h1, sizeof(h1));
+    stats_human_bytes(rss, h2, sizeof(h2));
+    sbuf_printf(o,
+                "# Memory\r\n"
+                "used_memory:%" PRId64 "\r\n"
+                "used_memory_human:%s\r\n"
+                "used_memory_rss:%" PRId64 "\r\n"
+                "used_memory_rss_human:%s\r\n"
+                "mem_replication_backlog:%" PRId64 "\r\n"
+                "mem_clients_slaves:%" PRId64 "\r\n"
+                "maxmemory:0\r\n",
+                used, h1, rss, h2, used, outbuf);
+}
+
+static void info_stats(struct relay *r, struct sbuf *o)
+{
+    sbuf_printf(o, "# Stats\r\n");
+    stats_info(&r->stats, o);
+    sbuf_printf(o, "total_forks:0\r\n");
+}
+
+static void info_replication(struct relay *r, struct sbuf *o)
+{
+    int64_t now = net_now_ms();
+    int64_t end = backlog_end(r->backlog);
+    enum upstream_state st = upstream_state(r->up);
+    bool syncing = st == UPSTREAM_RDB || st == UPSTREAM_RDB_PREAMBLE;
+    sbuf_printf(o,
+                "# Replication\r\n"
+                "role:slave\r\n"
+                "master_host:%s\r\n"
+                "master_port:%d\r\n"
+                "master_link_status:%s\r\n"
+                "master_last_io_seconds_ago:%" PRId64 "\r\n"
+                "master_sync_in_progress:%d\r\n"
+                "slave_read_repl_offset:%" PRId64 "\r\n"
+                "slave_repl_offset:%" PRId64 "\r\n",
+                upstream_host(r->up), upstream_port(r->up), link_status(r),
+                upstream_last_io_ms(r->up) ? (now - upstream_last_io_ms(r->up)) / 1000 : -1,
+                syncing ? 1 : 0, end, end);
+    if (syncing)
+        sbuf_printf(o,
+                    "master_sync_total_bytes:%" PRId64 "\r\n"
+                    "master_sync_read_bytes:%" PRId64 "\r\n",
+                    upstream_rdb_size(r->up), upstream_rdb_bytes(r->up));
+    if (!upstream_link_up(r->up))
+        sbuf_printf(o, "master_link_down_since_seconds:%" PRId64 "\r\n",
+                    (now - upstream_down_since_ms(r->up)) / 1000);
+    sbuf_printf(o,
+                "slave_priority:0\r\n"
+                "slave_read_only:1\r\n"
+                "replica_announced:1\r\n"
+                "connected_slaves:%zu\r\n",
+                replica_set_count(r->replicas));
+    int i = 0;
+    for (struct replica *rep = replica_set_first(r->replicas); rep; rep = rep->next, i++) {
+        sbuf_printf(o, "slave%d:ip=%s,port=%d,state=%s,offset=%" PRId64 ",lag=%" PRId64 "\r\n", i,
+                    rep->hello.ip, rep->hello.listening_port, replica_state_name(rep->state),
+                    rep->ack_offset, (now - rep->ack_ms) / 1000);
+    }
+    sbuf_printf(o,
+                "master_failover_state:no-failover\r\n"
+                "master_replid:%s\r\n"
+                "master_replid2:%s\r\n"
+                "master_repl_offset:%" PRId64 "\r\n"
+                "second_repl_offset:%" PRId64 "\r\n"
+                "repl_backlog_active:%d\r\n"
+                "repl_backlog_size:%" PRId64 "\r\n"
+                "repl_backlog_first_byte_offset:%" PRId64 "\r\n"
+                "repl_backlog_histlen:%zu\r\n",
+                r->has_history ? r->replid : NULL_REPLID, r->replid2, end, r->second_replid_offset,
+                r->has_history ? 1 : 0, (int64_t)backlog_limit(r->backlog),
+                backlog_start(r->backlog), backlog_histlen(r->backlog));
+}
+
+static void info_relay(struct relay *r, struct sbuf *o)
+{
+    int64_t now = net_now_ms();
+    const struct snapshot *s = r->snap;
+    sbuf_printf(o,
+                "# Relay\r\n"
+                "upstream_state:%s\r\n"
+                "snapshot_state:%s\r\n"
+                "snapshot_offset:%" PRId64 "\r\n"
+                "snapshot_size:%" PRId64 "\r\n"
+                "snapshot_age_seconds:%" PRId64 "\r\n"
+                "snapshot_fetch_in_progress:%d\r\n"
+                "replicas_waiting_snapshot:%zu\r\n",
+                upstream_state_name(upstream_state(r->up)),
+                snapshot_state_name(s ? s->state : SNAPSHOT_EMPTY), s ? s->offset : -1,
+                s ? s->size : 0, s ? (int64_t)(time(NULL) - s->ready_time) : -1,
+                r->fetch && !r->fetch_finished ? 1 : 0, replica_set_waiting(r->replicas));
+    int i = 0;
+    for (struct replica *rep = replica_set_first(r->replicas); rep; rep = rep->next, i++) {
+        sbuf_printf(o,
+                    "replica%d:addr=%s,state=%s,lag_bytes=%" PRId64 ",lag_seconds=%" PRId64
+                    ",output_bytes=%zu\r\n",
+                    i, rep->hello.peer, replica_state_name(rep->state), replica_lag_bytes(rep),
+                    (now - rep->ack_ms) / 1000, replica_output_bytes(rep));
+    }
+}
+
+struct info_section {
+    const char *name;
+    void (*fn)(struct relay *r, struct sbuf *o);
+    bool by_default;
+};
+
+static const struct info_section sections[] = {
+    {"server", info_server, true},           {"clients", info_clients, true},
+    {"memory", info_memory, true},           {"stats", info_stats, true},
+    {"replication", info_replication, true}, {"relay", info_relay, true},
+    {NULL, NULL, false},
+};
+
+static void relay_info(void *ctx, const char *section, struct sbuf *out)
+{
+    struct relay *r = ctx;
+    bool all = section[0] == '\0' || strcasecmp(section, "all") == 0 ||
+               strcasecmp(section, "everything") == 0 || strcasecmp(section, "default") == 0;
+    bool first = true;
+    for (const struct info_section *s = sections; s->name; s++) {
+        if (all ? !s->by_default : strcasecmp(section, s->name) != 0)
+            continue;
+        if (!first)
+            sbuf_append(out, "\r\n", 2);
+        s->fn(r, out);
+        first = false;
+    }
+}
+
+static void relay_role(void *ctx, struct sbuf *out)
+{
+    struct relay *r = ctx;
+    const char *state;
+    switch (upstream_state(r->up)) {
+    case UPSTREAM_STREAM:
+        state = "connected";
+        break;
+    case UPSTREAM_PSYNC:
+    case UPSTREAM_RDB_PREAMBLE:
+    case UPSTREAM_RDB:
+        state = "sync";
+        break;
+    case UPSTREAM_CONNECTING:
+    case UPSTREAM_PING:
+    case UPSTREAM_HANDSHAKE:
+        state = "connecting";
+        break;
+    default:
+        state = "connect";
+        break;
+    }
+    const char *host = upstream_host(r->up);
+    sbuf_printf(out, "*5\r\n$5\r\nslave\r\n$%zu\r\n%s\r\n:%d\r\n$%zu\r\n%s\r\n:%" PRId64 "\r\n",
+                strlen(host), host, upstream_port(r->up), strlen(state), state,
+                backlog_end(r->backlog));
+}
+
+/* ---- downstream requests ------------------------------------------------------------- */
+
+static int relay_replicaof(void *ctx, const char *host, int port, char *err, size_t errlen)
+{
+    struct relay *r = ctx;
+    char portstr[16];
+    snprintf(portstr, sizeof(portstr), "%d", port);
+    if (config_set(r->cfg, "upstream", "host", host, err, errlen) != 0 ||
+        config_set(r->cfg, "upstream", "port", portstr, err, errlen) != 0)
+        return -1;
+    log_notice("relay", "-", "REPLICAOF %s %d: re-pointing the upstream link", host, port);
+    if (r->fetch) {
+        upstream_free(r->fetch);
+        r->fetch = NULL;
+    }
+    r->main_full_sync = false;
+    upstream_repoint(r->up, host, port);
+    return 0;
+}
+
+static bool can_continue(const struct relay *r, const char *replid, int64_t offset)
+{
+    bool id_ok = strcmp(replid, r->replid) == 0 ||
+                 (strcmp(replid, r->replid2) == 0 && offset <= r->second_replid_offset);
+    return id_ok && backlog_can_serve(r->backlog, offset);
+}
+
+static int relay_sync(void *ctx, struct bufferevent *bev, const struct server_sync_request *req,
+                      char *err, size_t errlen)
+{
+    struct relay *r = ctx;
+    const struct resp_command *cmd = req->cmd;
+    char replid[41] = "?";
+    int64_t offset = -1;
+    if (!req->plain_sync) {
+        if (cmd->argc >= 4 && resp_arg_is(cmd, 3, "FAILOVER")) {
+            snprintf(err, errlen, "ERR a relay cannot be the target of FAILOVER");
+            return -1;
+        }
+        if (resp_arg_int64(cmd, 2, &offset) != 0) {
+            snprintf(err, errlen, "ERR value is not an integer or out of range");
+            return -1;
+        }
+        size_t n = cmd->argl[1] < 40 ? cmd->argl[1] : 40;
+        memcpy(replid, cmd->argv[1], n);
+        replid[n] = '\0';
+    }
+    if (!r->has_history) {
+        /* Never -ERR: a stock replica would fall back to SYNC and drop its cached master. */
+        snprintf(err, errlen, "NOMASTERLINK Can't SYNC while not connected with my master");
+        return -1;
+    }
+    if (r->cfg->max_replicas > 0 &&
+        (int64_t)replica_set_count(r->replicas) >= r->cfg->max_replicas) {
+        snprintf(err, errlen, "ERR max number of replicas reached");
+        return -1;
+    }
+    struct replica_hello h = {
+        .id = req->id,
+        .listening_port = req->listening_port,
+        .capa_eof = req->capa_eof,
+        .capa_psync2 = req->capa_psync2,
+        .rdb_only = req->rdb_only,
+        .plain_sync = req->plain_sync,
+        .created_ms = req->created_ms,
+    };
+    snprintf(h.peer, sizeof(h.peer), "%s", req->peer);
+    snprintf(h.ip, sizeof(h.ip), "%s", req->ip);
+    struct replica *rep = replica_attach(r->replicas, bev, &h);
+    if (!req->plain_sync && !req->rdb_only && can_continue(r, replid, offset)) {
+        r->stats.sync_partial_ok++;
+        replica_start_partial(rep, offset, r->replid);
+        return 0;
+    }
+    if (!req->plain_sync && strcmp(replid, "?") != 0)
+        r->stats.sync_partial_err++;
+    log_info("relay", req->peer, "full sync for %s %" PRId64 " (history %s %" PRId64 "..%" PRId64
+             ")", replid, offset, r->replid, backlog_start(r->backlog), backlog_end(r->backlog));
+    if (snapshot_usable(r, r->snap)) {
+        r->stats.sync_full++;
+        replica_start_full(rep, r->snap, r->replid);
+    } else {
+        replica_start_full(rep, NULL, NULL);
+        request_snapshot(r);
+    }
+    return 0;
+}
+
+static void relay_client_list(void *ctx, struct sbuf *out)
+{
+    struct relay *r = ctx;
+    int64_t now = net_now_ms();
+    for (struct replica *rep = replica_set_first(r->replicas); rep; rep = rep->next) {
+        sbuf_printf(out,
+                    "id=%" PRIu64 " addr=%s laddr=- fd=-1 name= age=%" PRId64 " idle=%" PRId64
+                    " flags=S db=0 sub=0 psub=0 multi=-1 qbuf=0 obl=0 oll=0 omem=%zu cmd=%s\n",
+                    rep->hello.id, rep->hello.peer, (now - rep->hello.created_ms) / 1000,
+                    (now - rep->ack_ms) / 1000, replica_output_bytes(rep),
+                    rep->hello.plain_sync ? "sync" : "psync");
+    }
+}
+
+static size_t relay_other_connections(void *ctx)
+{
+    struct relay *r = ctx;
+    return replica_set_count(r->replicas);
+}
+
+/* ---- cron and life cycle ---------------------------------------------------------------- */
+
+static void cron_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct relay *r = arg;
+    (void)fd;
+    (void)what;
+    int64_t now = net_now_ms();
+    upstream_cron(r->up, now);
+    if (r->fetch) {
+        if (r->fetch_finished) {
+            upstream_free(r->fetch);
+            r->fetch = NULL;
+        } else {
+            upstream_cron(r->fetch, now);
+        }
+    }
+    replica_set_cron(r->replicas, now);
+    if (replica_set_waiting(r->replicas) > 0) {
+        if (snapshot_usable(r, r->snap))
+            serve_waiting(r);
+        else
+            request_snapshot(r);
+    }
+}
+
+static void random_hex(char *out, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    unsigned char buf[64];
+    int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+    ssize_t got = fd >= 0 ? read(fd, buf, n) : -1;
+    if (fd >= 0)
+        close(fd);
+    for (size_t i = 0; i < n; i++)
+        out[i] = hex[(got == (ssize_t)n ? buf[i] : (unsigned char)rand()) & 15];
+    out[n] = '\0';
+}
+
+struct relay *relay_new(struct event_base *base, struct config *cfg, const char *config_path)
+{
+    struct relay *r = calloc(1, sizeof(*r));
+    if (!r)
+        abort();
+    r->base = base;
+    r->cfg = cfg;
+    r->config_path = config_path;
+    r->start_ms = net_now_ms();
+    random_hex(r->run_id, 40);
+    memcpy(r->replid, NULL_REPLID, 41);
+    memcpy(r->replid2, NULL_REPLID, 41);
+    r->second_replid_offset = -1;
+    r->backlog = backlog_new(BLOCK_SIZE, (size_t)cfg->backlog_size_bytes);
+    struct replica_limits lim = {
+        .output_limit_bytes = cfg->output_limit_bytes,
+        .timeout_ms = cfg->replica_timeout_ms,
+        .keepalive_ms = cfg->snapshot_keepalive_ms,
+    };
+    r->replicas = replica_set_new(base, r->backlog, &r->stats, &lim);
+    struct server_callbacks scb = {
+        .ctx = r,
+        .info = relay_info,
+        .role = relay_role,
+        .replicaof = relay_replicaof,
+        .sync = relay_sync,
+        .client_list = relay_client_list,
+        .other_connections = relay_other_connections,
+    };
+    r->server = server_new(base, cfg, &r->stats, &scb);
+    struct upstream_params p = upstream_params(r, UPSTREAM_MAIN);
+    struct upstream_callbacks ucb = {
+        .ctx = r,
+        .position = up_position,
+        .on_continue = up_on_continue,
+        .on_fullresync = up_on_fullresync,
+        .on_snapshot = up_on_snapshot,
+        .on_stream = up_on_stream,
+        .on_down = up_on_down,
+    };
+    r->up = upstream_new(base, &p, &ucb);
+    r->cron = event_new(base, -1, EV_PERSIST, cron_cb, r);
+    if (!r->cron)
+        abort();
+    return r;
+}
+
+int relay_start(struct relay *r, char *err, size_t errlen)
+{
+    if (server_listen(r->server, err, errlen) != 0)
+        return -1;
+    struct timeval tv = {.tv_sec = 0, .tv_usec = CRON_MS * 1000};
+    event_add(r->cron, &tv);
+    log_notice("relay", "-", "cascade %s listening on %s:%" PRId64 ", upstream %s%s%" PRId64,
+               CASCADE_VERSION, r->cfg->bind, r->cfg->port,
+               r->cfg->upstream_host[0] ? r->cfg->upstream_host : "(none: waiting for REPLICAOF)",
+               r->cfg->upstream_host[0] ? ":" : "",
+               r->cfg->upstream_host[0] ? r->cfg->upstream_port : (int64_t)0);
+    upstream_start(r->up);
+    return 0;
+}
+
+void relay_stop(struct relay *r)
+{
+    server_stop_listening(r->server);
+    event_base_loopexit(r->base, NULL);
+}
+
+void relay_free(struct relay *r)
+{
+    if (!r)
+        return;
+    event_free(r->cron);
+    server_free(r->server);
+    replica_set_free(r->replicas);
+    upstream_free(r->fetch);
+    upstream_free(r->up);
+    snapshot_free(r->snap);
+    backlog_free(r->backlog);
+    free(r);
+}

@@ -1,0 +1,24 @@
+/*
+ * relay: owns everything and is the only place where the upstream and downstream sides meet.
+ */
+#ifndef CASCADE_RELAY_H
+#define CASCADE_RELAY_H
+
+#include <stddef.h>
+
+#include "config.h"
+
+struct event_base;
+struct relay;
+
+/* A relay on cfg (borrowed; it must outlive the relay). Nothing starts yet. */
+struct relay *relay_new(struct event_base *base, struct config *cfg, const char *config_path);
+void relay_free(struct relay *r);
+
+/* Listen downstream and connect upstream. 0, or -1 with a message (startup errors). */
+__attribute__((warn_unused_result)) int relay_start(struct relay *r, char *err, size_t errlen);
+
+/* Stop accepting and leave the loop. */
+void relay_stop(struct relay *r);
+
+#endif

@@ -1,0 +1,455 @@
+/*
+ * replica: the downstream sessions. See replica.h.
+ *
+ * Output discipline: an online replica's output holds references into backlog blocks, refilled
+ * from the write callback below a low watermark, so its memory is bounded by the refill window
+ * and never by how far behind it is. While its RDB is in flight, the stream that arrives meanwhile
+ * is pinned up to the output limit, as a Redis master buffers it. Past the limit, or once its
+ * offset has left the backlog, the replica is dropped: the upstream read never waits for it.
+ *
+ * Nothing is ever written to a streaming replica but stream bytes (PROTOCOL.md: the stream
+ * is never altered). Keepalive "\n" goes only to replicas still waiting for a snapshot.
+ */
+#include "replica.h"
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "resp.h"
+
+#define REFILL_WINDOW   (1 << 20) /* stream bytes queued per online replica at most */
+#define REFILL_LOWMARK  (REFILL_WINDOW / 2)
+#define MAX_INPUT_BYTES (64 * 1024) /* a replica sends only short REPLCONF ACKs */
+
+struct replica_set {
+    struct event_base *base;    /* borrowed */
+    struct backlog *backlog;    /* borrowed */
+    struct stats *stats;        /* borrowed */
+    struct replica_limits lim;
+    struct replica *head, *tail;/* live sessions in attach order */
+    struct replica *dead;       /* sessions to free (singly linked via next) */
+    struct event *reaper;       /* frees dead sessions outside their callbacks */
+    size_t count;
+};
+
+static const char *const state_names[] = {"wait_bgsave", "send_bulk", "online", "closing"};
+
+const char *replica_state_name(enum replica_state s)
+{
+    return s <= REPLICA_CLOSING ? state_names[s] : "?";
+}
+
+static void set_state(struct replica *r, enum replica_state s)
+{
+    if (r->state == s)
+        return;
+    log_debug("replica", r->hello.peer, "%s -> %s", replica_state_name(r->state),
+              replica_state_name(s));
+    r->state = s;
+    r->state_since_ms = net_now_ms();
+}
+
+static void unlink_session(struct replica_set *set, struct replica *r)
+{
+    if (r->prev)
+        r->prev->next = r->next;
+    else
+        set->head = r->next;
+    if (r->next)
+        r->next->prev = r->prev;
+    else
+        set->tail = r->prev;
+    r->next = r->prev = NULL;
+    set->count--;
+}
+
+/* Move r to the dead list; the reaper frees it once the current callback chain is over. */
+static void bury(struct replica *r)
+{
+    if (r->dead)
+        return;
+    struct replica_set *set = r->set;
+    unlink_session(set, r);
+    r->dead = true;
+    r->next = set->dead;
+    set->dead = r;
+    bufferevent_disable(r->bev, EV_READ | EV_WRITE);
+    event_active(set->reaper, 0, 0);
+}
+
+static void reap_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct replica_set *set = arg;
+    (void)fd;
+    (void)what;
+    while (set->dead) {
+        struct replica *r = set->dead;
+        set->dead = r->next;
+        bufferevent_free(r->bev); /* drops its block references through their cleanups */
+        free(r);
+    }
+}
+
+static void drop(struct replica *r, const char *why)
+{
+    if (r->dead)
+        return;
+    log_notice("replica", r->hello.peer, "disconnected: %s", why);
+    bury(r);
+}
+
+void replica_close(struct replica *r, const char *why)
+{
+    if (r->dead || r->state == REPLICA_CLOSING)
+        return;
+    log_info("replica", r->hello.peer, "closing: %s", why);
+    set_state(r, REPLICA_CLOSING);
+    bufferevent_disable(r->bev, EV_READ);
+    bufferevent_setwatermark(r->bev, EV_WRITE, 0, 0);
+    if (evbuffer_get_length(bufferevent_get_output(r->bev)) == 0)
+        bury(r);
+}
+
+size_t replica_output_bytes(const struct replica *r)
+{
+    return evbuffer_get_length(bufferevent_get_output(r->bev));
+}
+
+/* Stream bytes still in the output: it drains front to back and the stream is queued last. */
+static int64_t stream_in_output(const struct replica *r)
+{
+    int64_t out = (int64_t)replica_output_bytes(r);
+    return out < r->stream_queued ? out : r->stream_queued;
+}
+
+int64_t replica_lag_bytes(const struct replica *r)
+{
+    if (r->state != REPLICA_ONLINE && r->state != REPLICA_SEND_RDB)
+        return 0;
+    int64_t unqueued = backlog_end(r->set->backlog) + 1 - r->next_offset;
+    if (unqueued < 0)
+        unqueued = 0;
+    return unqueued + stream_in_output(r);
+}
+
+static void unref_block_cb(const void *data, size_t len, void *extra)
+{
+    (void)data;
+    (void)len;
+    backlog_block_unref(extra);
+}
+
+static void feed(struct replica *r)
+{
+    if (r->dead || (r->state != REPLICA_ONLINE && r->state != REPLICA_SEND_RDB))
+        return;
+    struct backlog *bl = r->set->backlog;
+    if (r->next_offset < backlog_start(bl)) {
+        drop(r, "its offset left the backlog");
+        return;
+    }
+    struct evbuffer *out = bufferevent_get_output(r->bev);
+    int64_t window = r->state == REPLICA_SEND_RDB ? r->set->lim.output_limit_bytes
+                                                   : REFILL_WINDOW;
+    while (r->next_offset <= backlog_end(bl) && stream_in_output(r) < window) {
+        const char *data;
+        struct backlog_block *blk;
+        size_t n = backlog_peek(bl, r->next_offset, &data, &blk);
+        if (n == 0)
+            break;
+        backlog_block_ref(blk);
+        if (evbuffer_add_reference(out, data, n, unref_block_cb, blk) != 0) {
+            backlog_block_unref(blk);
+            drop(r, "out of memory queueing output");
+            return;
+        }
+        r->next_offset += (int64_t)n;
+        r->stream_queued += (int64_t)n;
+        r->set->stats->total_net_repl_output_bytes += (int64_t)n;
+    }
+    if (replica_lag_bytes(r) > r->set->lim.output_limit_bytes) {
+        r->set->stats->replicas_dropped_output_limit++;
+        char why[96];
+        snprintf(why, sizeof(why), "output limit of %" PRId64 " bytes exceeded",
+                 r->set->lim.output_limit_bytes);
+        drop(r, why);
+    }
+}
+
+static void check_rdb_sent(struct replica *r)
+{
+    /* Everything left in the output is stream: the RDB has reached the socket. */
+    if (r->state == REPLICA_SEND_RDB && (int64_t)replica_output_bytes(r) <= r->stream_queued) {
+        log_info("replica", r->hello.peer, "RDB sent; streaming from offset %" PRId64,
+                 r->rdb_offset + 1);
+        set_state(r, REPLICA_ONLINE);
+        r->ack_ms = net_now_ms();
+        bufferevent_setwatermark(r->bev, EV_WRITE, REFILL_LOWMARK, 0);
+    }
+}
+
+static void write_cb(struct bufferevent *bev, void *arg)
+{
+    struct replica *r = arg;
+    if (r->dead)
+        return;
+    if (r->state == REPLICA_CLOSING) {
+        if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+            bury(r);
+        return;
+    }
+    check_rdb_sent(r);
+    feed(r);
+}
+
+static void handle_command(struct replica *r, const struct resp_command *cmd)
+{
+    int64_t now = net_now_ms();
+    if (cmd->argc == 0) {
+        /* A bare "\n": the replica is loading the RDB (replicationSendNewlineToMaster). */
+        r->ack_ms = now;
+        return;
+    }
+    if (resp_arg_is(cmd, 0, "REPLCONF") && resp_arg_is(cmd, 1, "ACK") && cmd->argc >= 3) {
+        int64_t off;
+        if (resp_arg_int64(cmd, 2, &off) == 0)
+            r->ack_offset = off;
+        r->ack_ms = now;
+        return;
+    }
+    /* Anything else is ignored without a reply: a reply would land in its stream. */
+    log_debug("replica", r->hello.peer, "ignored a command from a replica");
+}
+
+static void read_cb(struct bufferevent *bev, void *arg)
+{
+    struct replica *r = arg;
+    struct evbuffer *in = bufferevent_get_input(bev);
+    static const struct resp_limits lim = {
+        .max_argc = 16, .max_bulk_bytes = 1024, .max_inline_bytes = 1024};
+    while (!r->dead && r->state != REPLICA_CLOSING) {
+        size_t len = evbuffer_get_length(in);
+        if (len == 0)
+            return;
+        if (len > MAX_INPUT_BYTES)
+            len = MAX_INPUT_BYTES;
+        const char *buf = (const char *)evbuffer_pullup(in, (ev_ssize_t)len);
+        struct resp_command cmd;
+        char err[RESP_ERR_LEN];
+        ssize_t n = resp_parse_command(buf, len, &lim, &cmd, err, sizeof(err));
+        if (n < 0) {
+            r->set->stats->protocol_errors++;
+            drop(r, err);
+            return;
+        }
+        if (n == 0)
+            return;
+        handle_command(r, &cmd);
+        evbuffer_drain(in, (size_t)n);
+    }
+}
+
+static void event_cb(struct bufferevent *bev, short what, void *arg)
+{
+    struct replica *r = arg;
+    (void)bev;
+    if (what & BEV_EVENT_EOF)
+        drop(r, "connection closed by replica");
+    else if (what & BEV_EVENT_ERROR)
+        drop(r, evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+    else if (what & BEV_EVENT_TIMEOUT)
+        drop(r, "write timed out");
+}
+
+struct replica_set *replica_set_new(struct event_base *base, struct backlog *backlog,
+                                    struct stats *stats, const struct replica_limits *lim)
+{
+    struct replica_set *set = calloc(1, sizeof(*set));
+    if (!set)
+        abort();
+    set->base = base;
+    set->backlog = backlog;
+    set->stats = stats;
+    set->lim = *lim;
+    set->reaper = event_new(base, -1, 0, reap_cb, set);
+    if (!set->reaper)
+        abort();
+    return set;
+}
+
+void replica_set_free(struct replica_set *set)
+{
+    if (!set)
+        return;
+    while (set->head)
+        bury(set->head);
+    reap_cb(-1, 0, set);
+    event_free(set->reaper);
+    free(set);
+}
+
+void replica_set_limits(struct replica_set *set, const struct replica_limits *lim)
+{
+    set->lim = *lim;
+}
+
+struct replica *replica_attach(struct replica_set *set, struct bufferevent *bev,
+                               const struct replica_hello *hello)
+{
+    struct replica *r = calloc(1, sizeof(*r));
+    if (!r)
+        abort();
+    r->set = set;
+    r->bev = bev;
+    r->hello = *hello;
+    r->state = REPLICA_WAIT_SNAPSHOT;
+    r->state_since_ms = net_now_ms();
+    r->rdb_offset = -1;
+    r->ack_ms = r->state_since_ms;
+    r->prev = set->tail;
+    if (set->tail)
+        set->tail->next = r;
+    else
+        set->head = r;
+    set->tail = r;
+    set->count++;
+    bufferevent_setcb(bev, read_cb, write_cb, event_cb, r);
+    bufferevent_setwatermark(bev, EV_READ, 0, 0);
+    /* A replica that takes no bytes for this long while output is pending is gone. */
+    struct timeval wt = {.tv_sec = set->lim.timeout_ms / 1000,
+                         .tv_usec = (set->lim.timeout_ms % 1000) * 1000};
+    bufferevent_set_timeouts(bev, NULL, &wt);
+    bufferevent_enable(bev, EV_READ | EV_WRITE);
+    return r;
+}
+
+void replica_start_partial(struct replica *r, int64_t offset, const char *replid)
+{
+    struct evbuffer *out = bufferevent_get_output(r->bev);
+    /* A replica without capa psync2 does not understand "+CONTINUE <replid>". */
+    if (r->hello.capa_psync2 && replid && replid[0])
+        evbuffer_add_printf(out, "+CONTINUE %s\r\n", replid);
+    else
+        evbuffer_add_printf(out, "+CONTINUE\r\n");
+    r->next_offset = offset;
+    r->ack_offset = offset - 1;
+    r->ack_ms = net_now_ms();
+    set_state(r, REPLICA_ONLINE);
+    bufferevent_setwatermark(r->bev, EV_WRITE, REFILL_LOWMARK, 0);
+    log_notice("replica", r->hello.peer, "partial resync from offset %" PRId64, offset);
+    feed(r);
+}
+
+void replica_start_full(struct replica *r, const struct snapshot *snap, const char *replid)
+{
+    r->full_sync = true;
+    if (!snap) {
+        set_state(r, REPLICA_WAIT_SNAPSHOT);
+        log_info("replica", r->hello.peer, "full sync: waiting for a snapshot");
+        return;
+    }
+    int fd = snapshot_open(snap);
+    if (fd < 0) {
+        drop(r, "cannot open the snapshot");
+        return;
+    }
+    struct evbuffer *out = bufferevent_get_output(r->bev);
+    if (!r->hello.plain_sync)
+        evbuffer_add_printf(out, "+FULLRESYNC %s %" PRId64 "\r\n", replid, snap->offset);
+    evbuffer_add_printf(out, "$%" PRId64 "\r\n", snap->size);
+    if (snap->size > 0 && evbuffer_add_file(out, fd, 0, snap->size) != 0) {
+        drop(r, "cannot queue the snapshot");
+        return;
+    }
+    if (snap->size == 0)
+        close(fd);
+    r->set->stats->total_net_repl_output_bytes += snap->size;
+    r->rdb_offset = snap->offset;
+    log_notice("replica", r->hello.peer, "full sync: sending %" PRId64 " byte RDB at offset %" PRId64,
+               snap->size, snap->offset);
+    if (r->hello.rdb_only) {
+        replica_close(r, "rdb-only transfer queued");
+        return;
+    }
+    r->next_offset = snap->offset + 1;
+    r->ack_offset = snap->offset;
+    r->stream_queued = 0;
+    set_state(r, REPLICA_SEND_RDB);
+    bufferevent_setwatermark(r->bev, EV_WRITE, REFILL_LOWMARK, 0);
+    feed(r);
+}
+
+void replica_set_feed(struct replica_set *set)
+{
+    struct replica *next;
+    for (struct replica *r = set->head; r; r = next) {
+        next = r->next; /* feed may bury r */
+        feed(r);
+    }
+}
+
+void replica_set_drop(struct replica_set *set, bool waiting_too, const char *why)
+{
+    struct replica *next;
+    for (struct replica *r = set->head; r; r = next) {
+        next = r->next;
+        if (waiting_too || r->state != REPLICA_WAIT_SNAPSHOT)
+            drop(r, why);
+    }
+}
+
+void replica_set_cron(struct replica_set *set, int64_t now)
+{
+    struct replica *next;
+    for (struct replica *r = set->head; r; r = next) {
+        next = r->next;
+        switch (r->state) {
+        case REPLICA_WAIT_SNAPSHOT:
+            /* A newline is legal before the PSYNC reply and before the RDB preamble. */
+            if (now - r->keepalive_ms >= set->lim.keepalive_ms) {
+                bufferevent_write(r->bev, "\n", 1);
+                r->keepalive_ms = now;
+            }
+            break;
+        case REPLICA_SEND_RDB:
+            check_rdb_sent(r);
+            break;
+        case REPLICA_ONLINE:
+            /* Old-style SYNC clients never ACK; Redis does not time them out either. */
+            if (!r->hello.plain_sync && now - r->ack_ms > set->lim.timeout_ms) {
+                set->stats->replicas_dropped_timeout++;
+                drop(r, "timed out: no REPLCONF ACK");
+            }
+            break;
+        case REPLICA_CLOSING:
+            if (now - r->state_since_ms > set->lim.timeout_ms)
+                drop(r, "timed out flushing");
+            break;
+        }
+    }
+}
+
+struct replica *replica_set_first(struct replica_set *set)
+{
+    return set->head;
+}
+
+size_t replica_set_count(const struct replica_set *set)
+{
+    return set->count;
+}
+
+size_t replica_set_waiting(const struct replica_set *set)
+{
+    size_t n = 0;
+    for (const struct replica *r = set->head; r; r = r->next)
+        n += r->state == REPLICA_WAIT_SNAPSHOT;
+    return n;
+}

@@ -1,0 +1,107 @@
+/*
+ * replica: downstream replica sessions, the relay acting as their master.
+ * A session starts when server.c hands over a connection that sent PSYNC or SYNC and relay.c
+ * has decided partial or full. From then on it only sends: the RDB (sendfile), then stream
+ * bytes referenced zero-copy from backlog blocks. It reads REPLCONF ACK and "\n" only.
+ * Owns its sessions and their bufferevents; borrows the backlog and stats from relay.c.
+ */
+#ifndef CASCADE_REPLICA_H
+#define CASCADE_REPLICA_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "backlog.h"
+#include "net.h"
+#include "snapshot.h"
+#include "stats.h"
+
+struct bufferevent;
+struct event_base;
+
+enum replica_state {
+    REPLICA_WAIT_SNAPSHOT, /* full sync accepted, no usable snapshot yet: "\n" keepalives */
+    REPLICA_SEND_RDB,      /* RDB queued (sendfile), stream queued behind it */
+    REPLICA_ONLINE,        /* RDB delivered or partial resync: streaming */
+    REPLICA_CLOSING,       /* flushing its last bytes, then freed */
+};
+
+const char *replica_state_name(enum replica_state s);
+
+/* What the client said before PSYNC/SYNC (REPLCONF), carried over from server.c. */
+struct replica_hello {
+    uint64_t id;             /* client id, as in CLIENT LIST */
+    char peer[NET_ADDR_LEN]; /* ip:port of the connection */
+    char ip[NET_ADDR_LEN];   /* announced (REPLCONF ip-address) or the peer's ip */
+    int listening_port;      /* REPLCONF listening-port, 0 if not sent */
+    bool capa_eof;           /* REPLCONF capa eof */
+    bool capa_psync2;        /* REPLCONF capa psync2 */
+    bool rdb_only;           /* REPLCONF rdb-only 1: RDB, then close */
+    bool plain_sync;         /* SYNC instead of PSYNC: no +FULLRESYNC line, no ACKs */
+    int64_t created_ms;      /* when the connection was accepted */
+};
+
+struct replica {
+    struct replica *next, *prev;  /* the set's list */
+    struct replica_set *set;      /* owner */
+    struct bufferevent *bev;      /* owned */
+    struct replica_hello hello;
+    enum replica_state state;
+    int64_t state_since_ms;
+    int64_t next_offset;          /* next stream byte to queue */
+    int64_t stream_queued;        /* stream bytes handed to the output over the session */
+    int64_t rdb_offset;           /* offset of the snapshot sent (full sync), else -1 */
+    int64_t ack_offset;           /* last REPLCONF ACK offset */
+    int64_t ack_ms;               /* time of the last ACK or "\n" */
+    int64_t keepalive_ms;         /* last "\n" sent while waiting */
+    bool dead;                    /* on the reaper list */
+    bool full_sync;               /* this session began with a full sync */
+};
+
+struct replica_limits {
+    int64_t output_limit_bytes;    /* drop a replica this far behind */
+    int64_t timeout_ms;            /* drop a replica silent this long */
+    int64_t keepalive_ms;          /* "\n" interval while waiting for a snapshot */
+};
+
+struct replica_set;
+
+struct replica_set *replica_set_new(struct event_base *base, struct backlog *backlog,
+                                    struct stats *stats, const struct replica_limits *lim);
+void replica_set_free(struct replica_set *set);
+void replica_set_limits(struct replica_set *set, const struct replica_limits *lim);
+
+/* Take over a connection (its callbacks are replaced). The session starts in no state:
+ * the caller follows with replica_start_partial or replica_start_full. */
+struct replica *replica_attach(struct replica_set *set, struct bufferevent *bev,
+                               const struct replica_hello *hello);
+
+/* "+CONTINUE[ replid]" then the stream from offset (which the backlog must hold). */
+void replica_start_partial(struct replica *r, int64_t offset, const char *replid);
+
+/* Full sync from snap (READY), announced as "+FULLRESYNC <replid> <snap offset>" (the current
+ * id of the history: psync2 histories share offsets), or WAIT_SNAPSHOT if snap is NULL. */
+void replica_start_full(struct replica *r, const struct snapshot *snap, const char *replid);
+
+/* Queue new stream bytes to every streaming replica (after backlog appends). */
+void replica_set_feed(struct replica_set *set);
+
+/* Close sessions: all of them, or only those past WAIT_SNAPSHOT. */
+void replica_set_drop(struct replica_set *set, bool waiting_too, const char *why);
+
+/* Keepalives and timeouts. */
+void replica_set_cron(struct replica_set *set, int64_t now_ms);
+
+/* Iteration (skips nothing; check r->state). */
+struct replica *replica_set_first(struct replica_set *set);
+size_t replica_set_count(const struct replica_set *set);      /* live sessions */
+size_t replica_set_waiting(const struct replica_set *set);    /* in WAIT_SNAPSHOT */
+
+/* Bytes queued but not yet written to the socket, and the stream lag in bytes. */
+size_t replica_output_bytes(const struct replica *r);
+int64_t replica_lag_bytes(const struct replica *r);
+
+/* Close one session after flushing what is queued. */
+void replica_close(struct replica *r, const char *why);
+
+#endif

@@ -1,0 +1,487 @@
+/*
+ * resp: RESP framing without allocation. See resp.h for the contract of each function.
+ * Error texts follow Redis' wording ("Protocol error: ...") so clients recognise them.
+ */
+#include "resp.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+static void set_err(char *err, size_t errlen, const char *msg)
+{
+    if (err && errlen)
+        snprintf(err, errlen, "%s", msg);
+}
+
+/* Strict decimal: optional '-', 1..19 digits, nothing else. */
+static int parse_i64(const char *s, size_t n, int64_t *out)
+{
+    size_t i = 0;
+    bool neg = false;
+    if (n > 0 && s[0] == '-') {
+        neg = true;
+        i = 1;
+    }
+    if (i == n || n - i > 19)
+        return -1;
+    uint64_t v = 0;
+    for (; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return -1;
+        v = v * 10 + (uint64_t)(s[i] - '0');
+    }
+    if (v > (uint64_t)INT64_MAX)
+        return -1;
+    *out = neg ? -(int64_t)v : (int64_t)v;
+    return 0;
+}
+
+/* Finds "\r\n" in buf[from..limit). Returns the index of '\r' or -1. */
+static ssize_t find_crlf(const char *buf, size_t from, size_t limit)
+{
+    for (size_t i = from; i + 1 < limit; i++) {
+        if (buf[i] == '\r' && buf[i + 1] == '\n')
+            return (ssize_t)i;
+    }
+    return -1;
+}
+
+static size_t min_sz(size_t a, size_t b)
+{
+    return a < b ? a : b;
+}
+
+static ssize_t parse_inline(const char *buf, size_t len, const struct resp_limits *lim,
+                            struct resp_command *cmd, char *err, size_t errlen)
+{
+    const char *nl = memchr(buf, '\n', min_sz(len, lim->max_inline_bytes));
+    if (!nl) {
+        if (len >= lim->max_inline_bytes) {
+            set_err(err, errlen, "Protocol error: too big inline request");
+            return -1;
+        }
+        return 0;
+    }
+    size_t line_len = (size_t)(nl - buf);
+    size_t end = line_len;
+    if (end > 0 && buf[end - 1] == '\r')
+        end--;
+    cmd->argc = 0;
+    cmd->inline_form = true;
+    size_t i = 0;
+    while (i < end) {
+        while (i < end && (buf[i] == ' ' || buf[i] == '\t'))
+            i++;
+        if (i == end)
+            break;
+        size_t start = i;
+        while (i < end && buf[i] != ' ' && buf[i] != '\t')
+            i++;
+        if (cmd->argc == lim->max_argc || cmd->argc == RESP_MAX_ARGC) {
+            set_err(err, errlen, "Protocol error: too many arguments in inline request");
+            return -1;
+        }
+        cmd->argv[cmd->argc] = buf + start;
+        cmd->argl[cmd->argc] = i - start;
+        cmd->argc++;
+    }
+    return (ssize_t)(line_len + 1);
+}
+
+static ssize_t parse_multibulk(const char *buf, size_t len, const struct resp_limits *lim,
+                               struct resp_command *cmd, char *err, size_t errlen)
+{
+    size_t hdr_limit = min_sz(len, lim->max_inline_bytes);
+    ssize_t cr = find_crlf(buf, 1, hdr_limit);
+    if (cr < 0) {
+        if (len >= lim->max_inline_bytes) {
+            set_err(err, errlen, "Protocol error: too big mbulk count string");
+            return -1;
+        }
+        return 0;
+    }
+    int64_t count;
+    if (parse_i64(buf + 1, (size_t)cr - 1, &count) != 0) {
+        set_err(err, errlen, "Protocol error: invalid multibulk length");
+        return -1;
+    }
+    size_t max_argc = min_sz(lim->max_argc, RESP_MAX_ARGC);
+    if (count > (int64_t)max_argc) {
+        set_err(err, errlen, "Protocol error: invalid multibulk length");
+        return -1;
+    }
+    size_t pos = (size_t)cr + 2;
+    cmd->argc = 0;
+    cmd->inline_form = false;
+    for (int64_t a = 0; a < count; a++) {
+        if (pos >= len)
+            return 0;
+        if (buf[pos] != '$') {
+            char msg[64];
+            unsigned char c = (unsigned char)buf[pos];
+            if (c >= 32 && c < 127)
+                snprintf(msg, sizeof(msg), "Protocol error: expected '$', got '%c'", c);
+            else
+                snprintf(msg, sizeof(msg), "Protocol error: expected '$', got byte 0x%02x", c);
+            set_err(err, errlen, msg);
+            return -1;
+        }
+        size_t hdr_end = min_sz(len, pos + 32);
+        cr = find_crlf(buf, pos + 1, hdr_end);
+        if (cr < 0) {
+            if (len >= pos + 32) {
+                set_err(err, errlen, "Protocol error: invalid bulk length");
+                return -1;
+            }
+            return 0;
+        }
+        int64_t blen;
+        if (parse_i64(buf + pos + 1, (size_t)cr - pos - 1, &blen) != 0 || blen < 0 ||
+            (uint64_t)blen > lim->max_bulk_bytes) {
+            set_err(err, errlen, "Protocol error: invalid bulk length");
+            return -1;
+        }
+        pos = (size_t)cr + 2;
+        if (len - pos < (size_t)blen + 2)
+            return 0;
+        if (buf[pos + (size_t)blen] != '\r' || buf[pos + (size_t)blen + 1] != '\n') {
+            set_err(err, errlen, "Protocol error: bulk not terminated by CRLF");
+            return -1;
+        }
+        cmd->argv[cmd->argc] = buf + pos;
+        cmd->argl[cmd->argc] = (size_t)blen;
+        cmd->argc++;
+        pos += (size_t)blen + 2;
+    }
+    return (ssize_t)pos;
+}
+
+ssize_t resp_parse_command(const char *buf, size_t len, const struct resp_limits *lim,
+                           struct resp_command *cmd, char *err, size_t errlen)
+{
+    if (len == 0)
+        return 0;
+    if (buf[0] == '*')
+        return parse_multibulk(buf, len, lim, cmd, err, errlen);
+    return parse_inline(buf, len, lim, cmd, err, errlen);
+}
+
+bool resp_arg_is(const struct resp_command *cmd, size_t i, const char *s)
+{
+    if (i >= cmd->argc)
+        return false;
+    size_t n = strlen(s);
+    return cmd->argl[i] == n && strncasecmp(cmd->argv[i], s, n) == 0;
+}
+
+int resp_arg_int64(const struct resp_command *cmd, size_t i, int64_t *out)
+{
+    if (i >= cmd->argc)
+        return -1;
+    return parse_i64(cmd->argv[i], cmd->argl[i], out);
+}
+
+/* Stream scanner states, in the order a command is read. */
+enum {
+    STREAM_MB_HEADER = 0, /* collecting "*<count>\r\n" */
+    STREAM_BULK_HEADER,   /* collecting "$<len>\r\n" */
+    STREAM_BULK_BODY,     /* skipping payload bytes */
+    STREAM_BULK_CR,       /* expecting '\r' after the payload */
+    STREAM_BULK_LF,       /* expecting '\n' after the payload */
+};
+
+void resp_stream_init(struct resp_stream *s)
+{
+    memset(s, 0, sizeof(*s));
+    s->state = STREAM_MB_HEADER;
+}
+
+bool resp_stream_at_boundary(const struct resp_stream *s)
+{
+    return s->state == STREAM_MB_HEADER && s->line_len == 0;
+}
+
+static bool head_is(const struct resp_stream *s, int i, const char *word)
+{
+    size_t n = strlen(word);
+    return s->head_len[i] == n && strncasecmp(s->head[i], word, n) == 0;
+}
+
+/* Called when a command ends; true if it was REPLCONF GETACK. */
+static bool stream_command_done(struct resp_stream *s)
+{
+    bool getack = s->argc >= 2 && head_is(s, 0, "REPLCONF") && head_is(s, 1, "GETACK");
+    s->state = STREAM_MB_HEADER;
+    s->argc = s->argi = s->args_left = 0;
+    memset(s->head_len, 0, sizeof(s->head_len));
+    return getack;
+}
+
+ssize_t resp_stream_scan(struct resp_stream *s, const char *buf, size_t len, bool *getack,
+                         char *err, size_t errlen)
+{
+    *getack = false;
+    size_t i = 0;
+    while (i < len) {
+        switch (s->state) {
+        case STREAM_MB_HEADER:
+        case STREAM_BULK_HEADER: {
+            char c = buf[i++];
+            if (s->line_len == 0) {
+                char want = s->state == STREAM_MB_HEADER ? '*' : '$';
+                if (c != want) {
+                    set_err(err, errlen,
+                            want == '*' ? "expected '*' at command start" : "expected '$'");
+                    return -1;
+                }
+            }
+            if (c == '\n') {
+                if (s->line_len < 2 || s->line[s->line_len - 1] != '\r') {
+                    set_err(err, errlen, "header line not terminated by CRLF");
+                    return -1;
+                }
+                int64_t v;
+                if (parse_i64(s->line + 1, s->line_len - 2, &v) != 0) {
+                    set_err(err, errlen, "bad number in header line");
+                    return -1;
+                }
+                s->line_len = 0;
+                if (s->state == STREAM_MB_HEADER) {
+                    if (v <= 0) /* empty command: nothing to do */
+                        continue;
+                    s->argc = s->args_left = v;
+                    s->argi = 0;
+                    s->state = STREAM_BULK_HEADER;
+                } else {
+                    if (v < 0) {
+                        set_err(err, errlen, "negative bulk length in stream");
+                        return -1;
+                    }
+                    s->bulk_left = v;
+                    s->state = STREAM_BULK_BODY;
+                }
+                continue;
+            }
+            if (s->line_len == sizeof(s->line)) {
+                set_err(err, errlen, "header line too long");
+                return -1;
+            }
+            s->line[s->line_len++] = c;
+            break;
+        }
+        case STREAM_BULK_BODY: {
+            size_t n = (size_t)s->bulk_left < len - i ? (size_t)s->bulk_left : len - i;
+            /* head_len > sizeof(head[0]) marks an argument already too long to match: the
+             * rest of it, arriving in later chunks, must not be copied (room would wrap). */
+            if (s->argi < 3 && s->head_len[s->argi] <= sizeof(s->head[0])) {
+                size_t *hl = &s->head_len[s->argi];
+                size_t room = sizeof(s->head[0]) - *hl;
+                size_t copy = n < room ? n : room;
+                memcpy(s->head[s->argi] + *hl, buf + i, copy);
+                *hl += copy;
+                if (copy < n) /* longer than any word we look for: make it never match */
+                    *hl = sizeof(s->head[0]) + 1;
+            }
+            i += n;
+            s->bulk_left -= (int64_t)n;
+            if (s->bulk_left == 0)
+                s->state = STREAM_BULK_CR;
+            break;
+        }
+        case STREAM_BULK_CR:
+            if (buf[i++] != '\r') {
+                set_err(err, errlen, "bulk not terminated by CRLF");
+                return -1;
+            }
+            s->state = STREAM_BULK_LF;
+            break;
+        case STREAM_BULK_LF:
+            if (buf[i++] != '\n') {
+                set_err(err, errlen, "bulk not terminated by CRLF");
+                return -1;
+            }
+            s->argi++;
+            if (--s->args_left == 0) {
+                if (stream_command_done(s)) {
+                    *getack = true;
+                    return (ssize_t)i;
+                }
+            } else {
+                s->state = STREAM_BULK_HEADER;
+            }
+            break;
+        default:
+            set_err(err, errlen, "scanner in an impossible state");
+            return -1;
+        }
+    }
+    return (ssize_t)i;
+}
+
+/* Splits "+WORD a b" into up to 3 space-separated fields. Returns the count. */
+static int split_line(const char *line, size_t len, const char *f[3], size_t fl[3])
+{
+    int n = 0;
+    size_t i = 0;
+    while (i < len && n < 3) {
+        while (i < len && line[i] == ' ')
+            i++;
+        if (i == len)
+            break;
+        size_t st = i;
+        while (i < len && line[i] != ' ')
+            i++;
+        f[n] = line + st;
+        fl[n] = i - st;
+        n++;
+    }
+    while (i < len && line[i] == ' ')
+        i++;
+    return i == len ? n : -1; /* -1: more than 3 fields */
+}
+
+static bool valid_replid(const char *s, size_t n)
+{
+    if (n != RESP_REPLID_LEN)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        bool ok = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+        if (!ok)
+            return false;
+    }
+    return true;
+}
+
+int resp_parse_fullresync(const char *line, size_t len, char replid[RESP_REPLID_LEN + 1],
+                          int64_t *offset)
+{
+    const char *f[3];
+    size_t fl[3];
+    if (split_line(line, len, f, fl) != 3)
+        return -1;
+    if (fl[0] != 11 || memcmp(f[0], "+FULLRESYNC", 11) != 0)
+        return -1;
+    if (!valid_replid(f[1], fl[1]))
+        return -1;
+    int64_t off;
+    if (parse_i64(f[2], fl[2], &off) != 0 || off < 0)
+        return -1;
+    memcpy(replid, f[1], RESP_REPLID_LEN);
+    replid[RESP_REPLID_LEN] = '\0';
+    *offset = off;
+    return 0;
+}
+
+int resp_parse_continue(const char *line, size_t len, char replid[RESP_REPLID_LEN + 1])
+{
+    const char *f[3];
+    size_t fl[3];
+    int n = split_line(line, len, f, fl);
+    if (n < 1 || n > 2 || fl[0] != 9 || memcmp(f[0], "+CONTINUE", 9) != 0)
+        return -1;
+    replid[0] = '\0';
+    if (n == 2) {
+        if (!valid_replid(f[1], fl[1]))
+            return -1;
+        memcpy(replid, f[1], RESP_REPLID_LEN);
+        replid[RESP_REPLID_LEN] = '\0';
+    }
+    return 0;
+}
+
+int resp_parse_rdb_preamble(const char *line, size_t len, struct resp_rdb_preamble *out,
+                            char *err, size_t errlen)
+{
+    memset(out, 0, sizeof(*out));
+    if (len == 0 || line[0] != '$') {
+        set_err(err, errlen, "RDB preamble does not start with '$'");
+        return -1;
+    }
+    if (len >= 5 && memcmp(line, "$EOF:", 5) == 0) {
+        if (len != 5 + RESP_EOFMARK_LEN) {
+            set_err(err, errlen, "RDB EOF mark is not 40 bytes");
+            return -1;
+        }
+        out->eof_format = true;
+        memcpy(out->mark, line + 5, RESP_EOFMARK_LEN);
+        return 0;
+    }
+    if (parse_i64(line + 1, len - 1, &out->size) != 0 || out->size < 0) {
+        set_err(err, errlen, "RDB preamble has a bad length");
+        return -1;
+    }
+    return 0;
+}
+
+void resp_eofmark_init(struct resp_eofmark *m, const char mark[RESP_EOFMARK_LEN])
+{
+    memset(m, 0, sizeof(*m));
+    memcpy(m->mark, mark, RESP_EOFMARK_LEN);
+}
+
+ssize_t resp_eofmark_feed(struct resp_eofmark *m, const char *buf, size_t len)
+{
+    const size_t ml = RESP_EOFMARK_LEN;
+    if (m->found || len == 0)
+        return -1;
+    /* A mark that began in earlier chunks: tail holds its first k bytes. */
+    for (size_t k = m->tail_len; k > 0; k--) {
+        size_t rest = ml - k;
+        if (rest > len)
+            continue;
+        if (memcmp(m->tail + m->tail_len - k, m->mark, k) == 0 &&
+            memcmp(buf, m->mark + k, rest) == 0) {
+            m->found = true;
+            return (ssize_t)rest;
+        }
+    }
+    /* A mark wholly inside this chunk. */
+    const char *hit = memmem(buf, len, m->mark, ml);
+    if (hit) {
+        m->found = true;
+        return (ssize_t)(hit - buf) + (ssize_t)ml;
+    }
+    /* Keep the last ml - 1 bytes of (tail + buf). */
+    size_t keep = ml - 1;
+    if (len >= keep) {
+        memcpy(m->tail, buf + len - keep, keep);
+        m->tail_len = keep;
+    } else {
+        size_t from_tail = min_sz(m->tail_len, keep - len);
+        memmove(m->tail, m->tail + m->tail_len - from_tail, from_tail);
+        memcpy(m->tail + from_tail, buf, len);
+        m->tail_len = from_tail + len;
+    }
+    return -1;
+}
+
+void resp_escape(const char *buf, size_t len, char *out, size_t out_len)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t o = 0;
+    if (out_len == 0)
+        return;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)buf[i];
+        char tmp[4];
+        size_t n;
+        if (c == '\r') {
+            tmp[0] = '\\', tmp[1] = 'r', n = 2;
+        } else if (c == '\n') {
+            tmp[0] = '\\', tmp[1] = 'n', n = 2;
+        } else if (c == '\\' || c == '"') {
+            tmp[0] = '\\', tmp[1] = (char)c, n = 2;
+        } else if (c >= 32 && c < 127) {
+            tmp[0] = (char)c, n = 1;
+        } else {
+            tmp[0] = '\\', tmp[1] = 'x', tmp[2] = hex[c >> 4], tmp[3] = hex[c & 15], n = 4;
+        }
+        if (o + n >= out_len)
+            break;
+        memcpy(out + o, tmp, n);
+        o += n;
+    }
+    out[o] = '\0';
+}

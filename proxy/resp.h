@@ -1,0 +1,114 @@
+/*
+ * resp: RESP framing as pure functions over byte buffers.
+ *   - the command reader for downstream clients (multibulk and inline), with limits;
+ *   - an incremental scanner of the replication stream that finds REPLCONF GETACK;
+ *   - handshake reply lines (+FULLRESYNC, +CONTINUE) and the RDB preamble;
+ *   - the EOF-mark scanner of diskless ("$EOF:<mark>") RDB transfers.
+ * No allocation, no I/O, no logging: every function returns a status and an error text.
+ */
+#ifndef CASCADE_RESP_H
+#define CASCADE_RESP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define RESP_MAX_ARGC    64   /* the relay has no command taking more arguments */
+#define RESP_ERR_LEN     128
+#define RESP_REPLID_LEN  40   /* replication ids are 40 hex characters */
+#define RESP_EOFMARK_LEN 40   /* diskless RDB delimiter */
+
+struct resp_limits {
+    size_t max_argc;       /* multibulk count, at most RESP_MAX_ARGC */
+    size_t max_bulk_bytes; /* one argument */
+    size_t max_inline_bytes; /* one inline command line, and one header line */
+};
+
+/* A parsed command. argv points into the caller's buffer: valid while it is. */
+struct resp_command {
+    size_t argc;
+    const char *argv[RESP_MAX_ARGC];
+    size_t argl[RESP_MAX_ARGC];
+    bool inline_form; /* it came as an inline command line */
+};
+
+/*
+ * Parse one command from buf[0..len).
+ * Returns the bytes consumed (> 0) with cmd filled, 0 if more input is needed, or -1 on a
+ * protocol error (err says what, in Redis' wording). A blank inline line yields argc == 0:
+ * replicas send a bare "\n" while they load an RDB.
+ */
+ssize_t resp_parse_command(const char *buf, size_t len, const struct resp_limits *lim,
+                           struct resp_command *cmd, char *err, size_t errlen);
+
+/* True if argument i equals s, ASCII case-insensitively. */
+bool resp_arg_is(const struct resp_command *cmd, size_t i, const char *s);
+
+/* Parse argument i as a signed 64-bit decimal; -1 if it is not one. */
+int resp_arg_int64(const struct resp_command *cmd, size_t i, int64_t *out);
+
+/* Incremental framing of the replication stream (multibulk commands only). */
+struct resp_stream {
+    int state;           /* where in a command the scanner is */
+    int64_t args_left;   /* bulks still to come in this command */
+    int64_t bulk_left;   /* payload bytes (plus CRLF) still to skip in this bulk */
+    int64_t argc;        /* arguments of the current command */
+    int64_t argi;        /* index of the current argument */
+    char line[32];       /* header line being collected ("*3", "$8") */
+    size_t line_len;
+    char head[3][16];    /* first three arguments, truncated, for GETACK detection */
+    size_t head_len[3];
+};
+
+void resp_stream_init(struct resp_stream *s);
+
+/*
+ * Scan buf[0..len). Returns the number of bytes consumed: all of them, or fewer when a
+ * "REPLCONF GETACK ..." command ended inside buf (then *getack is set and the return value is
+ * the position just past it). Returns -1 on a framing error. Bytes are never copied.
+ */
+ssize_t resp_stream_scan(struct resp_stream *s, const char *buf, size_t len, bool *getack,
+                         char *err, size_t errlen);
+
+/* True while the scanner is between commands. */
+bool resp_stream_at_boundary(const struct resp_stream *s);
+
+/* "+FULLRESYNC <replid> <offset>" (without CRLF). 0 or -1. replid gets 40 chars + NUL. */
+int resp_parse_fullresync(const char *line, size_t len, char replid[RESP_REPLID_LEN + 1],
+                          int64_t *offset);
+
+/* "+CONTINUE" or "+CONTINUE <replid>". 0 or -1; replid is "" when absent. */
+int resp_parse_continue(const char *line, size_t len, char replid[RESP_REPLID_LEN + 1]);
+
+/* RDB preamble line "$<len>" or "$EOF:<40 bytes>" (without CRLF). */
+struct resp_rdb_preamble {
+    bool eof_format;                   /* diskless: delimited by mark */
+    int64_t size;                      /* payload bytes when !eof_format */
+    char mark[RESP_EOFMARK_LEN];       /* delimiter when eof_format */
+};
+int resp_parse_rdb_preamble(const char *line, size_t len, struct resp_rdb_preamble *out,
+                            char *err, size_t errlen);
+
+/* Finds the EOF mark in a byte stream fed in arbitrary chunks. */
+struct resp_eofmark {
+    char mark[RESP_EOFMARK_LEN];
+    char tail[RESP_EOFMARK_LEN]; /* last bytes seen, up to RESP_EOFMARK_LEN - 1 */
+    size_t tail_len;
+    bool found;
+};
+
+void resp_eofmark_init(struct resp_eofmark *m, const char mark[RESP_EOFMARK_LEN]);
+
+/*
+ * Feed buf[0..len). Returns the index in buf just past the end of the mark if it completes
+ * inside this chunk (bytes after it are no longer RDB), or -1 if it has not been seen yet.
+ * The mark itself may begin in an earlier chunk: the payload is everything fed before the
+ * mark, i.e. total fed up to the returned index minus RESP_EOFMARK_LEN.
+ */
+ssize_t resp_eofmark_feed(struct resp_eofmark *m, const char *buf, size_t len);
+
+/* Writes a printable, escaped sample of buf (at most out_len - 1 chars) for log messages. */
+void resp_escape(const char *buf, size_t len, char *out, size_t out_len);
+
+#endif

@@ -1,0 +1,683 @@
+/*
+ * server: listener and plain clients. See server.h.
+ * Replies to one read are queued in order and written together; a protocol error queues
+ * "-ERR Protocol error: ..." and closes after the flush, as Redis does.
+ */
+#include "server.h"
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+#include <fnmatch.h>
+#include <stdarg.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "log.h"
+
+#define MAX_QUERY_BYTES (1024 * 1024) /* unparsed input a client may hold */
+
+struct client {
+    struct client *next, *prev;  /* the server's list */
+    struct server *srv;          /* owner */
+    struct bufferevent *bev;     /* owned; NULL once handed over */
+    uint64_t id;
+    char peer[NET_ADDR_LEN];     /* ip:port */
+    char ip[NET_ADDR_LEN];       /* peer ip, or REPLCONF ip-address */
+    char name[64];               /* CLIENT SETNAME */
+    char last_cmd[32];           /* for CLIENT LIST */
+    int listening_port;          /* REPLCONF listening-port */
+    bool capa_eof, capa_psync2, rdb_only;
+    bool authed;
+    bool closing;                /* close once the output is flushed */
+    bool dead;                   /* on the reaper list */
+    int64_t created_ms;
+    int64_t last_cmd_ms;
+};
+
+struct server {
+    struct event_base *base;         /* borrowed */
+    const struct config *cfg;        /* borrowed */
+    struct stats *stats;             /* borrowed */
+    struct server_callbacks cb;
+    struct evconnlistener *listener; /* owned */
+    struct client *head;             /* live clients */
+    struct client *dead;             /* to free, via next */
+    struct event *reaper;
+    size_t count;
+    uint64_t next_id;
+};
+
+typedef void (*command_fn)(struct client *c, const struct resp_command *cmd);
+
+struct command {
+    const char *name;
+    int arity;       /* Redis convention: > 0 exact, < 0 at least -arity */
+    bool before_auth; /* allowed before AUTH when a password is set */
+    command_fn fn;
+};
+
+static void reply(struct client *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void reply(struct client *c, const char *fmt, ...)
+{
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+    va_list ap;
+    va_start(ap, fmt);
+    int n = evbuffer_add_vprintf(out, fmt, ap);
+    va_end(ap);
+    if (n > 0)
+        c->srv->stats->total_net_output_bytes += n;
+}
+
+static void reply_bulk(struct client *c, const char *s, size_t n)
+{
+    reply(c, "$%zu\r\n", n);
+    evbuffer_add(bufferevent_get_output(c->bev), s, n);
+    reply(c, "\r\n");
+    c->srv->stats->total_net_output_bytes += (int64_t)n;
+}
+
+static void reply_raw(struct client *c, const char *s, size_t n)
+{
+    evbuffer_add(bufferevent_get_output(c->bev), s, n);
+    c->srv->stats->total_net_output_bytes += (int64_t)n;
+}
+
+static void bury(struct client *c)
+{
+    if (c->dead)
+        return;
+    struct server *s = c->srv;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        s->head = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    c->prev = NULL;
+    c->next = s->dead;
+    s->dead = c;
+    c->dead = true;
+    s->count--;
+    if (c->bev)
+        bufferevent_disable(c->bev, EV_READ | EV_WRITE);
+    event_active(s->reaper, 0, 0);
+}
+
+static void reap_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct server *s = arg;
+    (void)fd;
+    (void)what;
+    while (s->dead) {
+        struct client *c = s->dead;
+        s->dead = c->next;
+        if (c->bev)
+            bufferevent_free(c->bev);
+        free(c);
+    }
+}
+
+/* Close after what is queued has been written. */
+static void close_after_reply(struct client *c)
+{
+    c->closing = true;
+    bufferevent_disable(c->bev, EV_READ);
+    if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
+        bury(c);
+}
+
+static void protocol_error(struct client *c, const char *err)
+{
+    c->srv->stats->protocol_errors++;
+    log_info("server", c->peer, "%s; closing", err);
+    reply(c, "-ERR %s\r\n", err);
+    close_after_reply(c);
+}
+
+/* Constant-time comparison: the time taken does not depend on where strings differ. */
+static bool secret_equal(const char *a, size_t alen, const char *b)
+{
+    size_t blen = strlen(b);
+    unsigned char diff = (unsigned char)(alen != blen);
+    for (size_t i = 0; i < alen; i++)
+        diff |= (unsigned char)(a[i] ^ b[blen ? i % blen : 0]);
+    return diff == 0;
+}
+
+static void cmd_ping(struct client *c, const struct resp_command *cmd)
+{
+    if (cmd->argc > 2) {
+        reply(c, "-ERR wrong number of arguments for 'ping' command\r\n");
+        return;
+    }
+    if (cmd->argc == 2)
+        reply_bulk(c, cmd->argv[1], cmd->argl[1]);
+    else
+        reply(c, "+PONG\r\n");
+}
+
+static void cmd_echo(struct client *c, const struct resp_command *cmd)
+{
+    reply_bulk(c, cmd->argv[1], cmd->argl[1]);
+}
+
+static void cmd_quit(struct client *c, const struct resp_command *cmd)
+{
+    (void)cmd;
+    reply(c, "+OK\r\n");
+    close_after_reply(c);
+}
+
+static void cmd_auth(struct client *c, const struct resp_command *cmd)
+{
+    const char *pass = c->srv->cfg->requirepass;
+    if (cmd->argc > 3) {
+        reply(c, "-ERR syntax error\r\n");
+        return;
+    }
+    if (!pass[0]) {
+        reply(c, "-ERR AUTH <password> called without any password configured for the default "
+                 "user. Are you sure your configuration is correct?\r\n");
+        return;
+    }
+    size_t pi = cmd->argc == 3 ? 2 : 1;
+    bool user_ok = cmd->argc == 2 || resp_arg_is(cmd, 1, "default");
+    bool pass_ok = secret_equal(cmd->argv[pi], cmd->argl[pi], pass);
+    if (user_ok && pass_ok) {
+        c->authed = true;
+        reply(c, "+OK\r\n");
+    } else {
+        log_notice("server", c->peer, "AUTH failed");
+        reply(c, "-WRONGPASS invalid username-password pair or user is disabled.\r\n");
+    }
+}
+
+static void cmd_info(struct client *c, const struct resp_command *cmd)
+{
+    struct sbuf out = {0};
+    if (cmd->argc == 1) {
+        c->srv->cb.info(c->srv->cb.ctx, "", &out);
+    } else {
+        for (size_t i = 1; i < cmd->argc; i++) {
+            char sec[32];
+            size_t n = cmd->argl[i] < sizeof(sec) - 1 ? cmd->argl[i] : sizeof(sec) - 1;
+            memcpy(sec, cmd->argv[i], n);
+            sec[n] = '\0';
+            if (out.len)
+                sbuf_append(&out, "\r\n", 2);
+            c->srv->cb.info(c->srv->cb.ctx, sec, &out);
+        }
+    }
+    reply_bulk(c, out.buf ? out.buf : "", out.len);
+    sbuf_free(&out);
+}
+
+static void cmd_role(struct client *c, const struct resp_command *cmd)
+{
+    (void)cmd;
+    struct sbuf out = {0};
+    c->srv->cb.role(c->srv->cb.ctx, &out);
+    reply_raw(c, out.buf, out.len);
+    sbuf_free(&out);
+}
+
+static void cmd_replconf(struct client *c, const struct resp_command *cmd)
+{
+    if ((cmd->argc % 2) == 0) {
+        reply(c, "-ERR syntax error\r\n");
+        return;
+    }
+    for (size_t i = 1; i + 1 < cmd->argc; i += 2) {
+        if (resp_arg_is(cmd, i, "listening-port")) {
+            int64_t port;
+            if (resp_arg_int64(cmd, i + 1, &port) != 0 || port < 0 || port > 65535) {
+                reply(c, "-ERR invalid listening-port\r\n");
+                return;
+            }
+            c->listening_port = (int)port;
+        } else if (resp_arg_is(cmd, i, "ip-address")) {
+            size_t n = cmd->argl[i + 1];
+            if (n == 0 || n >= sizeof(c->ip)) {
+                reply(c, "-ERR invalid ip-address\r\n");
+                return;
+            }
+            memcpy(c->ip, cmd->argv[i + 1], n);
+            c->ip[n] = '\0';
+        } else if (resp_arg_is(cmd, i, "capa")) {
+            /* Unknown capabilities (dual-channel, rdb-channel-repl, ...) are ignored. */
+            if (resp_arg_is(cmd, i + 1, "eof"))
+                c->capa_eof = true;
+            else if (resp_arg_is(cmd, i + 1, "psync2"))
+                c->capa_psync2 = true;
+        } else if (resp_arg_is(cmd, i, "rdb-only")) {
+            int64_t v;
+            if (resp_arg_int64(cmd, i + 1, &v) != 0 || (v != 0 && v != 1)) {
+                reply(c, "-ERR invalid rdb-only value\r\n");
+                return;
+            }
+            c->rdb_only = v == 1;
+        } else if (resp_arg_is(cmd, i, "rdb-filter-only")) {
+            /* The relay forwards RDBs verbatim and cannot filter them; redis-cli --replica
+             * treats this error as non-fatal and skips the RDB it then receives. */
+            reply(c, "-ERR rdb-filter-only is not supported by this relay\r\n");
+            return;
+        } else if (resp_arg_is(cmd, i, "ack") || resp_arg_is(cmd, i, "getack")) {
+            return; /* no reply, as Redis */
+        }
+        /* "version", "fack" and unknown options: accepted. */
+    }
+    reply(c, "+OK\r\n");
+}
+
+static void cmd_sync(struct client *c, const struct resp_command *cmd)
+{
+    bool plain = resp_arg_is(cmd, 0, "SYNC");
+    if (!plain && cmd->argc < 3) {
+        reply(c, "-ERR wrong number of arguments for 'psync' command\r\n");
+        return;
+    }
+    struct server_sync_request req = {
+        .cmd = cmd,
+        .id = c->id,
+        .peer = c->peer,
+        .ip = c->ip,
+        .listening_port = c->listening_port,
+        .capa_eof = c->capa_eof,
+        .capa_psync2 = c->capa_psync2,
+        .rdb_only = c->rdb_only,
+        .plain_sync = plain,
+        .created_ms = c->created_ms,
+    };
+    char err[256];
+    struct bufferevent *bev = c->bev;
+    if (c->srv->cb.sync(c->srv->cb.ctx, bev, &req, err, sizeof(err)) != 0) {
+        reply(c, "-%s\r\n", err);
+        return;
+    }
+    /* The connection belongs to a replica session now; forget it without closing. */
+    c->bev = NULL;
+    bury(c);
+}
+
+static void cmd_replicaof(struct client *c, const struct resp_command *cmd)
+{
+    if (resp_arg_is(cmd, 1, "NO") && resp_arg_is(cmd, 2, "ONE")) {
+        reply(c, "-ERR REPLICAOF NO ONE is not supported: a relay holds no dataset and cannot "
+                 "become a master\r\n");
+        return;
+    }
+    int64_t port;
+    if (resp_arg_int64(cmd, 2, &port) != 0 || port <= 0 || port > 65535) {
+        reply(c, "-ERR Invalid master port\r\n");
+        return;
+    }
+    char host[256];
+    if (cmd->argl[1] == 0 || cmd->argl[1] >= sizeof(host)) {
+        reply(c, "-ERR Invalid master host\r\n");
+        return;
+    }
+    memcpy(host, cmd->argv[1], cmd->argl[1]);
+    host[cmd->argl[1]] = '\0';
+    char err[256];
+    if (c->srv->cb.replicaof(c->srv->cb.ctx, host, (int)port, err, sizeof(err)) != 0) {
+        reply(c, "-ERR %s\r\n", err);
+        return;
+    }
+    reply(c, "+OK\r\n");
+}
+
+static void client_line(const struct client *c, int64_t now, struct sbuf *out)
+{
+    sbuf_printf(out,
+                "id=%" PRIu64 " addr=%s laddr=- fd=%d name=%s age=%" PRId64 " idle=%" PRId64
+                " flags=N db=0 sub=0 psub=0 multi=-1 qbuf=%zu obl=0 oll=0 omem=%zu cmd=%s\n",
+                c->id, c->peer, c->bev ? (int)bufferevent_getfd(c->bev) : -1, c->name,
+                (now - c->created_ms) / 1000, (now - c->last_cmd_ms) / 1000,
+                c->bev ? evbuffer_get_length(bufferevent_get_input(c->bev)) : 0,
+                c->bev ? evbuffer_get_length(bufferevent_get_output(c->bev)) : 0,
+                c->last_cmd[0] ? c->last_cmd : "NULL");
+}
+
+static void cmd_client(struct client *c, const struct resp_command *cmd)
+{
+    if (resp_arg_is(cmd, 1, "LIST")) {
+        struct sbuf out = {0};
+        int64_t now = net_now_ms();
+        for (const struct client *o = c->srv->head; o; o = o->next)
+            client_line(o, now, &out);
+        if (c->srv->cb.client_list)
+            c->srv->cb.client_list(c->srv->cb.ctx, &out);
+        reply_bulk(c, out.buf ? out.buf : "", out.len);
+        sbuf_free(&out);
+    } else if (resp_arg_is(cmd, 1, "ID")) {
+        reply(c, ":%" PRIu64 "\r\n", c->id);
+    } else if (resp_arg_is(cmd, 1, "SETNAME") && cmd->argc == 3) {
+        size_t n = cmd->argl[2] < sizeof(c->name) - 1 ? cmd->argl[2] : sizeof(c->name) - 1;
+        memcpy(c->name, cmd->argv[2], n);
+        c->name[n] = '\0';
+        for (size_t i = 0; i < n; i++) {
+            if (c->name[i] <= ' ' || c->name[i] > '~') {
+                c->name[0] = '\0';
+                reply(c, "-ERR Client names cannot contain spaces, newlines or special "
+                         "characters.\r\n");
+                return;
+            }
+        }
+        reply(c, "+OK\r\n");
+    } else if (resp_arg_is(cmd, 1, "GETNAME")) {
+        if (c->name[0])
+            reply_bulk(c, c->name, strlen(c->name));
+        else
+            reply(c, "$-1\r\n");
+    } else if (resp_arg_is(cmd, 1, "SETINFO")) {
+        reply(c, "+OK\r\n");
+    } else {
+        reply(c, "-ERR unknown subcommand or wrong number of arguments for 'CLIENT'\r\n");
+    }
+}
+
+/* Redis names that replicas and tools ask for, mapped onto the relay's state. */
+static void config_alias(const struct server *s, const char *name, char *out, size_t len)
+{
+    const struct config *cfg = s->cfg;
+    if (strcmp(name, "port") == 0)
+        snprintf(out, len, "%" PRId64, cfg->port);
+    else if (strcmp(name, "bind") == 0)
+        snprintf(out, len, "%s", cfg->bind);
+    else if (strcmp(name, "dir") == 0)
+        snprintf(out, len, "%s", cfg->dir);
+    else if (strcmp(name, "maxclients") == 0)
+        snprintf(out, len, "%" PRId64, cfg->max_clients);
+    else if (strcmp(name, "repl-backlog-size") == 0)
+        snprintf(out, len, "%" PRId64, cfg->backlog_size_bytes);
+    else if (strcmp(name, "repl-timeout") == 0)
+        snprintf(out, len, "%" PRId64, cfg->replica_timeout_ms / 1000);
+    else if (strcmp(name, "replica-priority") == 0 || strcmp(name, "slave-priority") == 0)
+        snprintf(out, len, "0");
+    else if (strcmp(name, "replica-read-only") == 0 || strcmp(name, "slave-read-only") == 0)
+        snprintf(out, len, "yes");
+    else if (strcmp(name, "save") == 0)
+        snprintf(out, len, "%s", "");
+    else if (strcmp(name, "appendonly") == 0)
+        snprintf(out, len, "no");
+    else if (strcmp(name, "databases") == 0)
+        snprintf(out, len, "16");
+    else
+        out[0] = '\0';
+}
+
+static const char *const aliases[] = {
+    "port", "bind", "dir", "maxclients", "repl-backlog-size", "repl-timeout", "replica-priority",
+    "slave-priority", "replica-read-only", "slave-read-only", "save", "appendonly", "databases",
+    NULL,
+};
+
+static void cmd_config(struct client *c, const struct resp_command *cmd)
+{
+    if (!resp_arg_is(cmd, 1, "GET") || cmd->argc < 3) {
+        reply(c, "-ERR CONFIG supports only GET on this relay\r\n");
+        return;
+    }
+    struct sbuf out = {0};
+    size_t n = 0;
+    for (size_t a = 2; a < cmd->argc; a++) {
+        char pat[128];
+        size_t pl = cmd->argl[a] < sizeof(pat) - 1 ? cmd->argl[a] : sizeof(pat) - 1;
+        memcpy(pat, cmd->argv[a], pl);
+        pat[pl] = '\0';
+        char val[512];
+        for (const struct config_key *k = config_keys; k->section; k++) {
+            char name[128];
+            snprintf(name, sizeof(name), "%s.%s", k->section, k->name);
+            if (fnmatch(pat, name, FNM_CASEFOLD) != 0)
+                continue;
+            /* Secrets are never shown, only whether one is set. */
+            if (k->secret)
+                snprintf(val, sizeof(val), "%s", "");
+            else
+                config_format(c->srv->cfg, k, val, sizeof(val));
+            sbuf_printf(&out, "$%zu\r\n%s\r\n$%zu\r\n%s\r\n", strlen(name), name, strlen(val),
+                        val);
+            n++;
+        }
+        for (const char *const *al = aliases; *al; al++) {
+            if (fnmatch(pat, *al, FNM_CASEFOLD) != 0)
+                continue;
+            config_alias(c->srv, *al, val, sizeof(val));
+            sbuf_printf(&out, "$%zu\r\n%s\r\n$%zu\r\n%s\r\n", strlen(*al), *al, strlen(val), val);
+            n++;
+        }
+    }
+    reply(c, "*%zu\r\n", n * 2);
+    if (out.len)
+        reply_raw(c, out.buf, out.len);
+    sbuf_free(&out);
+}
+
+static const struct command commands[] = {
+    {"ping", -1, true, cmd_ping},
+    {"echo", 2, false, cmd_echo},
+    {"quit", -1, true, cmd_quit},
+    {"auth", -2, true, cmd_auth},
+    {"info", -1, false, cmd_info},
+    {"role", 1, false, cmd_role},
+    {"replconf", -1, false, cmd_replconf},
+    {"psync", -3, false, cmd_sync},
+    {"sync", 1, false, cmd_sync},
+    {"replicaof", 3, false, cmd_replicaof},
+    {"slaveof", 3, false, cmd_replicaof},
+    {"client", -2, false, cmd_client},
+    {"config", -2, false, cmd_config},
+    {NULL, 0, false, NULL},
+};
+
+static void unknown_command(struct client *c, const struct resp_command *cmd)
+{
+    char name[64], args[256] = "";
+    resp_escape(cmd->argv[0], cmd->argl[0] < 40 ? cmd->argl[0] : 40, name, sizeof(name));
+    size_t off = 0;
+    for (size_t i = 1; i < cmd->argc && off < 200; i++) {
+        char a[64];
+        resp_escape(cmd->argv[i], cmd->argl[i] < 40 ? cmd->argl[i] : 40, a, sizeof(a));
+        int w = snprintf(args + off, sizeof(args) - off, "'%s' ", a);
+        if (w < 0)
+            break;
+        off += (size_t)w;
+    }
+    reply(c, "-ERR unknown command '%s', with args beginning with: %s\r\n", name, args);
+}
+
+static void dispatch(struct client *c, const struct resp_command *cmd)
+{
+    c->srv->stats->total_commands_processed++;
+    c->last_cmd_ms = net_now_ms();
+    const struct command *k = commands;
+    for (; k->name; k++) {
+        if (resp_arg_is(cmd, 0, k->name))
+            break;
+    }
+    size_t n = cmd->argl[0] < sizeof(c->last_cmd) - 1 ? cmd->argl[0] : sizeof(c->last_cmd) - 1;
+    if (k->name) {
+        memcpy(c->last_cmd, k->name, strlen(k->name) + 1);
+    } else {
+        resp_escape(cmd->argv[0], n, c->last_cmd, sizeof(c->last_cmd));
+    }
+    if (!k->name) {
+        unknown_command(c, cmd);
+        return;
+    }
+    if (c->srv->cfg->requirepass[0] && !c->authed && !k->before_auth) {
+        reply(c, "-NOAUTH Authentication required.\r\n");
+        return;
+    }
+    if ((k->arity > 0 && cmd->argc != (size_t)k->arity) ||
+        (k->arity < 0 && cmd->argc < (size_t)-k->arity)) {
+        reply(c, "-ERR wrong number of arguments for '%s' command\r\n", k->name);
+        return;
+    }
+    k->fn(c, cmd);
+}
+
+static void read_cb(struct bufferevent *bev, void *arg)
+{
+    struct client *c = arg;
+    struct evbuffer *in = bufferevent_get_input(bev);
+    static const struct resp_limits lim = {
+        .max_argc = RESP_MAX_ARGC, .max_bulk_bytes = 512 * 1024, .max_inline_bytes = 64 * 1024};
+    c->srv->stats->total_net_input_bytes += (int64_t)evbuffer_get_length(in);
+    while (c->bev && !c->closing && !c->dead) {
+        size_t len = evbuffer_get_length(in);
+        if (len == 0)
+            break;
+        const char *buf = (const char *)evbuffer_pullup(in, -1);
+        struct resp_command cmd;
+        char err[RESP_ERR_LEN];
+        ssize_t n = resp_parse_command(buf, len, &lim, &cmd, err, sizeof(err));
+        if (n < 0) {
+            protocol_error(c, err);
+            return;
+        }
+        if (n == 0) {
+            if (len > MAX_QUERY_BYTES)
+                protocol_error(c, "Protocol error: query buffer limit exceeded");
+            return;
+        }
+        /* Dispatch from a copy, with the input already drained: PSYNC hands the connection
+         * (and whatever follows in its input) over to a replica session. */
+        char *copy = malloc((size_t)n);
+        if (!copy)
+            abort();
+        memcpy(copy, buf, (size_t)n);
+        evbuffer_drain(in, (size_t)n);
+        if (resp_parse_command(copy, (size_t)n, &lim, &cmd, err, sizeof(err)) == n && cmd.argc > 0)
+            dispatch(c, &cmd);
+        free(copy);
+    }
+}
+
+static void write_cb(struct bufferevent *bev, void *arg)
+{
+    struct client *c = arg;
+    if (c->closing && evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+        bury(c);
+}
+
+static void event_cb(struct bufferevent *bev, short what, void *arg)
+{
+    struct client *c = arg;
+    (void)bev;
+    if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT)) {
+        log_debug("server", c->peer, "client closed");
+        bury(c);
+    }
+}
+
+static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int slen,
+                      void *arg)
+{
+    struct server *s = arg;
+    (void)l;
+    (void)slen;
+    s->stats->total_connections_received++;
+    net_tune(fd);
+    struct bufferevent *bev = bufferevent_socket_new(s->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    if (!bev) {
+        close(fd);
+        return;
+    }
+    struct client *c = calloc(1, sizeof(*c));
+    if (!c)
+        abort();
+    c->srv = s;
+    c->bev = bev;
+    c->id = ++s->next_id;
+    c->created_ms = c->last_cmd_ms = net_now_ms();
+    net_format(sa, c->peer, sizeof(c->peer), 1);
+    net_format(sa, c->ip, sizeof(c->ip), 0);
+    c->next = s->head;
+    if (s->head)
+        s->head->prev = c;
+    s->head = c;
+    s->count++;
+    bufferevent_setcb(bev, read_cb, write_cb, event_cb, c);
+    bufferevent_enable(bev, EV_READ | EV_WRITE);
+    size_t others = s->cb.other_connections ? s->cb.other_connections(s->cb.ctx) : 0;
+    if ((int64_t)(s->count + others) > s->cfg->max_clients) {
+        s->stats->rejected_connections++;
+        log_notice("server", c->peer, "refused: max-clients (%" PRId64 ") reached",
+                   s->cfg->max_clients);
+        reply(c, "-ERR max number of clients reached\r\n");
+        close_after_reply(c);
+        return;
+    }
+    log_debug("server", c->peer, "accepted client id=%" PRIu64, c->id);
+}
+
+static void accept_error_cb(struct evconnlistener *l, void *arg)
+{
+    (void)l;
+    (void)arg;
+    log_warning("server", "-", "accept: %s", evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+}
+
+struct server *server_new(struct event_base *base, const struct config *cfg, struct stats *stats,
+                          const struct server_callbacks *cb)
+{
+    struct server *s = calloc(1, sizeof(*s));
+    if (!s)
+        abort();
+    s->base = base;
+    s->cfg = cfg;
+    s->stats = stats;
+    s->cb = *cb;
+    s->reaper = event_new(base, -1, 0, reap_cb, s);
+    if (!s->reaper)
+        abort();
+    return s;
+}
+
+void server_free(struct server *s)
+{
+    if (!s)
+        return;
+    server_stop_listening(s);
+    while (s->head)
+        bury(s->head);
+    reap_cb(-1, 0, s);
+    event_free(s->reaper);
+    free(s);
+}
+
+int server_listen(struct server *s, char *err, size_t errlen)
+{
+    int fd = net_listen(s->cfg->bind, (int)s->cfg->port, 511, err, errlen);
+    if (fd < 0)
+        return -1;
+    s->listener = evconnlistener_new(s->base, accept_cb, s, LEV_OPT_CLOSE_ON_FREE, -1, fd);
+    if (!s->listener) {
+        close(fd);
+        snprintf(err, errlen, "cannot create listener");
+        return -1;
+    }
+    evconnlistener_set_error_cb(s->listener, accept_error_cb);
+    return 0;
+}
+
+void server_stop_listening(struct server *s)
+{
+    if (s->listener) {
+        evconnlistener_free(s->listener);
+        s->listener = NULL;
+    }
+}
+
+size_t server_client_count(const struct server *s)
+{
+    return s->count;
+}

@@ -1,0 +1,65 @@
+/*
+ * server: the downstream listener and every connection until it becomes a replica.
+ * Dispatches the commands a relay answers (PING, AUTH, INFO, ROLE, CONFIG GET, CLIENT, ...);
+ * PSYNC/SYNC hand the connection to relay.c, which makes it a replica session.
+ * Owns the listener and its client connections. Borrows the config and stats.
+ */
+#ifndef CASCADE_SERVER_H
+#define CASCADE_SERVER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "net.h"
+#include "resp.h"
+#include "stats.h"
+
+struct bufferevent;
+struct event_base;
+struct server;
+
+/* A PSYNC or SYNC request, with what REPLCONF told before it. */
+struct server_sync_request {
+    const struct resp_command *cmd; /* PSYNC <replid> <offset> [...] or SYNC */
+    uint64_t id;                    /* client id */
+    const char *peer;               /* "ip:port" of the connection */
+    const char *ip;                 /* announced (REPLCONF ip-address) or peer ip */
+    int listening_port;             /* REPLCONF listening-port, 0 if none */
+    bool capa_eof, capa_psync2;     /* REPLCONF capa */
+    bool rdb_only;                  /* REPLCONF rdb-only 1 */
+    bool plain_sync;                /* SYNC */
+    int64_t created_ms;
+};
+
+struct server_callbacks {
+    void *ctx;
+    /* INFO text for one section name ("" = default set, "all", or a name). */
+    void (*info)(void *ctx, const char *section, struct sbuf *out);
+    /* ROLE reply, RESP-encoded. */
+    void (*role)(void *ctx, struct sbuf *out);
+    /* REPLICAOF host port. 0 or -1 with an error text (without "-ERR "). */
+    int (*replicaof)(void *ctx, const char *host, int port, char *err, size_t errlen);
+    /* PSYNC/SYNC: 0 = the connection (bev) now belongs to the callee; -1 = refused, err is
+     * the whole error line to reply (e.g. "NOMASTERLINK ..."), and the client stays. */
+    int (*sync)(void *ctx, struct bufferevent *bev, const struct server_sync_request *req,
+                char *err, size_t errlen);
+    /* CLIENT LIST lines for connections the server no longer owns (replicas). */
+    void (*client_list)(void *ctx, struct sbuf *out);
+    /* Connections owned elsewhere, for max-clients. */
+    size_t (*other_connections)(void *ctx);
+};
+
+struct server *server_new(struct event_base *base, const struct config *cfg, struct stats *stats,
+                          const struct server_callbacks *cb);
+void server_free(struct server *s);
+
+/* Bind and listen on cfg bind:port. 0 or -1 with a message. */
+__attribute__((warn_unused_result)) int server_listen(struct server *s, char *err, size_t errlen);
+
+/* Stop accepting (graceful shutdown). */
+void server_stop_listening(struct server *s);
+
+size_t server_client_count(const struct server *s);
+
+#endif

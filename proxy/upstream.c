@@ -1,0 +1,740 @@
+/*
+ * upstream: the relay's replica side of one link to a master.
+ * Owns its bufferevent, its hiredis reader (handshake replies) and the snapshot being filled.
+ * Must not touch replicas or the backlog: everything it learns goes out through callbacks,
+ * and callbacks must not free the upstream (relay.c defers that to its cron).
+ *
+ * Redis behaviours followed here (src/replication.c, syncWithMaster/readSyncBulkPayload):
+ *   - bare "\n" lines before the PSYNC reply and before the RDB preamble are keepalives;
+ *   - an EOF-format RDB is followed by nothing until the replica's first REPLCONF ACK;
+ *   - REPLCONF GETACK is answered at once, with the offset of what is held.
+ */
+#include "upstream.h"
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <hiredis/hiredis.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "net.h"
+#include "resp.h"
+
+#define MAX_LINE        1024     /* longest handshake reply line accepted */
+#define ACK_INTERVAL_MS 1000     /* REPLCONF ACK period, as Redis' replicationCron */
+#define MAX_READ_BYTES  (256 * 1024)
+
+struct upstream {
+    struct event_base *base;      /* borrowed */
+    enum upstream_mode mode;
+    enum upstream_state state;
+    int64_t state_since_ms;       /* when state was entered */
+    char *host;                   /* owned */
+    int port;
+    char *user, *password, *dir;  /* owned */
+    int listening_port;
+    int64_t connect_timeout_ms, repl_timeout_ms;
+    int64_t backoff_min_ms, backoff_max_ms;
+    int64_t backoff_ms;           /* next delay */
+    int64_t retry_at_ms;          /* BACKOFF: when to connect */
+    struct bufferevent *bev;      /* owned; NULL without a link */
+    char peer[NET_ADDR_LEN];      /* "host:port" for logs */
+    redisReader *reader;          /* owned; parses handshake replies */
+    int replies_pending;          /* HANDSHAKE: replies still expected */
+    bool auth_pending;            /* the next reply answers AUTH */
+    int64_t offset;               /* last stream byte received */
+    int64_t last_io_ms;           /* last byte read (keepalives included) */
+    int64_t last_ack_ms;
+    int64_t down_since_ms;        /* 0 while streaming */
+    struct resp_stream scan;      /* stream framing, for GETACK */
+    struct resp_eofmark eof;      /* RDB delimiter scanner (EOF format) */
+    bool rdb_eof_format;
+    int64_t rdb_size;             /* payload bytes expected ($len), -1 for EOF format */
+    int64_t rdb_got;              /* payload bytes received */
+    int64_t stream_bytes;         /* stream bytes over the life of the object */
+    char full_replid[41];         /* +FULLRESYNC replid being loaded */
+    int64_t full_offset;          /* +FULLRESYNC offset being loaded */
+    struct snapshot *snap;        /* owned while FILLING */
+    unsigned snap_seq;            /* names temp files uniquely */
+    struct upstream_callbacks cb;
+};
+
+static const char *const state_names[] = {
+    "idle", "backoff", "connecting", "ping", "handshake", "psync", "rdb_preamble", "rdb",
+    "stream",
+};
+
+const char *upstream_state_name(enum upstream_state s)
+{
+    return s <= UPSTREAM_STREAM ? state_names[s] : "?";
+}
+
+static const char *component(const struct upstream *u)
+{
+    return u->mode == UPSTREAM_MAIN ? "upstream" : "snapshot-fetch";
+}
+
+static void set_state(struct upstream *u, enum upstream_state s)
+{
+    if (u->state == s)
+        return;
+    log_debug(component(u), u->peer, "%s -> %s", upstream_state_name(u->state),
+              upstream_state_name(s));
+    u->state = s;
+    u->state_since_ms = net_now_ms();
+}
+
+static char *xstrdup(const char *s)
+{
+    char *d = strdup(s ? s : "");
+    if (!d)
+        abort();
+    return d;
+}
+
+static void close_link(struct upstream *u)
+{
+    if (u->bev) {
+        /* libevent defers the real free if we are inside this bufferevent's callback. */
+        bufferevent_free(u->bev);
+        u->bev = NULL;
+    }
+    if (u->reader) {
+        redisReaderFree(u->reader);
+        u->reader = NULL;
+    }
+    snapshot_free(u->snap);
+    u->snap = NULL;
+}
+
+/* The link failed: log once, close, schedule a retry (MAIN) or give up (RDB_ONLY). */
+static void link_fail(struct upstream *u, const char *why)
+{
+    bool was_up = u->state == UPSTREAM_STREAM;
+    log_warning(component(u), u->peer, "link %s: %s", was_up ? "lost" : "failed", why);
+    close_link(u);
+    int64_t now = net_now_ms();
+    if (!u->down_since_ms)
+        u->down_since_ms = now;
+    if (u->mode == UPSTREAM_MAIN) {
+        /* A short cut after a healthy link retries at once, so the master's backlog
+         * (1 MB by default) is not outrun; repeated failures back off up to the cap. */
+        int64_t delay = was_up ? 0 : u->backoff_ms;
+        u->retry_at_ms = now + delay;
+        if (!was_up) {
+            u->backoff_ms *= 2;
+            if (u->backoff_ms > u->backoff_max_ms)
+                u->backoff_ms = u->backoff_max_ms;
+        }
+        set_state(u, UPSTREAM_BACKOFF);
+    } else {
+        set_state(u, UPSTREAM_IDLE);
+    }
+    if (u->cb.on_down)
+        u->cb.on_down(u->cb.ctx);
+}
+
+static void send_command(struct upstream *u, int argc, const char **argv)
+{
+    struct evbuffer *out = bufferevent_get_output(u->bev);
+    evbuffer_add_printf(out, "*%d\r\n", argc);
+    for (int i = 0; i < argc; i++)
+        evbuffer_add_printf(out, "$%zu\r\n%s\r\n", strlen(argv[i]), argv[i]);
+}
+
+static void send_ack(struct upstream *u)
+{
+    char off[32];
+    snprintf(off, sizeof(off), "%" PRId64, u->offset);
+    const char *argv[] = {"REPLCONF", "ACK", off};
+    send_command(u, 3, argv);
+    u->last_ack_ms = net_now_ms();
+}
+
+/*
+ * Reads one reply line, skipping "\n" keepalives. Returns 1 with *is_error and line set,
+ * 0 if more input is needed, -1 on a malformed reply (already failed).
+ */
+static int read_reply(struct upstream *u, char *line, size_t cap, bool *is_error)
+{
+    struct evbuffer *in = bufferevent_get_input(u->bev);
+    for (;;) {
+        size_t len = evbuffer_get_length(in);
+        if (len == 0)
+            return 0;
+        unsigned char c;
+        evbuffer_copyout(in, &c, 1);
+        if (c != '\n')
+            break;
+        evbuffer_drain(in, 1);
+    }
+    struct evbuffer_ptr eol = evbuffer_search_eol(in, NULL, NULL, EVBUFFER_EOL_CRLF_STRICT);
+    if (eol.pos < 0) {
+        if (evbuffer_get_length(in) > MAX_LINE) {
+            link_fail(u, "reply line too long");
+            return -1;
+        }
+        return 0;
+    }
+    size_t n = (size_t)eol.pos + 2;
+    if (n > MAX_LINE) {
+        link_fail(u, "reply line too long");
+        return -1;
+    }
+    char raw[MAX_LINE + 1];
+    evbuffer_remove(in, raw, n);
+    if (redisReaderFeed(u->reader, raw, n) != REDIS_OK) {
+        link_fail(u, "reply reader failed");
+        return -1;
+    }
+    void *r = NULL;
+    if (redisReaderGetReply(u->reader, &r) != REDIS_OK || !r) {
+        char sample[128];
+        resp_escape(raw, n, sample, sizeof(sample));
+        char why[192];
+        snprintf(why, sizeof(why), "malformed reply \"%s\"", sample);
+        /* A reader in error state cannot be reused. */
+        redisReaderFree(u->reader);
+        u->reader = redisReaderCreate();
+        if (r)
+            freeReplyObject(r);
+        link_fail(u, why);
+        return -1;
+    }
+    redisReply *rep = r;
+    if (rep->type != REDIS_REPLY_STATUS && rep->type != REDIS_REPLY_ERROR) {
+        freeReplyObject(rep);
+        link_fail(u, "unexpected reply type in handshake");
+        return -1;
+    }
+    *is_error = rep->type == REDIS_REPLY_ERROR;
+    /* Keep the type marker so +FULLRESYNC / +CONTINUE parse as sent. */
+    snprintf(line, cap, "%c%s", *is_error ? '-' : '+', rep->str);
+    freeReplyObject(rep);
+    return 1;
+}
+
+static void send_handshake(struct upstream *u)
+{
+    u->replies_pending = 0;
+    u->auth_pending = false;
+    if (u->password[0]) {
+        if (u->user[0]) {
+            const char *argv[] = {"AUTH", u->user, u->password};
+            send_command(u, 3, argv);
+        } else {
+            const char *argv[] = {"AUTH", u->password};
+            send_command(u, 2, argv);
+        }
+        u->replies_pending++;
+        u->auth_pending = true;
+    }
+    char port[16];
+    snprintf(port, sizeof(port), "%d", u->listening_port);
+    const char *lp[] = {"REPLCONF", "listening-port", port};
+    send_command(u, 3, lp);
+    const char *capa[] = {"REPLCONF", "capa", "eof", "capa", "psync2"};
+    send_command(u, 5, capa);
+    u->replies_pending += 2;
+    if (u->mode == UPSTREAM_RDB_ONLY) {
+        const char *ro[] = {"REPLCONF", "rdb-only", "1"};
+        send_command(u, 3, ro);
+        u->replies_pending++;
+    }
+    set_state(u, UPSTREAM_HANDSHAKE);
+}
+
+static void send_psync(struct upstream *u)
+{
+    char replid[41] = "";
+    int64_t held = 0;
+    if (u->mode == UPSTREAM_MAIN && u->cb.position)
+        u->cb.position(u->cb.ctx, replid, &held);
+    if (replid[0]) {
+        char off[32];
+        snprintf(off, sizeof(off), "%" PRId64, held + 1);
+        const char *argv[] = {"PSYNC", replid, off};
+        send_command(u, 3, argv);
+        u->offset = held;
+        log_info(component(u), u->peer, "PSYNC %s %s", replid, off);
+    } else {
+        const char *argv[] = {"PSYNC", "?", "-1"};
+        send_command(u, 3, argv);
+        log_info(component(u), u->peer, "PSYNC ? -1");
+    }
+    set_state(u, UPSTREAM_PSYNC);
+}
+
+static void enter_stream(struct upstream *u)
+{
+    resp_stream_init(&u->scan);
+    u->backoff_ms = u->backoff_min_ms;
+    u->down_since_ms = 0;
+    set_state(u, UPSTREAM_STREAM);
+}
+
+static int handle_psync_reply(struct upstream *u, const char *line, bool is_error)
+{
+    if (is_error) {
+        /* -NOMASTERLINK / -LOADING: the upstream is not ready; anything else is logged too. */
+        char why[MAX_LINE + 32];
+        snprintf(why, sizeof(why), "PSYNC refused: %s", line + 1);
+        link_fail(u, why);
+        return -1;
+    }
+    if (strncmp(line, "+FULLRESYNC", 11) == 0) {
+        if (resp_parse_fullresync(line, strlen(line), u->full_replid, &u->full_offset) != 0) {
+            link_fail(u, "malformed +FULLRESYNC");
+            return -1;
+        }
+        log_notice(component(u), u->peer, "full resync: replid %s offset %" PRId64,
+                   u->full_replid, u->full_offset);
+        if (u->cb.on_fullresync)
+            u->cb.on_fullresync(u->cb.ctx, u->full_replid, u->full_offset);
+        set_state(u, UPSTREAM_RDB_PREAMBLE);
+        return 0;
+    }
+    if (strncmp(line, "+CONTINUE", 9) == 0 && u->mode == UPSTREAM_MAIN) {
+        char replid[41];
+        if (resp_parse_continue(line, strlen(line), replid) != 0) {
+            link_fail(u, "malformed +CONTINUE");
+            return -1;
+        }
+        log_notice(component(u), u->peer, "partial resync from offset %" PRId64 "%s%s",
+                   u->offset + 1, replid[0] ? ", new replid " : "", replid);
+        enter_stream(u);
+        if (u->cb.on_continue)
+            u->cb.on_continue(u->cb.ctx, replid);
+        return 0;
+    }
+    char why[MAX_LINE + 32];
+    snprintf(why, sizeof(why), "unexpected PSYNC reply: %s", line);
+    link_fail(u, why);
+    return -1;
+}
+
+static void rdb_complete(struct upstream *u, int64_t drop)
+{
+    char err[256];
+    if (snapshot_finish(u->snap, drop, err, sizeof(err)) != 0) {
+        link_fail(u, err);
+        return;
+    }
+    struct snapshot *snap = u->snap;
+    u->snap = NULL;
+    log_notice(component(u), u->peer, "RDB complete: %" PRId64 " bytes at offset %" PRId64,
+               snap->size, snap->offset);
+    if (u->mode == UPSTREAM_MAIN) {
+        u->offset = u->full_offset;
+        enter_stream(u);
+        /* After a diskless RDB the master sends nothing until this first ACK. */
+        send_ack(u);
+        if (u->cb.on_snapshot)
+            u->cb.on_snapshot(u->cb.ctx, snap);
+    } else {
+        close_link(u);
+        set_state(u, UPSTREAM_IDLE);
+        if (u->cb.on_snapshot)
+            u->cb.on_snapshot(u->cb.ctx, snap);
+    }
+}
+
+/* RDB preamble: "$<len>" or "$EOF:<mark>", after optional "\n" keepalives.
+ * Returns 1 when read, 0 when more input is needed, -1 when the link failed. */
+static int read_preamble(struct upstream *u)
+{
+    struct evbuffer *in = bufferevent_get_input(u->bev);
+    for (;;) {
+        if (evbuffer_get_length(in) == 0)
+            return 0;
+        unsigned char c;
+        evbuffer_copyout(in, &c, 1);
+        if (c != '\n')
+            break;
+        evbuffer_drain(in, 1);
+    }
+    struct evbuffer_ptr eol = evbuffer_search_eol(in, NULL, NULL, EVBUFFER_EOL_CRLF_STRICT);
+    if (eol.pos < 0) {
+        if (evbuffer_get_length(in) > MAX_LINE) {
+            link_fail(u, "RDB preamble too long");
+            return -1;
+        }
+        return 0;
+    }
+    char line[MAX_LINE + 1];
+    size_t n = (size_t)eol.pos;
+    if (n > MAX_LINE) {
+        link_fail(u, "RDB preamble too long");
+        return -1;
+    }
+    evbuffer_remove(in, line, n);
+    evbuffer_drain(in, 2);
+    line[n] = '\0';
+    struct resp_rdb_preamble pre;
+    char err[RESP_ERR_LEN];
+    if (line[0] == '-' || resp_parse_rdb_preamble(line, n, &pre, err, sizeof(err)) != 0) {
+        char sample[128], why[256];
+        resp_escape(line, n, sample, sizeof(sample));
+        snprintf(why, sizeof(why), "bad RDB preamble \"%s\"", sample);
+        link_fail(u, why);
+        return -1;
+    }
+    char tag[64];
+    snprintf(tag, sizeof(tag), "%s-%u", u->mode == UPSTREAM_MAIN ? "main" : "side",
+             u->snap_seq++);
+    u->snap = snapshot_new(u->dir, tag, u->full_replid, u->full_offset, err, sizeof(err));
+    if (!u->snap) {
+        link_fail(u, err);
+        return -1;
+    }
+    u->rdb_eof_format = pre.eof_format;
+    u->rdb_size = pre.eof_format ? -1 : pre.size;
+    u->rdb_got = 0;
+    if (pre.eof_format)
+        resp_eofmark_init(&u->eof, pre.mark);
+    log_info(component(u), u->peer, "receiving RDB (%s)",
+             pre.eof_format ? "diskless, EOF-delimited" : "sized");
+    set_state(u, UPSTREAM_RDB);
+    if (!pre.eof_format && pre.size == 0) {
+        rdb_complete(u, 0);
+        return u->bev ? 1 : -1;
+    }
+    return 1;
+}
+
+/* Moves RDB payload from the input to the snapshot file. */
+static int read_rdb(struct upstream *u)
+{
+    struct evbuffer *in = bufferevent_get_input(u->bev);
+    char err[256];
+    while (u->state == UPSTREAM_RDB && evbuffer_get_length(in) > 0) {
+        struct evbuffer_iovec v;
+        if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
+            break;
+        size_t n = v.iov_len;
+        bool done = false;
+        int64_t drop = 0;
+        if (u->rdb_eof_format) {
+            ssize_t end = resp_eofmark_feed(&u->eof, v.iov_base, n);
+            if (end >= 0) {
+                n = (size_t)end;
+                done = true;
+                drop = RESP_EOFMARK_LEN;
+            }
+        } else {
+            int64_t left = u->rdb_size - u->rdb_got;
+            if ((int64_t)n >= left) {
+                n = (size_t)left;
+                done = true;
+            }
+        }
+        if (snapshot_write(u->snap, v.iov_base, n, err, sizeof(err)) != 0) {
+            link_fail(u, err);
+            return -1;
+        }
+        u->rdb_got += (int64_t)n;
+        evbuffer_drain(in, n);
+        if (done)
+            rdb_complete(u, drop);
+    }
+    return 0;
+}
+
+static void read_stream(struct upstream *u)
+{
+    struct evbuffer *in = bufferevent_get_input(u->bev);
+    char err[RESP_ERR_LEN];
+    while (u->state == UPSTREAM_STREAM && evbuffer_get_length(in) > 0) {
+        struct evbuffer_iovec v;
+        if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
+            break;
+        bool getack = false;
+        ssize_t n = resp_stream_scan(&u->scan, v.iov_base, v.iov_len, &getack, err, sizeof(err));
+        if (n < 0) {
+            char sample[96], why[384];
+            resp_escape(v.iov_base, v.iov_len < 48 ? v.iov_len : 48, sample, sizeof(sample));
+            snprintf(why, sizeof(why), "stream protocol error at offset %" PRId64 ": %s near \"%s\"",
+                     u->offset + 1, err, sample);
+            link_fail(u, why);
+            return;
+        }
+        u->offset += n;
+        u->stream_bytes += n;
+        if (u->cb.on_stream)
+            u->cb.on_stream(u->cb.ctx, v.iov_base, (size_t)n);
+        evbuffer_drain(in, (size_t)n);
+        if (getack)
+            send_ack(u);
+    }
+}
+
+static void read_cb(struct bufferevent *bev, void *arg)
+{
+    struct upstream *u = arg;
+    u->last_io_ms = net_now_ms();
+    char line[MAX_LINE + 2];
+    bool is_error;
+    /* Each case consumes what it can; it returns when it needs more input or the link died. */
+    while (u->bev && evbuffer_get_length(bufferevent_get_input(bev)) > 0) {
+        switch (u->state) {
+        case UPSTREAM_PING:
+            if (read_reply(u, line, sizeof(line), &is_error) <= 0)
+                return;
+            /* -NOAUTH / -NOPERM mean AUTH follows; any other error is fatal, as in Redis. */
+            if (is_error && strncmp(line, "-NOAUTH", 7) != 0 &&
+                strncmp(line, "-NOPERM", 7) != 0) {
+                char why[MAX_LINE + 32];
+                snprintf(why, sizeof(why), "PING refused: %s", line + 1);
+                link_fail(u, why);
+                return;
+            }
+            send_handshake(u);
+            break;
+        case UPSTREAM_HANDSHAKE:
+            if (read_reply(u, line, sizeof(line), &is_error) <= 0)
+                return;
+            if (u->auth_pending) {
+                u->auth_pending = false;
+                if (is_error) {
+                    char why[MAX_LINE + 32];
+                    snprintf(why, sizeof(why), "AUTH failed: %s", line + 1);
+                    link_fail(u, why);
+                    return;
+                }
+            } else if (is_error) {
+                log_info(component(u), u->peer, "REPLCONF refused (ignored): %s", line + 1);
+            }
+            if (--u->replies_pending == 0)
+                send_psync(u);
+            break;
+        case UPSTREAM_PSYNC:
+            if (read_reply(u, line, sizeof(line), &is_error) <= 0)
+                return;
+            if (handle_psync_reply(u, line, is_error) != 0)
+                return;
+            break;
+        case UPSTREAM_RDB_PREAMBLE:
+            if (read_preamble(u) <= 0)
+                return;
+            break;
+        case UPSTREAM_RDB:
+            if (read_rdb(u) != 0)
+                return;
+            break;
+        case UPSTREAM_STREAM:
+            read_stream(u);
+            return;
+        default:
+            /* Bytes where none are expected (e.g. after a side fetch's RDB): drop them. */
+            evbuffer_drain(bufferevent_get_input(bev), evbuffer_get_length(bufferevent_get_input(bev)));
+            return;
+        }
+    }
+}
+
+static void event_cb(struct bufferevent *bev, short what, void *arg)
+{
+    struct upstream *u = arg;
+    if (what & BEV_EVENT_CONNECTED) {
+        net_tune(bufferevent_getfd(bev));
+        u->last_io_ms = net_now_ms();
+        log_info(component(u), u->peer, "connected");
+        const char *argv[] = {"PING"};
+        send_command(u, 1, argv);
+        set_state(u, UPSTREAM_PING);
+        return;
+    }
+    if (what & BEV_EVENT_EOF) {
+        link_fail(u, "connection closed by upstream");
+    } else if (what & BEV_EVENT_ERROR) {
+        char why[128];
+        snprintf(why, sizeof(why), "%s",
+                 evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+        link_fail(u, why);
+    }
+}
+
+static void connect_now(struct upstream *u)
+{
+    close_link(u);
+    if (!u->host[0]) {
+        set_state(u, UPSTREAM_IDLE);
+        return;
+    }
+    snprintf(u->peer, sizeof(u->peer), "%s:%d", u->host, u->port);
+    u->reader = redisReaderCreate();
+    if (!u->reader)
+        abort();
+    struct sockaddr_storage ss;
+    socklen_t sl;
+    char err[256];
+    set_state(u, UPSTREAM_CONNECTING);
+    if (net_resolve(u->host, u->port, &ss, &sl, err, sizeof(err)) != 0) {
+        link_fail(u, err);
+        return;
+    }
+    u->bev = bufferevent_socket_new(u->base, -1, BEV_OPT_CLOSE_ON_FREE);
+    if (!u->bev)
+        abort();
+    bufferevent_setcb(u->bev, read_cb, NULL, event_cb, u);
+    bufferevent_set_max_single_read(u->bev, MAX_READ_BYTES);
+    bufferevent_enable(u->bev, EV_READ | EV_WRITE);
+    if (bufferevent_socket_connect(u->bev, (struct sockaddr *)&ss, (int)sl) != 0) {
+        link_fail(u, "connect failed");
+        return;
+    }
+}
+
+struct upstream *upstream_new(struct event_base *base, const struct upstream_params *p,
+                              const struct upstream_callbacks *cb)
+{
+    struct upstream *u = calloc(1, sizeof(*u));
+    if (!u)
+        abort();
+    u->base = base;
+    u->mode = p->mode;
+    u->state = UPSTREAM_IDLE;
+    u->host = xstrdup(p->host);
+    u->port = p->port;
+    u->user = xstrdup(p->user);
+    u->password = xstrdup(p->password);
+    u->dir = xstrdup(p->dir);
+    u->listening_port = p->listening_port;
+    u->cb = *cb;
+    upstream_set_timeouts(u, p->connect_timeout_ms, p->repl_timeout_ms, p->reconnect_min_ms,
+                          p->reconnect_max_ms);
+    u->backoff_ms = u->backoff_min_ms;
+    u->down_since_ms = net_now_ms();
+    snprintf(u->peer, sizeof(u->peer), "%s:%d", u->host, u->port);
+    return u;
+}
+
+void upstream_free(struct upstream *u)
+{
+    if (!u)
+        return;
+    close_link(u);
+    free(u->host);
+    free(u->user);
+    free(u->password);
+    free(u->dir);
+    free(u);
+}
+
+void upstream_start(struct upstream *u)
+{
+    if (u->state == UPSTREAM_IDLE || u->state == UPSTREAM_BACKOFF)
+        connect_now(u);
+}
+
+void upstream_repoint(struct upstream *u, const char *host, int port)
+{
+    bool was_up = u->state == UPSTREAM_STREAM;
+    close_link(u);
+    free(u->host);
+    u->host = xstrdup(host);
+    u->port = port;
+    u->backoff_ms = u->backoff_min_ms;
+    set_state(u, UPSTREAM_IDLE);
+    if (was_up && u->cb.on_down)
+        u->cb.on_down(u->cb.ctx);
+    connect_now(u);
+}
+
+void upstream_set_timeouts(struct upstream *u, int64_t connect_ms, int64_t repl_ms,
+                           int64_t backoff_min_ms, int64_t backoff_max_ms)
+{
+    u->connect_timeout_ms = connect_ms;
+    u->repl_timeout_ms = repl_ms;
+    u->backoff_min_ms = backoff_min_ms;
+    u->backoff_max_ms = backoff_max_ms;
+    if (u->backoff_ms > backoff_max_ms)
+        u->backoff_ms = backoff_max_ms;
+}
+
+void upstream_cron(struct upstream *u, int64_t now)
+{
+    switch (u->state) {
+    case UPSTREAM_IDLE:
+        return;
+    case UPSTREAM_BACKOFF:
+        if (now >= u->retry_at_ms)
+            connect_now(u);
+        return;
+    case UPSTREAM_CONNECTING:
+    case UPSTREAM_PING:
+    case UPSTREAM_HANDSHAKE:
+        if (now - u->state_since_ms > u->connect_timeout_ms)
+            link_fail(u, "timed out connecting");
+        return;
+    case UPSTREAM_PSYNC:
+    case UPSTREAM_RDB_PREAMBLE:
+    case UPSTREAM_RDB:
+        /* The master may take a while to fork; its "\n" keepalives count as traffic. */
+        if (now - u->last_io_ms > u->repl_timeout_ms)
+            link_fail(u, "timed out waiting for the RDB");
+        return;
+    case UPSTREAM_STREAM:
+        if (now - u->last_io_ms > u->repl_timeout_ms) {
+            link_fail(u, "timed out: no data from the upstream");
+            return;
+        }
+        if (now - u->last_ack_ms >= ACK_INTERVAL_MS)
+            send_ack(u);
+        return;
+    }
+}
+
+enum upstream_state upstream_state(const struct upstream *u)
+{
+    return u->state;
+}
+
+bool upstream_link_up(const struct upstream *u)
+{
+    return u->state == UPSTREAM_STREAM;
+}
+
+const char *upstream_host(const struct upstream *u)
+{
+    return u->host;
+}
+
+int upstream_port(const struct upstream *u)
+{
+    return u->port;
+}
+
+int64_t upstream_offset(const struct upstream *u)
+{
+    return u->offset;
+}
+
+int64_t upstream_last_io_ms(const struct upstream *u)
+{
+    return u->last_io_ms;
+}
+
+int64_t upstream_down_since_ms(const struct upstream *u)
+{
+    return u->down_since_ms;
+}
+
+int64_t upstream_rdb_bytes(const struct upstream *u)
+{
+    return u->rdb_got;
+}
+
+int64_t upstream_rdb_size(const struct upstream *u)
+{
+    return u->rdb_size;
+}
+
+int64_t upstream_stream_bytes(const struct upstream *u)
+{
+    return u->stream_bytes;
+}

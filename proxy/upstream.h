@@ -1,0 +1,94 @@
+/*
+ * upstream: one link to a master (or relay), the relay acting as its replica.
+ * A state machine: connect, handshake, PSYNC, RDB into a snapshot file, then the stream.
+ * It reports through callbacks that relay.c sets and never touches replicas or the backlog.
+ * Two modes: MAIN (the replication link; reconnects with capped backoff forever) and
+ * RDB_ONLY (a side link that fetches one fresh snapshot with "REPLCONF rdb-only 1").
+ */
+#ifndef CASCADE_UPSTREAM_H
+#define CASCADE_UPSTREAM_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "snapshot.h"
+
+struct event_base;
+struct upstream;
+
+enum upstream_mode {
+    UPSTREAM_MAIN,     /* the replication link */
+    UPSTREAM_RDB_ONLY, /* a one-shot snapshot fetch */
+};
+
+enum upstream_state {
+    UPSTREAM_IDLE,         /* no host configured, or a finished side link */
+    UPSTREAM_BACKOFF,      /* waiting before the next connect */
+    UPSTREAM_CONNECTING,   /* TCP connect in flight */
+    UPSTREAM_PING,         /* PING sent, waiting for +PONG (or -NOAUTH) */
+    UPSTREAM_HANDSHAKE,    /* AUTH / REPLCONF pipelined, replies pending */
+    UPSTREAM_PSYNC,        /* PSYNC sent, waiting for +FULLRESYNC / +CONTINUE */
+    UPSTREAM_RDB_PREAMBLE, /* waiting for "$<len>" or "$EOF:<mark>" */
+    UPSTREAM_RDB,          /* receiving the RDB payload */
+    UPSTREAM_STREAM,       /* online: receiving the command stream */
+};
+
+const char *upstream_state_name(enum upstream_state s);
+
+struct upstream_callbacks {
+    void *ctx;
+    /* The history to continue: replid ("" for none) and the offset of the last byte held. */
+    void (*position)(void *ctx, char replid[41], int64_t *offset);
+    /* +CONTINUE: the link resumes at the position given; new_replid is "" if unchanged. */
+    void (*on_continue)(void *ctx, const char *new_replid);
+    /* +FULLRESYNC: a new history (replid, offset) starts once its RDB is complete. */
+    void (*on_fullresync)(void *ctx, const char *replid, int64_t offset);
+    /* The RDB is complete; ownership of the READY snapshot passes to the callee. */
+    void (*on_snapshot)(void *ctx, struct snapshot *snap);
+    /* Stream bytes, in order, exactly as received. */
+    void (*on_stream)(void *ctx, const char *buf, size_t len);
+    /* The link went down (or a side fetch failed); the reason is logged already. */
+    void (*on_down)(void *ctx);
+};
+
+struct upstream_params {
+    enum upstream_mode mode;
+    const char *host;       /* copied */
+    int port;
+    const char *user;       /* copied; "" = default user */
+    const char *password;   /* copied; "" = no AUTH */
+    int listening_port;     /* announced with REPLCONF listening-port */
+    const char *dir;        /* where RDB files are written; copied */
+    int64_t connect_timeout_ms;
+    int64_t repl_timeout_ms;
+    int64_t reconnect_min_ms;
+    int64_t reconnect_max_ms;
+};
+
+struct upstream *upstream_new(struct event_base *base, const struct upstream_params *p,
+                              const struct upstream_callbacks *cb);
+void upstream_free(struct upstream *u);
+
+/* Begin connecting now (from IDLE or BACKOFF). */
+void upstream_start(struct upstream *u);
+/* Drop the link (if any) and reconnect to host:port, keeping the history position. */
+void upstream_repoint(struct upstream *u, const char *host, int port);
+/* Update timeouts and backoff bounds (reloadable keys). */
+void upstream_set_timeouts(struct upstream *u, int64_t connect_ms, int64_t repl_ms,
+                           int64_t backoff_min_ms, int64_t backoff_max_ms);
+
+/* Periodic work: ACKs, timeouts, reconnects. now_ms is a monotonic clock. */
+void upstream_cron(struct upstream *u, int64_t now_ms);
+
+enum upstream_state upstream_state(const struct upstream *u);
+bool upstream_link_up(const struct upstream *u); /* in STREAM state */
+const char *upstream_host(const struct upstream *u);
+int upstream_port(const struct upstream *u);
+int64_t upstream_offset(const struct upstream *u);      /* last byte received */
+int64_t upstream_last_io_ms(const struct upstream *u);  /* monotonic time of last read */
+int64_t upstream_down_since_ms(const struct upstream *u); /* 0 while up */
+int64_t upstream_rdb_bytes(const struct upstream *u);   /* RDB bytes received (this sync) */
+int64_t upstream_rdb_size(const struct upstream *u);    /* expected, -1 for EOF format */
+int64_t upstream_stream_bytes(const struct upstream *u); /* stream bytes over the life */
+
+#endif
