@@ -74,10 +74,13 @@ static bool snapshot_usable(const struct relay *r, const struct snapshot *s)
 
 static void install_snapshot(struct relay *r, struct snapshot *s)
 {
-    if (r->snap != s) {
-        snapshot_free(r->snap); /* unlinks the old file; transfers in flight keep their fd */
-        r->snap = s;
-    }
+    if (r->snap == s)
+        return;
+    /* Freeing unlinks the old file; transfers in flight keep reading their own fd. */
+    if (r->snap && strcmp(r->snap->path, s->path) == 0)
+        r->snap->state = SNAPSHOT_EMPTY; /* same name: the new file replaced it already */
+    snapshot_free(r->snap);
+    r->snap = s;
 }
 
 static void serve_waiting(struct relay *r)

@@ -269,9 +269,10 @@ static void send_psync(struct upstream *u)
     set_state(u, UPSTREAM_PSYNC);
 }
 
+/* The scanner is not reset here: after +CONTINUE the stream resumes at the same byte, which
+ * may be in the middle of a command. Only a new history (rdb_complete) starts it afresh. */
 static void enter_stream(struct upstream *u)
 {
-    resp_stream_init(&u->scan);
     u->backoff_ms = u->backoff_min_ms;
     u->down_since_ms = 0;
     set_state(u, UPSTREAM_STREAM);
@@ -330,6 +331,7 @@ static void rdb_complete(struct upstream *u, int64_t drop)
                snap->size, snap->offset);
     if (u->mode == UPSTREAM_MAIN) {
         u->offset = u->full_offset;
+        resp_stream_init(&u->scan);
         enter_stream(u);
         /* After a diskless RDB the master sends nothing until this first ACK. */
         send_ack(u);
@@ -384,8 +386,9 @@ static int read_preamble(struct upstream *u)
         return -1;
     }
     char tag[64];
-    snprintf(tag, sizeof(tag), "%s-%u", u->mode == UPSTREAM_MAIN ? "main" : "side",
-             u->snap_seq++);
+    /* Unique per process life: a new file never lands on the name of one being served. */
+    snprintf(tag, sizeof(tag), "%s-%" PRId64 "-%u", u->mode == UPSTREAM_MAIN ? "main" : "side",
+             net_now_ms(), u->snap_seq++);
     u->snap = snapshot_new(u->dir, tag, u->full_replid, u->full_offset, err, sizeof(err));
     if (!u->snap) {
         link_fail(u, err);
@@ -453,8 +456,10 @@ static void read_stream(struct upstream *u)
         if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
             break;
         bool getack = false;
+        struct resp_stream saved = u->scan; /* a rejected chunk must not move the framing */
         ssize_t n = resp_stream_scan(&u->scan, v.iov_base, v.iov_len, &getack, err, sizeof(err));
         if (n < 0) {
+            u->scan = saved;
             char sample[96], why[384];
             resp_escape(v.iov_base, v.iov_len < 48 ? v.iov_len : 48, sample, sizeof(sample));
             snprintf(why, sizeof(why), "stream protocol error at offset %" PRId64 ": %s near \"%s\"",
