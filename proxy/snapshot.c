@@ -95,15 +95,15 @@ void snapshot_set_position(struct snapshot *s, const char *replid, int64_t offse
 
 int snapshot_finish(struct snapshot *s, int64_t drop, char *err, size_t errlen)
 {
-    if (drop > s->size) {
+    if (drop < 0 || drop > s->size) {
         snprintf(err, errlen, "snapshot shorter than its end mark");
         return -1;
     }
-    s->size -= drop;
-    if (ftruncate(s->fd, s->size) != 0 || fsync(s->fd) != 0) {
+    if (ftruncate(s->fd, s->size - drop) != 0 || fsync(s->fd) != 0) {
         snprintf(err, errlen, "sync %s: %s", s->tmp_path, strerror(errno));
         return -1;
     }
+    s->size -= drop;
     close(s->fd);
     s->fd = -1;
     if (rename(s->tmp_path, s->path) != 0) {

@@ -33,12 +33,17 @@ void sbuf_append(struct sbuf *s, const char *data, size_t len)
 
 void sbuf_printf(struct sbuf *s, const char *fmt, ...)
 {
+    char tmp[512];
     va_list ap;
     va_start(ap, fmt);
-    int n = vsnprintf(NULL, 0, fmt, ap);
+    int n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
     va_end(ap);
     if (n < 0)
         return;
+    if ((size_t)n < sizeof(tmp)) {
+        sbuf_append(s, tmp, (size_t)n);
+        return;
+    }
     reserve(s, (size_t)n);
     va_start(ap, fmt);
     vsnprintf(s->buf + s->len, (size_t)n + 1, fmt, ap);
