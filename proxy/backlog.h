@@ -16,11 +16,11 @@
 #include <stdint.h>
 
 struct backlog_block {
-    int64_t start;   /* stream offset of data[0] */
-    size_t len;      /* bytes written (all blocks but the tail are full) */
-    int refs;        /* the backlog's own reference plus one per reader */
-    bool detached;   /* trimmed from the backlog; freed at refs == 0 */
-    char data[];     /* block_size bytes */
+    int64_t start; /* stream offset of data[0] */
+    size_t len;    /* bytes written (all blocks but the tail are full) */
+    int refs;      /* the backlog's own reference plus one per reader */
+    bool detached; /* trimmed from the backlog; freed at refs == 0 */
+    char data[];   /* block_size bytes */
 };
 
 struct backlog;
@@ -37,10 +37,10 @@ void backlog_append(struct backlog *b, const void *data, size_t len);
 
 void backlog_set_limit(struct backlog *b, size_t limit_bytes);
 
-int64_t backlog_start(const struct backlog *b); /* first byte held */
-int64_t backlog_end(const struct backlog *b);   /* last byte held (0 before any history) */
-size_t backlog_histlen(const struct backlog *b);  /* end - start + 1 */
-size_t backlog_memory(const struct backlog *b);   /* bytes of blocks the backlog holds */
+int64_t backlog_start(const struct backlog *b);  /* first byte held */
+int64_t backlog_end(const struct backlog *b);    /* last byte held (0 before any history) */
+size_t backlog_histlen(const struct backlog *b); /* end - start + 1 */
+size_t backlog_memory(const struct backlog *b);  /* bytes of blocks the backlog holds */
 size_t backlog_limit(const struct backlog *b);
 
 /* True if a reader may continue at `offset`: start <= offset <= end + 1. */

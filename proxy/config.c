@@ -17,9 +17,11 @@
 #include <strings.h>
 
 #define KEY(sec, nm, ty, field, df, mn, mx, ch, sec_, rel, hl)                                     \
-    {sec, nm, ty, offsetof(struct config, field), df, mn, mx, ch, sec_, rel, hl}
-#define GB (INT64_C(1) << 30)
-#define TB (INT64_C(1) << 40)
+    {                                                                                              \
+        sec, nm, ty, offsetof(struct config, field), df, mn, mx, ch, sec_, rel, hl                 \
+    }
+#define GB     (INT64_C(1) << 30)
+#define TB     (INT64_C(1) << 40)
 #define DAY_MS (INT64_C(86400000))
 
 const struct config_key config_keys[] = {
@@ -43,20 +45,20 @@ const struct config_key config_keys[] = {
         "password for AUTH upstream (Redis' masterauth; empty: no AUTH)"),
     KEY("upstream", "connect-timeout", CONFIG_TIME, connect_timeout_ms, "5s", 100, DAY_MS, NULL,
         false, true, "budget for connect and handshake"),
-    KEY("upstream", "repl-timeout", CONFIG_TIME, repl_timeout_ms, "60s", 1000, DAY_MS, NULL,
-        false, true, "silence on the upstream link before it is dropped and redialled"),
+    KEY("upstream", "repl-timeout", CONFIG_TIME, repl_timeout_ms, "60s", 1000, DAY_MS, NULL, false,
+        true, "silence on the upstream link before it is dropped and redialled"),
     KEY("upstream", "reconnect-min", CONFIG_TIME, reconnect_min_ms, "100ms", 10, DAY_MS, NULL,
         false, true, "first reconnect delay after a drop; doubles per failed attempt"),
-    KEY("upstream", "reconnect-max", CONFIG_TIME, reconnect_max_ms, "5s", 10, DAY_MS, NULL,
-        false, true, "cap of the reconnect delay"),
-    KEY("backlog", "size", CONFIG_BYTES, backlog_size_bytes, "64mb", 1 << 16, TB, NULL, false,
-        true, "stream history kept in memory for partial resyncs"),
+    KEY("upstream", "reconnect-max", CONFIG_TIME, reconnect_max_ms, "5s", 10, DAY_MS, NULL, false,
+        true, "cap of the reconnect delay"),
+    KEY("backlog", "size", CONFIG_BYTES, backlog_size_bytes, "64mb", 1 << 16, TB, NULL, false, true,
+        "stream history kept in memory for partial resyncs"),
     KEY("replicas", "max-replicas", CONFIG_INT, max_replicas, "0", 0, 1000000, NULL, false, true,
         "downstream replica sessions at once (0: no limit besides max-clients)"),
-    KEY("replicas", "max-clients", CONFIG_INT, max_clients, "10000", 1, 1000000, NULL, false,
-        true, "downstream connections at once, replicas included"),
-    KEY("replicas", "output-limit", CONFIG_BYTES, output_limit_bytes, "256mb", 1 << 16, TB,
-        NULL, false, true, "a replica this far behind the stream is disconnected"),
+    KEY("replicas", "max-clients", CONFIG_INT, max_clients, "10000", 1, 1000000, NULL, false, true,
+        "downstream connections at once, replicas included"),
+    KEY("replicas", "output-limit", CONFIG_BYTES, output_limit_bytes, "256mb", 1 << 16, TB, NULL,
+        false, true, "a replica this far behind the stream is disconnected"),
     KEY("replicas", "timeout", CONFIG_TIME, replica_timeout_ms, "60s", 1000, DAY_MS, NULL, false,
         true, "a replica silent this long (no REPLCONF ACK) is disconnected"),
     KEY("replicas", "snapshot-keepalive", CONFIG_TIME, snapshot_keepalive_ms, "1s", 100, 60000,
@@ -78,12 +80,12 @@ static void errf(char *err, size_t errlen, const char *fmt, ...)
 
 static char **str_field(struct config *cfg, const struct config_key *k)
 {
-    return (char **)((char *)cfg + k->offset);
+    return (char **)(void *)((char *)cfg + k->offset);
 }
 
 static int64_t *int_field(struct config *cfg, const struct config_key *k)
 {
-    return (int64_t *)((char *)cfg + k->offset);
+    return (int64_t *)(void *)((char *)cfg + k->offset);
 }
 
 static bool is_string_type(enum config_type t)
@@ -156,8 +158,8 @@ static int parse_scaled(const char *s, const struct unit *units, int64_t *out)
 int config_parse_bytes(const char *s, int64_t *out)
 {
     static const struct unit units[] = {
-        {"b", 1},          {"k", 1 << 10},   {"kb", 1 << 10}, {"m", 1 << 20}, {"mb", 1 << 20},
-        {"g", 1LL << 30},  {"gb", 1LL << 30}, {"t", 1LL << 40}, {"tb", 1LL << 40}, {NULL, 0},
+        {"b", 1},         {"k", 1 << 10},    {"kb", 1 << 10},  {"m", 1 << 20},    {"mb", 1 << 20},
+        {"g", 1LL << 30}, {"gb", 1LL << 30}, {"t", 1LL << 40}, {"tb", 1LL << 40}, {NULL, 0},
     };
     return parse_scaled(s, units, out);
 }
@@ -314,8 +316,9 @@ int config_set_arg(struct config *cfg, const char *arg, char *err, size_t errlen
 int config_validate(const struct config *cfg, char *err, size_t errlen)
 {
     if (cfg->reconnect_min_ms > cfg->reconnect_max_ms) {
-        errf(err, errlen, "upstream.reconnect-min (%" PRId64 "ms) exceeds upstream.reconnect-max "
-                          "(%" PRId64 "ms)",
+        errf(err, errlen,
+             "upstream.reconnect-min (%" PRId64 "ms) exceeds upstream.reconnect-max "
+             "(%" PRId64 "ms)",
              cfg->reconnect_min_ms, cfg->reconnect_max_ms);
         return -1;
     }
@@ -334,22 +337,22 @@ void config_format(const struct config *cfg, const struct config_key *k, char *o
 {
     const char *base = (const char *)cfg + k->offset;
     if (is_string_type(k->type)) {
-        const char *s = *(char *const *)base;
+        const char *s = *(char *const *)(const void *)base;
         snprintf(out, len, "%s", s ? s : "");
     } else {
-        snprintf(out, len, "%" PRId64, *(const int64_t *)base);
+        snprintf(out, len, "%" PRId64, *(const int64_t *)(const void *)base);
     }
 }
 
 /* Parse state shared between the line-counting reader and the handler. */
 struct parse_ctx {
     struct config *cfg;
-    const char *name;   /* file name for messages */
-    FILE *file;         /* source when parsing a file */
-    const char *text;   /* source when parsing a string */
-    int line;           /* line number of the line last handed to inih */
-    bool long_line;     /* a line exceeded inih's buffer */
-    int error_line;     /* first failing line, 0 if none */
+    const char *name; /* file name for messages */
+    FILE *file;       /* source when parsing a file */
+    const char *text; /* source when parsing a string */
+    int line;         /* line number of the line last handed to inih */
+    bool long_line;   /* a line exceeded inih's buffer */
+    int error_line;   /* first failing line, 0 if none */
     char error[CONFIG_ERR_LEN];
     unsigned char seen[sizeof(config_keys) / sizeof(config_keys[0])]; /* duplicate detection */
 };
@@ -447,8 +450,7 @@ static int parse_ctx_run(struct parse_ctx *ctx, char *err, size_t errlen)
         return -1;
     }
     if (rc > 0) {
-        errf(err, errlen, "%s:%d: syntax error (expected [section] or key = value)", ctx->name,
-             rc);
+        errf(err, errlen, "%s:%d: syntax error (expected [section] or key = value)", ctx->name, rc);
         return -1;
     }
     if (rc < 0) {

@@ -14,27 +14,27 @@
 
 struct config {
     /* [relay] */
-    char *bind;          /* address the downstream listener binds */
-    int64_t port;        /* downstream listener port */
-    char *dir;           /* working directory: RDB snapshots, temp files */
-    char *requirepass;   /* password downstream clients must AUTH with ("" = none) */
-    char *log_level;     /* debug | info | notice | warning */
+    char *bind;        /* address the downstream listener binds */
+    int64_t port;      /* downstream listener port */
+    char *dir;         /* working directory: RDB snapshots, temp files */
+    char *requirepass; /* password downstream clients must AUTH with ("" = none) */
+    char *log_level;   /* debug | info | notice | warning */
     /* [upstream] */
     char *upstream_host; /* master (or relay) to replicate from ("" = none yet) */
     int64_t upstream_port;
-    char *upstream_user;     /* AUTH user (Redis' masteruser), "" = default user */
-    char *upstream_password; /* AUTH password (Redis' masterauth), "" = no AUTH */
-    int64_t connect_timeout_ms;  /* TCP connect + handshake budget */
-    int64_t repl_timeout_ms;     /* silence on the upstream link before it is dropped */
-    int64_t reconnect_min_ms;    /* first reconnect delay; doubles per failure */
-    int64_t reconnect_max_ms;    /* cap of the reconnect delay */
+    char *upstream_user;        /* AUTH user (Redis' masteruser), "" = default user */
+    char *upstream_password;    /* AUTH password (Redis' masterauth), "" = no AUTH */
+    int64_t connect_timeout_ms; /* TCP connect + handshake budget */
+    int64_t repl_timeout_ms;    /* silence on the upstream link before it is dropped */
+    int64_t reconnect_min_ms;   /* first reconnect delay; doubles per failure */
+    int64_t reconnect_max_ms;   /* cap of the reconnect delay */
     /* [backlog] */
     int64_t backlog_size_bytes; /* in-memory stream history kept for partial resyncs */
     /* [replicas] */
-    int64_t max_replicas;       /* downstream replica sessions at once (0 = unlimited) */
-    int64_t max_clients;        /* all downstream connections at once */
-    int64_t output_limit_bytes; /* a replica further behind than this is dropped */
-    int64_t replica_timeout_ms; /* a replica silent (no ACK) this long is dropped */
+    int64_t max_replicas;          /* downstream replica sessions at once (0 = unlimited) */
+    int64_t max_clients;           /* all downstream connections at once */
+    int64_t output_limit_bytes;    /* a replica further behind than this is dropped */
+    int64_t replica_timeout_ms;    /* a replica silent (no ACK) this long is dropped */
     int64_t snapshot_keepalive_ms; /* "\n" interval to replicas waiting for a snapshot */
 };
 
@@ -47,16 +47,16 @@ enum config_type {
 };
 
 struct config_key {
-    const char *section;  /* ini section without brackets */
-    const char *name;     /* key name inside the section */
+    const char *section; /* ini section without brackets */
+    const char *name;    /* key name inside the section */
     enum config_type type;
-    size_t offset;        /* offsetof(struct config, field) */
-    const char *def;      /* default, as it would be written in the file */
-    int64_t min, max;     /* bounds for numeric types */
-    const char *choices;  /* CONFIG_ENUM: "a|b|c" */
-    bool secret;          /* never shown by CONFIG GET or logs */
-    bool reloadable;      /* may change at runtime */
-    const char *help;     /* one line for docs and --help */
+    size_t offset;       /* offsetof(struct config, field) */
+    const char *def;     /* default, as it would be written in the file */
+    int64_t min, max;    /* bounds for numeric types */
+    const char *choices; /* CONFIG_ENUM: "a|b|c" */
+    bool secret;         /* never shown by CONFIG GET or logs */
+    bool reloadable;     /* may change at runtime */
+    const char *help;    /* one line for docs and --help */
 };
 
 /* The key table, terminated by a zeroed entry. */

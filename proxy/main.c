@@ -191,8 +191,7 @@ int main(int argc, char **argv)
             goto out_cfg;
     }
     if (config_validate(&cfg, err, sizeof(err)) != 0) {
-        fprintf(stderr, "%s%s%s\n", config_path ? config_path : "", config_path ? ": " : "",
-                err);
+        fprintf(stderr, "%s%s%s\n", config_path ? config_path : "", config_path ? ": " : "", err);
         goto out_cfg;
     }
     if (check_only) {

@@ -32,30 +32,30 @@
 #include "stats.h"
 #include "upstream.h"
 
-#define CRON_MS            100
-#define BLOCK_SIZE         (64 * 1024) /* backlog block: the unit of zero-copy fan-out */
-#define FETCH_RETRY_MS     1000        /* between failed snapshot fetches */
-#define NULL_REPLID        "0000000000000000000000000000000000000000"
+#define CRON_MS        100
+#define BLOCK_SIZE     (64 * 1024) /* backlog block: the unit of zero-copy fan-out */
+#define FETCH_RETRY_MS 1000        /* between failed snapshot fetches */
+#define NULL_REPLID    "0000000000000000000000000000000000000000"
 
 struct relay {
-    struct event_base *base;       /* borrowed */
-    struct config *cfg;            /* borrowed */
-    const char *config_path;       /* borrowed; for INFO */
+    struct event_base *base; /* borrowed */
+    struct config *cfg;      /* borrowed */
+    const char *config_path; /* borrowed; for INFO */
     struct stats stats;
-    struct backlog *backlog;       /* owned: the stream history */
-    struct snapshot *snap;         /* owned: the READY snapshot served to full syncs */
-    struct upstream *up;           /* owned: the main link */
-    struct upstream *fetch;        /* owned: side link fetching a snapshot, or NULL */
-    bool fetch_finished;           /* fetch ended (either way); freed by the cron */
-    int64_t fetch_failed_ms;       /* last failed fetch, for the retry delay */
-    struct replica_set *replicas;  /* owned */
-    struct server *server;         /* owned */
-    struct event *cron;            /* owned */
-    bool has_history;              /* replid/backlog describe a real history */
-    char replid[41];               /* current history id (the upstream's) */
-    char replid2[41];              /* previous id, accepted up to second_replid_offset */
-    int64_t second_replid_offset;  /* first offset not valid under replid2, -1 if none */
-    bool main_full_sync;           /* the main link is loading a new history's RDB */
+    struct backlog *backlog;      /* owned: the stream history */
+    struct snapshot *snap;        /* owned: the READY snapshot served to full syncs */
+    struct upstream *up;          /* owned: the main link */
+    struct upstream *fetch;       /* owned: side link fetching a snapshot, or NULL */
+    bool fetch_finished;          /* fetch ended (either way); freed by the cron */
+    int64_t fetch_failed_ms;      /* last failed fetch, for the retry delay */
+    struct replica_set *replicas; /* owned */
+    struct server *server;        /* owned */
+    struct event *cron;           /* owned */
+    bool has_history;             /* replid/backlog describe a real history */
+    char replid[41];              /* current history id (the upstream's) */
+    char replid2[41];             /* previous id, accepted up to second_replid_offset */
+    int64_t second_replid_offset; /* first offset not valid under replid2, -1 if none */
+    bool main_full_sync;          /* the main link is loading a new history's RDB */
     int64_t start_ms;
     char run_id[41];
 };
@@ -109,8 +109,10 @@ static void fetch_on_snapshot(void *ctx, struct snapshot *s)
     struct relay *r = ctx;
     r->fetch_finished = true;
     if (!snapshot_usable(r, s)) {
-        log_warning("relay", "-", "fetched snapshot (replid %s offset %" PRId64
-                    ") does not fit the current history; discarded", s->replid, s->offset);
+        log_warning("relay", "-",
+                    "fetched snapshot (replid %s offset %" PRId64
+                    ") does not fit the current history; discarded",
+                    s->replid, s->offset);
         snapshot_free(s);
         r->fetch_failed_ms = net_now_ms();
         return;
@@ -192,8 +194,9 @@ static void up_on_continue(void *ctx, const char *new_replid)
     memcpy(r->replid2, r->replid, 41);
     r->second_replid_offset = backlog_end(r->backlog) + 1;
     memcpy(r->replid, new_replid, 41);
-    log_notice("relay", "-", "upstream replication id changed to %s; replid2 %s valid up to %" PRId64,
-               r->replid, r->replid2, r->second_replid_offset);
+    log_notice("relay", "-",
+               "upstream replication id changed to %s; replid2 %s valid up to %" PRId64, r->replid,
+               r->replid2, r->second_replid_offset);
     /* Sub-replicas reconnect to learn the new id; their old one is accepted through replid2. */
     replica_set_drop(r->replicas, false, "upstream replication id changed");
 }
@@ -211,13 +214,13 @@ static void up_on_snapshot(void *ctx, struct snapshot *s)
 {
     struct relay *r = ctx;
     r->main_full_sync = false;
-    bool continues = r->has_history && strcmp(s->replid, r->replid) == 0 &&
-                     s->offset == backlog_end(r->backlog);
+    bool continues =
+        r->has_history && strcmp(s->replid, r->replid) == 0 && s->offset == backlog_end(r->backlog);
     if (!continues) {
         /* A new history: the old one was served until now; nothing of it is mixed in. */
         if (r->has_history)
-            log_notice("relay", "-", "new history %s at offset %" PRId64 " replaces %s",
-                       s->replid, s->offset, r->replid);
+            log_notice("relay", "-", "new history %s at offset %" PRId64 " replaces %s", s->replid,
+                       s->offset, r->replid);
         replica_set_drop(r->replicas, false, "upstream started a new history");
         backlog_reset(r->backlog, s->offset + 1);
         memcpy(r->replid, s->replid, 41);
@@ -419,9 +422,12 @@ struct info_section {
 };
 
 static const struct info_section sections[] = {
-    {"server", info_server, true},           {"clients", info_clients, true},
-    {"memory", info_memory, true},           {"stats", info_stats, true},
-    {"replication", info_replication, true}, {"relay", info_relay, true},
+    {"server", info_server, true},
+    {"clients", info_clients, true},
+    {"memory", info_memory, true},
+    {"stats", info_stats, true},
+    {"replication", info_replication, true},
+    {"relay", info_relay, true},
     {NULL, NULL, false},
 };
 
@@ -545,8 +551,9 @@ static int relay_sync(void *ctx, struct bufferevent *bev, const struct server_sy
     }
     if (!req->plain_sync && strcmp(replid, "?") != 0)
         r->stats.sync_partial_err++;
-    log_info("relay", req->peer, "full sync for %s %" PRId64 " (history %s %" PRId64 "..%" PRId64
-             ")", replid, offset, r->replid, backlog_start(r->backlog), backlog_end(r->backlog));
+    log_info("relay", req->peer,
+             "full sync for %s %" PRId64 " (history %s %" PRId64 "..%" PRId64 ")", replid, offset,
+             r->replid, backlog_start(r->backlog), backlog_end(r->backlog));
     if (snapshot_usable(r, r->snap)) {
         r->stats.sync_full++;
         replica_start_full(rep, r->snap, r->replid);

@@ -29,13 +29,13 @@
 #define MAX_INPUT_BYTES (64 * 1024) /* a replica sends only short REPLCONF ACKs */
 
 struct replica_set {
-    struct event_base *base;    /* borrowed */
-    struct backlog *backlog;    /* borrowed */
-    struct stats *stats;        /* borrowed */
+    struct event_base *base; /* borrowed */
+    struct backlog *backlog; /* borrowed */
+    struct stats *stats;     /* borrowed */
     struct replica_limits lim;
-    struct replica *head, *tail;/* live sessions in attach order */
-    struct replica *dead;       /* sessions to free (singly linked via next) */
-    struct event *reaper;       /* frees dead sessions outside their callbacks */
+    struct replica *head, *tail; /* live sessions in attach order */
+    struct replica *dead;        /* sessions to free (singly linked via next) */
+    struct event *reaper;        /* frees dead sessions outside their callbacks */
     size_t count;
 };
 
@@ -156,8 +156,7 @@ static void feed(struct replica *r)
         return;
     }
     struct evbuffer *out = bufferevent_get_output(r->bev);
-    int64_t window = r->state == REPLICA_SEND_RDB ? r->set->lim.output_limit_bytes
-                                                   : REFILL_WINDOW;
+    int64_t window = r->state == REPLICA_SEND_RDB ? r->set->lim.output_limit_bytes : REFILL_WINDOW;
     while (r->next_offset <= backlog_end(bl) && stream_in_output(r) < window) {
         const char *data;
         struct backlog_block *blk;
@@ -372,8 +371,9 @@ void replica_start_full(struct replica *r, const struct snapshot *snap, const ch
         close(fd);
     r->set->stats->total_net_repl_output_bytes += snap->size;
     r->rdb_offset = snap->offset;
-    log_notice("replica", r->hello.peer, "full sync: sending %" PRId64 " byte RDB at offset %" PRId64,
-               snap->size, snap->offset);
+    log_notice("replica", r->hello.peer,
+               "full sync: sending %" PRId64 " byte RDB at offset %" PRId64, snap->size,
+               snap->offset);
     if (r->hello.rdb_only) {
         replica_close(r, "rdb-only transfer queued");
         return;

@@ -42,26 +42,26 @@ struct replica_hello {
 };
 
 struct replica {
-    struct replica *next, *prev;  /* the set's list */
-    struct replica_set *set;      /* owner */
-    struct bufferevent *bev;      /* owned */
+    struct replica *next, *prev; /* the set's list */
+    struct replica_set *set;     /* owner */
+    struct bufferevent *bev;     /* owned */
     struct replica_hello hello;
     enum replica_state state;
     int64_t state_since_ms;
-    int64_t next_offset;          /* next stream byte to queue */
-    int64_t stream_queued;        /* stream bytes handed to the output over the session */
-    int64_t rdb_offset;           /* offset of the snapshot sent (full sync), else -1 */
-    int64_t ack_offset;           /* last REPLCONF ACK offset */
-    int64_t ack_ms;               /* time of the last ACK or "\n" */
-    int64_t keepalive_ms;         /* last "\n" sent while waiting */
-    bool dead;                    /* on the reaper list */
-    bool full_sync;               /* this session began with a full sync */
+    int64_t next_offset;   /* next stream byte to queue */
+    int64_t stream_queued; /* stream bytes handed to the output over the session */
+    int64_t rdb_offset;    /* offset of the snapshot sent (full sync), else -1 */
+    int64_t ack_offset;    /* last REPLCONF ACK offset */
+    int64_t ack_ms;        /* time of the last ACK or "\n" */
+    int64_t keepalive_ms;  /* last "\n" sent while waiting */
+    bool dead;             /* on the reaper list */
+    bool full_sync;        /* this session began with a full sync */
 };
 
 struct replica_limits {
-    int64_t output_limit_bytes;    /* drop a replica this far behind */
-    int64_t timeout_ms;            /* drop a replica silent this long */
-    int64_t keepalive_ms;          /* "\n" interval while waiting for a snapshot */
+    int64_t output_limit_bytes; /* drop a replica this far behind */
+    int64_t timeout_ms;         /* drop a replica silent this long */
+    int64_t keepalive_ms;       /* "\n" interval while waiting for a snapshot */
 };
 
 struct replica_set;
@@ -94,8 +94,8 @@ void replica_set_cron(struct replica_set *set, int64_t now_ms);
 
 /* Iteration (skips nothing; check r->state). */
 struct replica *replica_set_first(struct replica_set *set);
-size_t replica_set_count(const struct replica_set *set);      /* live sessions */
-size_t replica_set_waiting(const struct replica_set *set);    /* in WAIT_SNAPSHOT */
+size_t replica_set_count(const struct replica_set *set);   /* live sessions */
+size_t replica_set_waiting(const struct replica_set *set); /* in WAIT_SNAPSHOT */
 
 /* Bytes queued but not yet written to the socket, and the stream lag in bytes. */
 size_t replica_output_bytes(const struct replica *r);

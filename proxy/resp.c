@@ -391,8 +391,8 @@ int resp_parse_continue(const char *line, size_t len, char replid[RESP_REPLID_LE
     return 0;
 }
 
-int resp_parse_rdb_preamble(const char *line, size_t len, struct resp_rdb_preamble *out,
-                            char *err, size_t errlen)
+int resp_parse_rdb_preamble(const char *line, size_t len, struct resp_rdb_preamble *out, char *err,
+                            size_t errlen)
 {
     memset(out, 0, sizeof(*out));
     if (len == 0 || line[0] != '$') {

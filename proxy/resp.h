@@ -14,14 +14,14 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#define RESP_MAX_ARGC    64   /* the relay has no command taking more arguments */
+#define RESP_MAX_ARGC    64 /* the relay has no command taking more arguments */
 #define RESP_ERR_LEN     128
-#define RESP_REPLID_LEN  40   /* replication ids are 40 hex characters */
-#define RESP_EOFMARK_LEN 40   /* diskless RDB delimiter */
+#define RESP_REPLID_LEN  40 /* replication ids are 40 hex characters */
+#define RESP_EOFMARK_LEN 40 /* diskless RDB delimiter */
 
 struct resp_limits {
-    size_t max_argc;       /* multibulk count, at most RESP_MAX_ARGC */
-    size_t max_bulk_bytes; /* one argument */
+    size_t max_argc;         /* multibulk count, at most RESP_MAX_ARGC */
+    size_t max_bulk_bytes;   /* one argument */
     size_t max_inline_bytes; /* one inline command line, and one header line */
 };
 
@@ -50,14 +50,14 @@ int resp_arg_int64(const struct resp_command *cmd, size_t i, int64_t *out);
 
 /* Incremental framing of the replication stream (multibulk commands only). */
 struct resp_stream {
-    int state;           /* where in a command the scanner is */
-    int64_t args_left;   /* bulks still to come in this command */
-    int64_t bulk_left;   /* payload bytes (plus CRLF) still to skip in this bulk */
-    int64_t argc;        /* arguments of the current command */
-    int64_t argi;        /* index of the current argument */
-    char line[32];       /* header line being collected ("*3", "$8") */
+    int state;         /* where in a command the scanner is */
+    int64_t args_left; /* bulks still to come in this command */
+    int64_t bulk_left; /* payload bytes (plus CRLF) still to skip in this bulk */
+    int64_t argc;      /* arguments of the current command */
+    int64_t argi;      /* index of the current argument */
+    char line[32];     /* header line being collected ("*3", "$8") */
     size_t line_len;
-    char head[3][16];    /* first three arguments, truncated, for GETACK detection */
+    char head[3][16]; /* first three arguments, truncated, for GETACK detection */
     size_t head_len[3];
 };
 
@@ -83,12 +83,12 @@ int resp_parse_continue(const char *line, size_t len, char replid[RESP_REPLID_LE
 
 /* RDB preamble line "$<len>" or "$EOF:<40 bytes>" (without CRLF). */
 struct resp_rdb_preamble {
-    bool eof_format;                   /* diskless: delimited by mark */
-    int64_t size;                      /* payload bytes when !eof_format */
-    char mark[RESP_EOFMARK_LEN];       /* delimiter when eof_format */
+    bool eof_format;             /* diskless: delimited by mark */
+    int64_t size;                /* payload bytes when !eof_format */
+    char mark[RESP_EOFMARK_LEN]; /* delimiter when eof_format */
 };
-int resp_parse_rdb_preamble(const char *line, size_t len, struct resp_rdb_preamble *out,
-                            char *err, size_t errlen);
+int resp_parse_rdb_preamble(const char *line, size_t len, struct resp_rdb_preamble *out, char *err,
+                            size_t errlen);
 
 /* Finds the EOF mark in a byte stream fed in arbitrary chunks. */
 struct resp_eofmark {

@@ -23,27 +23,27 @@
 #define MAX_QUERY_BYTES (1024 * 1024) /* unparsed input a client may hold */
 
 struct client {
-    struct client *next, *prev;  /* the server's list */
-    struct server *srv;          /* owner */
-    struct bufferevent *bev;     /* owned; NULL once handed over */
+    struct client *next, *prev; /* the server's list */
+    struct server *srv;         /* owner */
+    struct bufferevent *bev;    /* owned; NULL once handed over */
     uint64_t id;
-    char peer[NET_ADDR_LEN];     /* ip:port */
-    char ip[NET_ADDR_LEN];       /* peer ip, or REPLCONF ip-address */
-    char name[64];               /* CLIENT SETNAME */
-    char last_cmd[32];           /* for CLIENT LIST */
-    int listening_port;          /* REPLCONF listening-port */
+    char peer[NET_ADDR_LEN]; /* ip:port */
+    char ip[NET_ADDR_LEN];   /* peer ip, or REPLCONF ip-address */
+    char name[64];           /* CLIENT SETNAME */
+    char last_cmd[32];       /* for CLIENT LIST */
+    int listening_port;      /* REPLCONF listening-port */
     bool capa_eof, capa_psync2, rdb_only;
     bool authed;
-    bool closing;                /* close once the output is flushed */
-    bool dead;                   /* on the reaper list */
+    bool closing; /* close once the output is flushed */
+    bool dead;    /* on the reaper list */
     int64_t created_ms;
     int64_t last_cmd_ms;
 };
 
 struct server {
-    struct event_base *base;         /* borrowed */
-    const struct config *cfg;        /* borrowed */
-    struct stats *stats;             /* borrowed */
+    struct event_base *base;  /* borrowed */
+    const struct config *cfg; /* borrowed */
+    struct stats *stats;      /* borrowed */
     struct server_callbacks cb;
     struct evconnlistener *listener; /* owned */
     struct client *head;             /* live clients */
@@ -57,7 +57,7 @@ typedef void (*command_fn)(struct client *c, const struct resp_command *cmd);
 
 struct command {
     const char *name;
-    int arity;       /* Redis convention: > 0 exact, < 0 at least -arity */
+    int arity;        /* Redis convention: > 0 exact, < 0 at least -arity */
     bool before_auth; /* allowed before AUTH when a password is set */
     command_fn fn;
 };
@@ -413,8 +413,19 @@ static void config_alias(const struct server *s, const char *name, char *out, si
 }
 
 static const char *const aliases[] = {
-    "port", "bind", "dir", "maxclients", "repl-backlog-size", "repl-timeout", "replica-priority",
-    "slave-priority", "replica-read-only", "slave-read-only", "save", "appendonly", "databases",
+    "port",
+    "bind",
+    "dir",
+    "maxclients",
+    "repl-backlog-size",
+    "repl-timeout",
+    "replica-priority",
+    "slave-priority",
+    "replica-read-only",
+    "slave-read-only",
+    "save",
+    "appendonly",
+    "databases",
     NULL,
 };
 
@@ -442,8 +453,7 @@ static void cmd_config(struct client *c, const struct resp_command *cmd)
                 snprintf(val, sizeof(val), "%s", "");
             else
                 config_format(c->srv->cfg, k, val, sizeof(val));
-            sbuf_printf(&out, "$%zu\r\n%s\r\n$%zu\r\n%s\r\n", strlen(name), name, strlen(val),
-                        val);
+            sbuf_printf(&out, "$%zu\r\n%s\r\n$%zu\r\n%s\r\n", strlen(name), name, strlen(val), val);
             n++;
         }
         for (const char *const *al = aliases; *al; al++) {
@@ -461,20 +471,13 @@ static void cmd_config(struct client *c, const struct resp_command *cmd)
 }
 
 static const struct command commands[] = {
-    {"ping", -1, true, cmd_ping},
-    {"echo", 2, false, cmd_echo},
-    {"quit", -1, true, cmd_quit},
-    {"auth", -2, true, cmd_auth},
-    {"info", -1, false, cmd_info},
-    {"role", 1, false, cmd_role},
-    {"replconf", -1, false, cmd_replconf},
-    {"psync", -3, false, cmd_sync},
-    {"sync", 1, false, cmd_sync},
-    {"replicaof", 3, false, cmd_replicaof},
-    {"slaveof", 3, false, cmd_replicaof},
-    {"client", -2, false, cmd_client},
-    {"config", -2, false, cmd_config},
-    {NULL, 0, false, NULL},
+    {"ping", -1, true, cmd_ping},          {"echo", 2, false, cmd_echo},
+    {"quit", -1, true, cmd_quit},          {"auth", -2, true, cmd_auth},
+    {"info", -1, false, cmd_info},         {"role", 1, false, cmd_role},
+    {"replconf", -1, false, cmd_replconf}, {"psync", -3, false, cmd_sync},
+    {"sync", 1, false, cmd_sync},          {"replicaof", 3, false, cmd_replicaof},
+    {"slaveof", 3, false, cmd_replicaof},  {"client", -2, false, cmd_client},
+    {"config", -2, false, cmd_config},     {NULL, 0, false, NULL},
 };
 
 static void unknown_command(struct client *c, const struct resp_command *cmd)

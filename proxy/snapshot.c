@@ -32,8 +32,8 @@ static char *xasprintf(const char *fmt, ...)
     return s;
 }
 
-struct snapshot *snapshot_new(const char *dir, const char *tag, const char *replid,
-                              int64_t offset, char *err, size_t errlen)
+struct snapshot *snapshot_new(const char *dir, const char *tag, const char *replid, int64_t offset,
+                              char *err, size_t errlen)
 {
     struct snapshot *s = calloc(1, sizeof(*s));
     if (!s)

@@ -20,20 +20,20 @@ enum snapshot_state {
 
 struct snapshot {
     enum snapshot_state state;
-    char replid[41];    /* history the RDB belongs to */
-    int64_t offset;     /* stream offset the RDB is consistent with (last byte included) */
-    int64_t size;       /* bytes written so far / total when READY */
-    char *path;         /* final file name in dir */
-    char *tmp_path;     /* file being filled */
-    int fd;             /* write descriptor while FILLING, else -1 */
-    time_t ready_time;  /* when it became READY */
+    char replid[41];   /* history the RDB belongs to */
+    int64_t offset;    /* stream offset the RDB is consistent with (last byte included) */
+    int64_t size;      /* bytes written so far / total when READY */
+    char *path;        /* final file name in dir */
+    char *tmp_path;    /* file being filled */
+    int fd;            /* write descriptor while FILLING, else -1 */
+    time_t ready_time; /* when it became READY */
 };
 
 const char *snapshot_state_name(enum snapshot_state s);
 
 /* A FILLING snapshot for (replid, offset) written to a temp file under dir; tag names it. */
-struct snapshot *snapshot_new(const char *dir, const char *tag, const char *replid,
-                              int64_t offset, char *err, size_t errlen);
+struct snapshot *snapshot_new(const char *dir, const char *tag, const char *replid, int64_t offset,
+                              char *err, size_t errlen);
 
 /* Removes the files it owns (temp and final) and frees. NULL is a no-op. */
 void snapshot_free(struct snapshot *s);
@@ -42,8 +42,8 @@ __attribute__((warn_unused_result)) int snapshot_write(struct snapshot *s, const
                                                        size_t len, char *err, size_t errlen);
 
 /* Cut the last `drop` bytes (the EOF mark written through), fsync, rename: READY. */
-__attribute__((warn_unused_result)) int snapshot_finish(struct snapshot *s, int64_t drop,
-                                                        char *err, size_t errlen);
+__attribute__((warn_unused_result)) int snapshot_finish(struct snapshot *s, int64_t drop, char *err,
+                                                        size_t errlen);
 
 /* Change the offset (and replid) before finish: the RDB's own repl-offset may be known late. */
 void snapshot_set_position(struct snapshot *s, const char *replid, int64_t offset);

@@ -10,22 +10,22 @@
 
 /* name, help. Names are Redis' INFO field names where Redis has one. */
 #define STATS_COUNTERS(X)                                                                          \
-    X(total_connections_received, "downstream connections accepted")                             \
-    X(rejected_connections, "downstream connections refused (max-clients)")                      \
-    X(total_commands_processed, "commands from downstream clients")                              \
-    X(total_net_input_bytes, "bytes read from downstream clients")                               \
-    X(total_net_output_bytes, "bytes queued to downstream clients")                              \
-    X(total_net_repl_input_bytes, "stream bytes read from the upstream")                         \
-    X(total_net_repl_output_bytes, "stream and RDB bytes queued to replicas")                    \
-    X(sync_full, "full resyncs served to replicas")                                              \
-    X(sync_partial_ok, "partial resyncs served to replicas")                                     \
-    X(sync_partial_err, "PSYNC requests that could not continue partially")                      \
-    X(upstream_full_syncs, "full syncs the relay did from its upstream")                         \
-    X(upstream_partial_syncs, "partial resyncs the relay did with its upstream")                 \
-    X(upstream_connects, "upstream connection attempts")                                          \
-    X(snapshot_fetches, "snapshots fetched on a side connection (rdb-only)")                     \
-    X(replicas_dropped_output_limit, "replicas dropped past their output limit")                 \
-    X(replicas_dropped_timeout, "replicas dropped for silence")                                  \
+    X(total_connections_received, "downstream connections accepted")                               \
+    X(rejected_connections, "downstream connections refused (max-clients)")                        \
+    X(total_commands_processed, "commands from downstream clients")                                \
+    X(total_net_input_bytes, "bytes read from downstream clients")                                 \
+    X(total_net_output_bytes, "bytes queued to downstream clients")                                \
+    X(total_net_repl_input_bytes, "stream bytes read from the upstream")                           \
+    X(total_net_repl_output_bytes, "stream and RDB bytes queued to replicas")                      \
+    X(sync_full, "full resyncs served to replicas")                                                \
+    X(sync_partial_ok, "partial resyncs served to replicas")                                       \
+    X(sync_partial_err, "PSYNC requests that could not continue partially")                        \
+    X(upstream_full_syncs, "full syncs the relay did from its upstream")                           \
+    X(upstream_partial_syncs, "partial resyncs the relay did with its upstream")                   \
+    X(upstream_connects, "upstream connection attempts")                                           \
+    X(snapshot_fetches, "snapshots fetched on a side connection (rdb-only)")                       \
+    X(replicas_dropped_output_limit, "replicas dropped past their output limit")                   \
+    X(replicas_dropped_timeout, "replicas dropped for silence")                                    \
     X(protocol_errors, "downstream protocol errors")
 
 struct stats {

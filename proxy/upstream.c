@@ -24,48 +24,47 @@
 #include "net.h"
 #include "resp.h"
 
-#define MAX_LINE        1024     /* longest handshake reply line accepted */
-#define ACK_INTERVAL_MS 1000     /* REPLCONF ACK period, as Redis' replicationCron */
+#define MAX_LINE        1024 /* longest handshake reply line accepted */
+#define ACK_INTERVAL_MS 1000 /* REPLCONF ACK period, as Redis' replicationCron */
 #define MAX_READ_BYTES  (256 * 1024)
 
 struct upstream {
-    struct event_base *base;      /* borrowed */
+    struct event_base *base; /* borrowed */
     enum upstream_mode mode;
     enum upstream_state state;
-    int64_t state_since_ms;       /* when state was entered */
-    char *host;                   /* owned */
+    int64_t state_since_ms; /* when state was entered */
+    char *host;             /* owned */
     int port;
-    char *user, *password, *dir;  /* owned */
+    char *user, *password, *dir; /* owned */
     int listening_port;
     int64_t connect_timeout_ms, repl_timeout_ms;
     int64_t backoff_min_ms, backoff_max_ms;
-    int64_t backoff_ms;           /* next delay */
-    int64_t retry_at_ms;          /* BACKOFF: when to connect */
-    struct bufferevent *bev;      /* owned; NULL without a link */
-    char peer[NET_ADDR_LEN];      /* "host:port" for logs */
-    redisReader *reader;          /* owned; parses handshake replies */
-    int replies_pending;          /* HANDSHAKE: replies still expected */
-    bool auth_pending;            /* the next reply answers AUTH */
-    int64_t offset;               /* last stream byte received */
-    int64_t last_io_ms;           /* last byte read (keepalives included) */
+    int64_t backoff_ms;      /* next delay */
+    int64_t retry_at_ms;     /* BACKOFF: when to connect */
+    struct bufferevent *bev; /* owned; NULL without a link */
+    char peer[NET_ADDR_LEN]; /* "host:port" for logs */
+    redisReader *reader;     /* owned; parses handshake replies */
+    int replies_pending;     /* HANDSHAKE: replies still expected */
+    bool auth_pending;       /* the next reply answers AUTH */
+    int64_t offset;          /* last stream byte received */
+    int64_t last_io_ms;      /* last byte read (keepalives included) */
     int64_t last_ack_ms;
-    int64_t down_since_ms;        /* 0 while streaming */
-    struct resp_stream scan;      /* stream framing, for GETACK */
-    struct resp_eofmark eof;      /* RDB delimiter scanner (EOF format) */
+    int64_t down_since_ms;   /* 0 while streaming */
+    struct resp_stream scan; /* stream framing, for GETACK */
+    struct resp_eofmark eof; /* RDB delimiter scanner (EOF format) */
     bool rdb_eof_format;
-    int64_t rdb_size;             /* payload bytes expected ($len), -1 for EOF format */
-    int64_t rdb_got;              /* payload bytes received */
-    int64_t stream_bytes;         /* stream bytes over the life of the object */
-    char full_replid[41];         /* +FULLRESYNC replid being loaded */
-    int64_t full_offset;          /* +FULLRESYNC offset being loaded */
-    struct snapshot *snap;        /* owned while FILLING */
-    unsigned snap_seq;            /* names temp files uniquely */
+    int64_t rdb_size;      /* payload bytes expected ($len), -1 for EOF format */
+    int64_t rdb_got;       /* payload bytes received */
+    int64_t stream_bytes;  /* stream bytes over the life of the object */
+    char full_replid[41];  /* +FULLRESYNC replid being loaded */
+    int64_t full_offset;   /* +FULLRESYNC offset being loaded */
+    struct snapshot *snap; /* owned while FILLING */
+    unsigned snap_seq;     /* names temp files uniquely */
     struct upstream_callbacks cb;
 };
 
 static const char *const state_names[] = {
-    "idle", "backoff", "connecting", "ping", "handshake", "psync", "rdb_preamble", "rdb",
-    "stream",
+    "idle", "backoff", "connecting", "ping", "handshake", "psync", "rdb_preamble", "rdb", "stream",
 };
 
 const char *upstream_state_name(enum upstream_state s)
@@ -292,8 +291,8 @@ static int handle_psync_reply(struct upstream *u, const char *line, bool is_erro
             link_fail(u, "malformed +FULLRESYNC");
             return -1;
         }
-        log_notice(component(u), u->peer, "full resync: replid %s offset %" PRId64,
-                   u->full_replid, u->full_offset);
+        log_notice(component(u), u->peer, "full resync: replid %s offset %" PRId64, u->full_replid,
+                   u->full_offset);
         if (u->cb.on_fullresync)
             u->cb.on_fullresync(u->cb.ctx, u->full_replid, u->full_offset);
         set_state(u, UPSTREAM_RDB_PREAMBLE);
@@ -435,6 +434,15 @@ static int read_rdb(struct upstream *u)
                 done = true;
             }
         }
+        /* A payload that does not open with the RDB magic is not an RDB: never serve it. */
+        if (u->rdb_got < 5) {
+            size_t k = n < (size_t)(5 - u->rdb_got) ? n : (size_t)(5 - u->rdb_got);
+            if (memcmp((const char *)v.iov_base, &"REDIS"[u->rdb_got], k) != 0 ||
+                (done && u->rdb_got + (int64_t)n < 5)) {
+                link_fail(u, "payload is not an RDB (bad magic)");
+                return -1;
+            }
+        }
         if (snapshot_write(u->snap, v.iov_base, n, err, sizeof(err)) != 0) {
             link_fail(u, err);
             return -1;
@@ -462,8 +470,9 @@ static void read_stream(struct upstream *u)
             u->scan = saved;
             char sample[96], why[384];
             resp_escape(v.iov_base, v.iov_len < 48 ? v.iov_len : 48, sample, sizeof(sample));
-            snprintf(why, sizeof(why), "stream protocol error at offset %" PRId64 ": %s near \"%s\"",
-                     u->offset + 1, err, sample);
+            snprintf(why, sizeof(why),
+                     "stream protocol error at offset %" PRId64 ": %s near \"%s\"", u->offset + 1,
+                     err, sample);
             link_fail(u, why);
             return;
         }
@@ -490,8 +499,7 @@ static void read_cb(struct bufferevent *bev, void *arg)
             if (read_reply(u, line, sizeof(line), &is_error) <= 0)
                 return;
             /* -NOAUTH / -NOPERM mean AUTH follows; any other error is fatal, as in Redis. */
-            if (is_error && strncmp(line, "-NOAUTH", 7) != 0 &&
-                strncmp(line, "-NOPERM", 7) != 0) {
+            if (is_error && strncmp(line, "-NOAUTH", 7) != 0 && strncmp(line, "-NOPERM", 7) != 0) {
                 char why[MAX_LINE + 32];
                 snprintf(why, sizeof(why), "PING refused: %s", line + 1);
                 link_fail(u, why);
@@ -535,7 +543,8 @@ static void read_cb(struct bufferevent *bev, void *arg)
             return;
         default:
             /* Bytes where none are expected (e.g. after a side fetch's RDB): drop them. */
-            evbuffer_drain(bufferevent_get_input(bev), evbuffer_get_length(bufferevent_get_input(bev)));
+            evbuffer_drain(bufferevent_get_input(bev),
+                           evbuffer_get_length(bufferevent_get_input(bev)));
             return;
         }
     }
@@ -557,8 +566,7 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
         link_fail(u, "connection closed by upstream");
     } else if (what & BEV_EVENT_ERROR) {
         char why[128];
-        snprintf(why, sizeof(why), "%s",
-                 evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+        snprintf(why, sizeof(why), "%s", evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
         link_fail(u, why);
     }
 }

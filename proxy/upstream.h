@@ -53,12 +53,12 @@ struct upstream_callbacks {
 
 struct upstream_params {
     enum upstream_mode mode;
-    const char *host;       /* copied */
+    const char *host; /* copied */
     int port;
-    const char *user;       /* copied; "" = default user */
-    const char *password;   /* copied; "" = no AUTH */
-    int listening_port;     /* announced with REPLCONF listening-port */
-    const char *dir;        /* where RDB files are written; copied */
+    const char *user;     /* copied; "" = default user */
+    const char *password; /* copied; "" = no AUTH */
+    int listening_port;   /* announced with REPLCONF listening-port */
+    const char *dir;      /* where RDB files are written; copied */
     int64_t connect_timeout_ms;
     int64_t repl_timeout_ms;
     int64_t reconnect_min_ms;
@@ -84,11 +84,11 @@ enum upstream_state upstream_state(const struct upstream *u);
 bool upstream_link_up(const struct upstream *u); /* in STREAM state */
 const char *upstream_host(const struct upstream *u);
 int upstream_port(const struct upstream *u);
-int64_t upstream_offset(const struct upstream *u);      /* last byte received */
-int64_t upstream_last_io_ms(const struct upstream *u);  /* monotonic time of last read */
+int64_t upstream_offset(const struct upstream *u);        /* last byte received */
+int64_t upstream_last_io_ms(const struct upstream *u);    /* monotonic time of last read */
 int64_t upstream_down_since_ms(const struct upstream *u); /* 0 while up */
-int64_t upstream_rdb_bytes(const struct upstream *u);   /* RDB bytes received (this sync) */
-int64_t upstream_rdb_size(const struct upstream *u);    /* expected, -1 for EOF format */
-int64_t upstream_stream_bytes(const struct upstream *u); /* stream bytes over the life */
+int64_t upstream_rdb_bytes(const struct upstream *u);     /* RDB bytes received (this sync) */
+int64_t upstream_rdb_size(const struct upstream *u);      /* expected, -1 for EOF format */
+int64_t upstream_stream_bytes(const struct upstream *u);  /* stream bytes over the life */
 
 #endif
