@@ -325,6 +325,8 @@ struct replica *replica_attach(struct replica_set *set, struct bufferevent *bev,
     struct timeval wt = {.tv_sec = set->lim.timeout_ms / 1000,
                          .tv_usec = (set->lim.timeout_ms % 1000) * 1000};
     bufferevent_set_timeouts(bev, NULL, &wt);
+    /* libevent writes 16 KiB per wakeup by default: far too little for fan-out. */
+    bufferevent_set_max_single_write(bev, REFILL_WINDOW);
     bufferevent_enable(bev, EV_READ | EV_WRITE);
     return r;
 }
