@@ -53,6 +53,20 @@ const struct config_key config_keys[] = {
         true, "cap of the reconnect delay"),
     KEY("backlog", "size", CONFIG_BYTES, backlog_size_bytes, "64mb", 1 << 16, TB, NULL, false, true,
         "stream history kept in memory for partial resyncs"),
+    KEY("backlog", "disk", CONFIG_ENUM, backlog_disk, "yes", 0, 0, "yes|no", false, false,
+        "also keep the stream in log segments in dir (restarts, long outages)"),
+    KEY("backlog", "segment-size", CONFIG_BYTES, segment_bytes, "64mb", 1 << 10, TB, NULL, false,
+        true, "size of one log segment file"),
+    KEY("backlog", "disk-size", CONFIG_BYTES, disk_bytes, "4gb", 1 << 10, 1024 * TB, NULL, false,
+        true, "retention: oldest segments are deleted past this total"),
+    KEY("backlog", "disk-max-age", CONFIG_TIME, disk_max_age_ms, "0", 0, 3650 * DAY_MS, NULL,
+        false, true, "retention: segments older than this are deleted (0: no age limit)"),
+    KEY("backlog", "disk-min", CONFIG_BYTES, disk_min_bytes, "256mb", 0, 1024 * TB, NULL, false,
+        true, "retention: always keep at least this much"),
+    KEY("snapshot", "refresh-after", CONFIG_BYTES, snapshot_refresh_bytes, "1gb", 0, 1024 * TB,
+        NULL, false, true, "fetch a fresh snapshot once this much stream follows it (0: never)"),
+    KEY("snapshot", "min-interval", CONFIG_TIME, snapshot_interval_ms, "60s", 0, DAY_MS, NULL,
+        false, true, "at most one fresh snapshot from the upstream per this interval"),
     KEY("replicas", "max-replicas", CONFIG_INT, max_replicas, "0", 0, 1000000, NULL, false, true,
         "downstream replica sessions at once (0: no limit besides max-clients)"),
     KEY("replicas", "max-clients", CONFIG_INT, max_clients, "10000", 1, 1000000, NULL, false, true,
@@ -320,6 +334,10 @@ int config_validate(const struct config *cfg, char *err, size_t errlen)
              "upstream.reconnect-min (%" PRId64 "ms) exceeds upstream.reconnect-max "
              "(%" PRId64 "ms)",
              cfg->reconnect_min_ms, cfg->reconnect_max_ms);
+        return -1;
+    }
+    if (cfg->output_soft_bytes > cfg->output_limit_bytes) {
+        errf(err, errlen, "replicas.output-limit-soft exceeds replicas.output-limit");
         return -1;
     }
     if (cfg->dir[0] == '\0') {

@@ -30,10 +30,22 @@ struct config {
     int64_t reconnect_max_ms;   /* cap of the reconnect delay */
     /* [backlog] */
     int64_t backlog_size_bytes; /* in-memory stream history kept for partial resyncs */
+    char *backlog_disk;         /* yes | no: keep the stream in log segments in dir */
+    int64_t segment_bytes;      /* log segment size */
+    int64_t disk_bytes;         /* retention: total log size */
+    int64_t disk_max_age_ms;    /* retention: segment age (0 = no limit) */
+    int64_t disk_min_bytes;     /* retention: always kept */
+    /* [snapshot] */
+    int64_t snapshot_refresh_bytes; /* fetch a fresh snapshot past this much stream (0 = never) */
+    int64_t snapshot_interval_ms;   /* at most one fresh snapshot per this interval */
     /* [replicas] */
     int64_t max_replicas;          /* downstream replica sessions at once (0 = unlimited) */
     int64_t max_clients;           /* all downstream connections at once */
-    int64_t output_limit_bytes;    /* a replica further behind than this is dropped */
+    int64_t output_limit_bytes;    /* hard limit: a replica further behind is dropped */
+    int64_t output_soft_bytes;     /* soft limit ... */
+    int64_t output_soft_ms;        /* ... tolerated this long */
+    int64_t max_full_syncs;        /* RDB transfers at once (0 = unlimited) */
+    int64_t snapshot_rate_bytes;   /* per-replica RDB transfer rate, bytes/s (0 = unlimited) */
     int64_t replica_timeout_ms;    /* a replica silent (no ACK) this long is dropped */
     int64_t snapshot_keepalive_ms; /* "\n" interval to replicas waiting for a snapshot */
 };

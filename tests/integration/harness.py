@@ -1,0 +1,777 @@
+"""Process and wait helpers for the cascade integration tests.
+
+Every server runs on a free loopback port, in its own directory under the test's tmp_path, in the
+foreground as a child of pytest. Waits poll a condition with a deadline (never a bare sleep).
+`Cluster` owns every process it starts and stops each one by pid at teardown, then scans every log
+for sanitizer reports.
+
+Environment:
+  CASCADE_BIN  relay binary (default: <repo>/build/proxy/cascade)
+  HOP          "relay" (default) or "redis": with "redis" every relay hop is replaced by a stock
+               `redis-server --replicaof`, which validates the harness and the scenarios against
+               Redis' own chained replication.
+  REDIS_SERVER, REDIS_CLI, REDIS_CHECK_RDB  override the Redis tools (default: /usr/bin/...).
+"""
+
+import os
+import random
+import re
+import signal
+import socket
+import subprocess
+import threading
+import time
+
+import redis
+
+REPO_ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+CASCADE_BIN = os.environ.get("CASCADE_BIN", os.path.join(REPO_ROOT, "build", "proxy", "cascade"))
+HOP = os.environ.get("HOP", "relay").strip().lower()
+REDIS_SERVER = os.environ.get("REDIS_SERVER", "/usr/bin/redis-server")
+REDIS_CLI = os.environ.get("REDIS_CLI", "/usr/bin/redis-cli")
+REDIS_CHECK_RDB = os.environ.get("REDIS_CHECK_RDB", "/usr/bin/redis-check-rdb")
+
+HOST = "127.0.0.1"
+POLL_S = 0.03  # polling interval of every wait
+STOP_TIMEOUT_S = 10.0  # SIGTERM grace before SIGKILL
+START_TIMEOUT_S = 10.0
+SYNC_TIMEOUT_S = 30.0
+SANITIZER_MARKERS = ("AddressSanitizer", "runtime error:", "LeakSanitizer")
+
+# Port range below Linux' default ephemeral range (32768-60999), so outgoing connections made by
+# the servers themselves never take a port we handed out but have not bound yet.
+_PORT_LO, _PORT_HI = 20000, 32000
+_ports_lock = threading.Lock()
+_ports_used = set()
+
+
+def hop_is_redis():
+    return HOP == "redis"
+
+
+def relay_binary_usable():
+    """(ok, reason): whether CASCADE_BIN exists, is executable and answers --version."""
+    if not os.path.isfile(CASCADE_BIN):
+        return False, "relay binary %s not built" % CASCADE_BIN
+    if not os.access(CASCADE_BIN, os.X_OK):
+        return False, "relay binary %s not executable" % CASCADE_BIN
+    try:
+        subprocess.run([CASCADE_BIN, "--version"], stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL, timeout=10, check=False)
+    except (OSError, subprocess.SubprocessError) as e:
+        return False, "relay binary %s does not run: %s" % (CASCADE_BIN, e)
+    return True, ""
+
+
+# --------------------------------------------------------------------------------------------
+# waiting
+
+
+class WaitTimeout(AssertionError):
+    pass
+
+
+def wait_for(cond, timeout=10.0, what="condition", interval=POLL_S, describe=None):
+    """Poll cond() every `interval` s until it returns a truthy value (returned) or `timeout` s
+    pass (raises WaitTimeout naming `what`, the last value or exception, and describe()'s text).
+    Exceptions from cond() count as "not yet"; the last one is reported."""
+    deadline = time.monotonic() + timeout
+    max_polls = int(timeout / interval) + 2  # bound the loop in count as well as in time
+    last, last_exc = None, None
+    for _ in range(max_polls):
+        try:
+            last = cond()
+            last_exc = None
+            if last:
+                return last
+        except Exception as e:  # noqa: BLE001 - reported below
+            last_exc = e
+        if time.monotonic() >= deadline:
+            break
+        time.sleep(interval)
+    msg = "timed out after %.1fs waiting for %s" % (timeout, what)
+    if last_exc is not None:
+        msg += "; last error: %r" % (last_exc,)
+    else:
+        msg += "; last value: %r" % (last,)
+    if describe is not None:
+        try:
+            msg += "\n" + describe()
+        except Exception as e:  # noqa: BLE001
+            msg += "\n(describe failed: %r)" % (e,)
+    raise WaitTimeout(msg)
+
+
+# --------------------------------------------------------------------------------------------
+# ports
+
+
+def _port_free(port):
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        s.bind((HOST, port))
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
+def free_port():
+    """A loopback port nobody listens on and that this process never handed out before."""
+    with _ports_lock:
+        for _ in range(2000):
+            port = random.randrange(_PORT_LO, _PORT_HI)
+            if port in _ports_used:
+                continue
+            if _port_free(port):
+                _ports_used.add(port)
+                return port
+    raise RuntimeError("no free loopback port found")
+
+
+# --------------------------------------------------------------------------------------------
+# clients and INFO
+
+
+def client(port, db=0, timeout=5.0, password=None):
+    return redis.Redis(host=HOST, port=port, db=db, decode_responses=True, password=password,
+                       socket_timeout=timeout, socket_connect_timeout=timeout)
+
+
+def info(c, section=None):
+    """INFO parsed by redis-py into a dict (slaveN lines become dicts)."""
+    return c.info(section) if section else c.info()
+
+
+def digest(c):
+    """DEBUG DIGEST of the whole dataset as a hex string (40 zeros when empty)."""
+    d = c.execute_command("DEBUG", "DIGEST")
+    return d.decode() if isinstance(d, bytes) else str(d)
+
+
+def count_in_file(path, needle):
+    try:
+        with open(path, "r", errors="replace") as f:
+            return f.read().count(needle)
+    except FileNotFoundError:
+        return 0
+
+
+def tail(path, lines=40):
+    try:
+        with open(path, "r", errors="replace") as f:
+            return "".join(f.readlines()[-lines:])
+    except FileNotFoundError:
+        return "(no %s)\n" % path
+
+
+# --------------------------------------------------------------------------------------------
+# processes
+
+
+class Proc:
+    """A server process started by the harness: its port, dir, logs and pid."""
+
+    kind = "proc"
+
+    def __init__(self, name, port, dir_, argv, logs, stderr_path):
+        self.name = name
+        self.port = port
+        self.dir = dir_
+        self.argv = argv
+        self.logs = logs  # every file to scan for sanitizer reports and to show on failure
+        self.stderr_path = stderr_path
+        self.popen = None
+        self.password = None  # AUTH password for the harness' own clients
+        self.needed_sigkill = False
+        self.killed_on_purpose = False
+        self._clients = []
+
+    # -- lifecycle
+    def start(self):
+        self.needed_sigkill = False
+        self.killed_on_purpose = False
+        os.makedirs(self.dir, exist_ok=True)
+        with open(self.stderr_path, "ab") as err:
+            self.popen = subprocess.Popen(self.argv, cwd=self.dir, stdin=subprocess.DEVNULL,
+                                          stdout=err, stderr=err, start_new_session=True)
+        return self
+
+    @property
+    def pid(self):
+        return self.popen.pid if self.popen else None
+
+    def alive(self):
+        return self.popen is not None and self.popen.poll() is None
+
+    def wait_ready(self, timeout=START_TIMEOUT_S):
+        def ready():
+            if not self.alive():
+                raise AssertionError("%s exited with %s" % (self.name, self.popen.returncode))
+            return self.client(timeout=1.0).ping()
+        wait_for(ready, timeout, "%s to answer PING on port %d" % (self.name, self.port),
+                 describe=self.describe)
+        return self
+
+    def stop(self, timeout=STOP_TIMEOUT_S):
+        """SIGTERM by pid, SIGKILL after `timeout`. Returns the exit status (None if never run)."""
+        for c in self._clients:
+            try:
+                c.close()
+            except Exception:  # noqa: BLE001
+                pass
+        self._clients = []
+        if self.popen is None:
+            return None
+        if self.popen.poll() is None:
+            try:
+                os.kill(self.popen.pid, signal.SIGTERM)
+                os.kill(self.popen.pid, signal.SIGCONT)  # in case a test SIGSTOPped it
+            except ProcessLookupError:
+                pass
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.needed_sigkill = True
+                try:
+                    os.kill(self.popen.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                self.popen.wait(timeout)
+        return self.popen.returncode
+
+    def exit_problem(self):
+        """Why this process' end looks wrong (None if it exited 0 on SIGTERM or was killed on
+        purpose by kill9())."""
+        if self.popen is None or self.killed_on_purpose:
+            return None
+        if self.needed_sigkill:
+            return "%s ignored SIGTERM for %.0fs (SIGKILLed)" % (self.name, STOP_TIMEOUT_S)
+        rc = self.popen.returncode
+        if rc not in (0, None):
+            return "%s exited with status %s%s" % (
+                self.name, rc, " (signal %s)" % signal.Signals(-rc).name if rc < 0 else "")
+        return None
+
+    def restart(self, hard=False):
+        """Stop (SIGTERM, or SIGKILL if `hard`) and start again with the same port, dir and
+        arguments. Raises if a graceful stop did not exit 0."""
+        if hard:
+            self.kill9()
+        else:
+            self.stop()
+            why = self.exit_problem()
+            if why:
+                raise AssertionError(why + "\n" + self.describe())
+        self.start()
+        return self.wait_ready()
+
+    def pause(self):
+        os.kill(self.popen.pid, signal.SIGSTOP)
+
+    def resume(self):
+        os.kill(self.popen.pid, signal.SIGCONT)
+
+    def kill9(self):
+        self.killed_on_purpose = True
+        if self.alive():
+            os.kill(self.popen.pid, signal.SIGKILL)
+            self.popen.wait(STOP_TIMEOUT_S)
+
+    # -- access
+    def client(self, db=0, timeout=5.0):
+        c = client(self.port, db=db, timeout=timeout, password=self.password)
+        self._clients.append(c)
+        return c
+
+    @property
+    def r(self):
+        if not hasattr(self, "_r"):
+            self._r = self.client()
+        return self._r
+
+    def info(self, section=None):
+        return info(self.r, section)
+
+    def describe(self, lines=30):
+        out = "--- %s (pid %s, port %d, %s) ---\n" % (
+            self.name, self.pid, self.port,
+            "running" if self.alive() else "exited %s" % (
+                self.popen.returncode if self.popen else "never started"))
+        for path in self.logs:
+            out += "[%s]\n%s" % (path, tail(path, lines))
+        return out
+
+    def sanitizer_reports(self):
+        found = []
+        for path in self.logs:
+            try:
+                with open(path, "r", errors="replace") as f:
+                    text = f.read()
+            except FileNotFoundError:
+                continue
+            for m in SANITIZER_MARKERS:
+                if m in text:
+                    i = text.index(m)
+                    found.append("%s: %s" % (path, text[max(0, i - 200):i + 2000]))
+                    break
+        return found
+
+
+class RedisProc(Proc):
+    """A stock redis-server, master or replica."""
+
+    kind = "redis"
+    has_data = True
+    is_relay = False
+
+    def __init__(self, name, port, dir_, replicaof=None, extra=()):
+        self.replicaof = replicaof
+        argv = [REDIS_SERVER, "--port", str(port), "--bind", HOST, "--dir", dir_,
+                "--save", "", "--appendonly", "no", "--enable-debug-command", "local",
+                "--repl-diskless-sync-delay", "0", "--repl-diskless-sync", "yes",
+                "--logfile", os.path.join(dir_, "redis.log"), "--daemonize", "no",
+                "--protected-mode", "no"]
+        if replicaof is not None:
+            argv += ["--replicaof", HOST, str(replicaof)]
+        argv += list(extra)
+        super().__init__(name, port, dir_, argv,
+                         [os.path.join(dir_, "redis.log"), os.path.join(dir_, "stderr.log")],
+                         os.path.join(dir_, "stderr.log"))
+
+    def full_syncs_in_log(self):
+        """How many times this replica accepted a full resync (from its log)."""
+        return count_in_file(os.path.join(self.dir, "redis.log"), "Full resync from master")
+
+    def partial_syncs_in_log(self):
+        return count_in_file(os.path.join(self.dir, "redis.log"),
+                             "Master accepted a Partial Resynchronization")
+
+
+class RelayProc(Proc):
+    """The cascade relay binary."""
+
+    kind = "relay"
+    has_data = False
+    is_relay = True
+
+    def __init__(self, name, port, dir_, upstream_port=None, extra=(), config=None):
+        self.upstream_port = upstream_port
+        argv = [CASCADE_BIN]
+        if config:
+            argv += ["-c", config]
+        argv += ["--port", str(port), "--bind", HOST, "--dir", dir_]
+        if upstream_port is not None:
+            argv += ["--upstream", "%s:%d" % (HOST, upstream_port)]
+        argv += list(extra)
+        log = os.path.join(dir_, "cascade.log")
+        super().__init__(name, port, dir_, argv, [log], log)
+
+
+# --------------------------------------------------------------------------------------------
+# cluster: everything one test starts
+
+
+class Cluster:
+    def __init__(self, tmp_path):
+        self.tmp = str(tmp_path)
+        self.procs = []
+        self.helpers = []  # other subprocesses (redis-cli ...)
+        self.writers = []
+        self._n = 0
+
+    def _dir(self, name):
+        self._n += 1
+        d = os.path.join(self.tmp, "%02d-%s" % (self._n, name))
+        os.makedirs(d, exist_ok=True)
+        return d
+
+    def redis(self, name="redis", replicaof=None, extra=(), wait=True, port=None, password=None):
+        port = port or free_port()
+        p = RedisProc(name, port, self._dir(name), replicaof=replicaof, extra=extra)
+        p.password = password
+        self.procs.append(p)
+        p.start()
+        if wait:
+            p.wait_ready()
+        return p
+
+    def master(self, name="master", extra=(), port=None, password=None):
+        # A large backlog on the master: the relay's upstream partial resyncs must not depend on
+        # Redis' 1 MB default while writers run.
+        return self.redis(name, extra=["--repl-backlog-size", "64mb"] + list(extra), port=port,
+                          password=password)
+
+    def replica(self, upstream, name="replica", extra=(), wait_synced=True, password=None):
+        p = self.redis(name, replicaof=upstream.port, extra=extra, password=password)
+        if wait_synced:
+            wait_replica_synced(p)
+        return p
+
+    def relay(self, upstream, name="relay", extra=(), wait=True, config=None, password=None):
+        port = free_port()
+        up = upstream.port if upstream is not None else None
+        p = RelayProc(name, port, self._dir(name), upstream_port=up, extra=extra, config=config)
+        p.password = password
+        self.procs.append(p)
+        p.start()
+        if wait:
+            p.wait_ready()
+        return p
+
+    def hop(self, upstream, name="hop", wait_link=True, relay_extra=(), redis_extra=(),
+            password=None):
+        """A relay between `upstream` (anything with a .port) and its replicas: the cascade
+        binary, or with HOP=redis a stock replica (with a big backlog, like the relay's
+        default). `relay_extra`/`redis_extra` are extra arguments for either kind."""
+        if hop_is_redis():
+            p = self.redis(name, replicaof=upstream.port,
+                           extra=["--repl-backlog-size", "64mb"] + list(redis_extra),
+                           password=password)
+        else:
+            p = self.relay(upstream, name, extra=relay_extra, password=password)
+        if wait_link:
+            wait_link_up(p)
+        return p
+
+    def writer(self, target, **kw):
+        w = Writer(target.port, password=target.password, **kw)
+        self.writers.append(w)
+        return w
+
+    def popen(self, argv, stdout_path, **kw):
+        f = open(stdout_path, "wb")
+        try:
+            p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=f, stderr=subprocess.STDOUT,
+                                 start_new_session=True, **kw)
+        finally:
+            f.close()
+        self.helpers.append(p)
+        return p
+
+    def describe(self):
+        return "\n".join(p.describe() for p in self.procs)
+
+    def teardown(self):
+        """Stop writers and every process (by pid), then return sanitizer reports."""
+        errors = []
+        for w in self.writers:
+            try:
+                w.stop(raise_errors=False)
+            except Exception as e:  # noqa: BLE001
+                errors.append("writer: %r" % (e,))
+        for p in self.helpers:
+            if p.poll() is None:
+                try:
+                    os.kill(p.pid, signal.SIGTERM)
+                    p.wait(STOP_TIMEOUT_S)
+                except subprocess.TimeoutExpired:
+                    os.kill(p.pid, signal.SIGKILL)
+                    p.wait(STOP_TIMEOUT_S)
+                except ProcessLookupError:
+                    pass
+        # Stop in reverse start order: replicas before their upstreams, fewer reconnect logs.
+        for p in reversed(self.procs):
+            try:
+                p.stop()
+            except Exception as e:  # noqa: BLE001
+                errors.append("stopping %s: %r" % (p.name, e))
+        reports = []
+        for p in self.procs:
+            reports.extend(p.sanitizer_reports())
+            why = p.exit_problem()
+            if why:
+                errors.append(why + "\n" + p.describe(20))
+        return reports, errors
+
+
+# --------------------------------------------------------------------------------------------
+# replication conditions
+
+
+def wait_link_up(node, timeout=SYNC_TIMEOUT_S):
+    """A replica or relay has its upstream link up (and, for Redis, finished loading)."""
+    def up():
+        i = node.info("replication")
+        return (i.get("master_link_status") == "up"
+                and int(i.get("master_sync_in_progress", 0)) == 0)
+    wait_for(up, timeout, "%s master_link_status:up" % node.name,
+             describe=lambda: node.describe() + "\nINFO replication: %r" % (
+                 node.info("replication"),))
+    return node
+
+
+def wait_replica_synced(node, timeout=SYNC_TIMEOUT_S):
+    """master_link_status:up and master_sync_in_progress:0."""
+    return wait_link_up(node, timeout)
+
+
+def wait_connected_slaves(node, n, timeout=SYNC_TIMEOUT_S):
+    def ok():
+        i = node.info("replication")
+        online = [v for k, v in i.items()
+                  if re.match(r"slave\d+$", k) and isinstance(v, dict)
+                  and v.get("state") == "online"]
+        return int(i.get("connected_slaves", -1)) == n and len(online) == n
+    wait_for(ok, timeout, "%s to have %d online replicas" % (node.name, n),
+             describe=lambda: "INFO replication: %r" % (node.info("replication"),))
+
+
+def repl_offset(node):
+    return int(node.info("replication")["master_repl_offset"])
+
+
+def wait_digests_equal(master, replicas, timeout=SYNC_TIMEOUT_S, offsets=True, relays=()):
+    """Wait until every replica's DEBUG DIGEST equals the master's, taken while the master's
+    offset does not move, and (if `offsets`) every replica's and relay's master_repl_offset
+    equals the master's. Call after writes stop. Returns the digest."""
+    state = {}
+
+    def check():
+        off0 = repl_offset(master)
+        d0 = digest(master.r)
+        off1 = repl_offset(master)
+        if off0 != off1:
+            state["why"] = "master offset moving (%d -> %d)" % (off0, off1)
+            return False
+        per = {}
+        for n in list(replicas) + list(relays):
+            i = n.info("replication")
+            per[n.name] = {"offset": int(i.get("master_repl_offset", -1)),
+                           "link": i.get("master_link_status")}
+            if n.has_data:
+                per[n.name]["digest"] = digest(n.r)
+        state["why"] = "master digest %s offset %d; %r" % (d0, off0, per)
+        for n in replicas:
+            if per[n.name]["digest"] != d0:
+                return False
+        if offsets:
+            for name, v in per.items():
+                if v["offset"] != off0:
+                    return False
+        # the master did not move while we read the replicas
+        if repl_offset(master) != off0:
+            state["why"] += " (master moved)"
+            return False
+        return d0
+
+    def describe():
+        return ("last state: %s\n" % state.get("why", "?")
+                + "\n".join(n.describe(15) for n in [master] + list(relays) + list(replicas)))
+
+    return wait_for(check, timeout, "digests%s to converge" % (" and offsets" if offsets else ""),
+                    interval=0.05, describe=describe)
+
+
+# --------------------------------------------------------------------------------------------
+# data
+
+
+def preload(port, dbs=(0,), keys_per_db=1000, seed=1, ttl_long=True, password=None):
+    """Pipelined mixed dataset: strings, hashes, lists, sets, zsets, streams; some keys with long
+    TTLs (they will not expire during a test). Returns the number of keys written."""
+    rnd = random.Random(seed)
+    total = 0
+    for db in dbs:
+        c = client(port, db=db, password=password)
+        p = c.pipeline(transaction=False)
+        for i in range(keys_per_db):
+            kind = i % 7
+            k = "pre:%d:%d" % (db, i)
+            if kind == 0:
+                p.set("s:" + k, "v%d" % rnd.randrange(10 ** 9))
+            elif kind == 1:
+                p.hset("h:" + k, mapping={"f%d" % j: j * i for j in range(rnd.randrange(1, 8))})
+            elif kind == 2:
+                p.rpush("l:" + k, *["e%d" % j for j in range(rnd.randrange(1, 12))])
+            elif kind == 3:
+                p.sadd("S:" + k, *["m%d" % j for j in range(rnd.randrange(1, 12))])
+            elif kind == 4:
+                p.zadd("z:" + k, {"m%d" % j: rnd.random() * 100 for j in range(rnd.randrange(1, 10))})
+            elif kind == 5:
+                for j in range(rnd.randrange(1, 4)):
+                    p.xadd("x:" + k, {"f": str(j), "g": "x" * rnd.randrange(1, 40)})
+            else:
+                p.set("t:" + k, "ttl%d" % i)
+                if ttl_long:
+                    p.expire("t:" + k, 3600)
+            total += 1
+            if i % 500 == 499:
+                p.execute()
+        # a few big values, across encodings
+        p.set("big:%d" % db, "B" * 200_000)
+        p.rpush("biglist:%d" % db, *["x" * 100 for _ in range(2000)])
+        p.hset("bighash:%d" % db, mapping={"f%d" % j: "v" * 50 for j in range(1000)})
+        total += 3
+        p.execute()
+        c.close()
+    return total
+
+
+class Writer(threading.Thread):
+    """Background writer: mixed types across `dbs` (round-robin per op, so the replication stream
+    carries a SELECT at nearly every op), keys with EXPIRE/PEXPIRE TTLs (some short enough to
+    expire during the test, so the master propagates DELs), MULTI/EXEC now and then. Rate-limited
+    (`rate` ops/s) so the stream stays far below the backlogs. stop() joins and re-raises."""
+
+    def __init__(self, port, dbs=(0,), seed=None, rate=2000, keyspace=300, prefix="w",
+                 big_every=400, password=None, short_ttl=True):
+        super().__init__(daemon=True, name="writer-%d" % port)
+        self.port = port
+        self.dbs = list(dbs)
+        self.rnd = random.Random(seed if seed is not None else port)
+        self.rate = rate
+        self.keyspace = keyspace
+        self.prefix = prefix
+        self.big_every = big_every
+        self.password = password
+        self.short_ttl = short_ttl  # False: every TTL is long, the dataset is fixed once stopped
+        self.count = 0
+        self.error = None
+        self._stop_ev = threading.Event()
+        self._clients = {}
+
+    def _c(self, db):
+        if db not in self._clients:
+            self._clients[db] = client(self.port, db=db, password=self.password)
+        return self._clients[db]
+
+    def _op(self, c, n):
+        rnd = self.rnd
+        k = "%s:%d" % (self.prefix, rnd.randrange(self.keyspace))
+        short = 1 if self.short_ttl else 1_000_000  # multiplies the short (ms) TTLs
+        op = rnd.randrange(20)
+        if n % self.big_every == 0:
+            c.set("s:" + k, os.urandom(4096).hex())
+        elif op == 0:
+            c.set("s:" + k, "v%d" % n)
+        elif op == 1:
+            c.incr("c:" + k)
+        elif op == 2:
+            c.append("s:" + k, "a")
+        elif op == 3:
+            c.hset("h:" + k, "f%d" % rnd.randrange(20), n)
+        elif op == 4:
+            c.hincrby("h:" + k, "cnt", 1)
+        elif op == 5:
+            c.rpush("l:" + k, n, n + 1)
+            c.ltrim("l:" + k, -50, -1)
+        elif op == 6:
+            c.lpop("l:" + k)
+        elif op == 7:
+            c.sadd("S:" + k, "m%d" % rnd.randrange(100))
+        elif op == 8:
+            c.srem("S:" + k, "m%d" % rnd.randrange(100))
+        elif op == 9:
+            c.zadd("z:" + k, {"m%d" % rnd.randrange(50): rnd.random()})
+        elif op == 10:
+            c.zincrby("z:" + k, 1.5, "m%d" % rnd.randrange(50))
+        elif op == 11:
+            c.xadd("x:" + k, {"n": n, "v": "y" * rnd.randrange(1, 30)}, maxlen=50,
+                   approximate=False)
+        elif op == 12:
+            c.set("t:" + k, n, ex=3600)  # long TTL
+        elif op == 13:
+            c.set("T:" + k, n, px=rnd.randrange(100, 1500) * short)  # expires during the test
+        elif op == 14:
+            c.expire("h:" + k, 3600)
+        elif op == 15:
+            c.pexpire("l:" + k, rnd.randrange(200, 2000) * short)
+        elif op == 16:
+            c.delete("S:" + k)
+        elif op == 17:
+            p = c.pipeline(transaction=True)
+            p.incr("c:" + k)
+            p.hset("h:" + k, "tx", n)
+            p.rpush("l:" + k, "tx%d" % n)
+            p.execute()
+        elif op == 18:
+            c.hset("H:" + k, mapping={"a": n, "b": "x" * rnd.randrange(1, 100)})
+            c.pexpire("H:" + k, rnd.randrange(300, 3000) * short)
+        else:
+            c.zremrangebyrank("z:" + k, 0, -30)
+
+    def run(self):
+        try:
+            start = time.monotonic()
+            while not self._stop_ev.is_set():
+                db = self.dbs[self.count % len(self.dbs)]
+                self._op(self._c(db), self.count)
+                self.count += 1
+                if self.rate:
+                    ahead = self.count / self.rate - (time.monotonic() - start)
+                    if ahead > 0:
+                        self._stop_ev.wait(ahead)  # rate limit, wakes on stop
+        except Exception as e:  # noqa: BLE001 - re-raised by stop()
+            self.error = e
+        finally:
+            for c in self._clients.values():
+                try:
+                    c.close()
+                except Exception:  # noqa: BLE001
+                    pass
+
+    def wait_count(self, n, timeout=30.0):
+        """Wait until at least n more ops than now have been written."""
+        target = self.count + n
+        wait_for(lambda: self.count >= target or self.error is not None, timeout,
+                 "writer to do %d writes" % n)
+        if self.error is not None:
+            raise AssertionError("writer failed: %r" % (self.error,))
+
+    def stop(self, raise_errors=True):
+        self._stop_ev.set()
+        if self.is_alive():
+            self.join(30)
+            if self.is_alive():
+                raise AssertionError("writer thread did not stop")
+        if raise_errors and self.error is not None:
+            raise AssertionError("writer failed after %d writes: %r" % (self.count, self.error))
+        return self.count
+
+    def __enter__(self):
+        self.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop(raise_errors=exc[0] is None)
+
+
+# --------------------------------------------------------------------------------------------
+# raw sockets
+
+
+def raw_exchange(port, payload, timeout=3.0, want_line=True, lines=1):
+    """Send raw bytes; read until `lines` reply lines (if want_line), EOF or `timeout`.
+    Returns (data, closed)."""
+    s = socket.create_connection((HOST, port), timeout=timeout)
+    data = b""
+    closed = False
+    try:
+        try:
+            s.sendall(payload)
+        except (BrokenPipeError, ConnectionResetError):
+            return data, True
+        deadline = time.monotonic() + timeout
+        for _ in range(10000):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            s.settimeout(left)
+            try:
+                chunk = s.recv(65536)
+            except socket.timeout:
+                break
+            except ConnectionResetError:
+                closed = True
+                break
+            if not chunk:
+                closed = True
+                break
+            data += chunk
+            if want_line and data.lstrip(b"\n").count(b"\r\n") >= lines:
+                break
+    finally:
+        s.close()
+    return data, closed
