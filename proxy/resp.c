@@ -222,6 +222,7 @@ ssize_t resp_stream_scan(struct resp_stream *s, const char *buf, size_t len, boo
                          char *err, size_t errlen)
 {
     *getack = false;
+    s->last_boundary = resp_stream_at_boundary(s) ? 0 : -1;
     size_t i = 0;
     while (i < len) {
         switch (s->state) {
@@ -248,8 +249,10 @@ ssize_t resp_stream_scan(struct resp_stream *s, const char *buf, size_t len, boo
                 }
                 s->line_len = 0;
                 if (s->state == STREAM_MB_HEADER) {
-                    if (v <= 0) /* empty command: nothing to do */
+                    if (v <= 0) { /* empty command: nothing to do */
+                        s->last_boundary = (ssize_t)i;
                         continue;
+                    }
                     s->argc = s->args_left = v;
                     s->argi = 0;
                     s->state = STREAM_BULK_HEADER;
@@ -303,6 +306,7 @@ ssize_t resp_stream_scan(struct resp_stream *s, const char *buf, size_t len, boo
             }
             s->argi++;
             if (--s->args_left == 0) {
+                s->last_boundary = (ssize_t)i;
                 if (stream_command_done(s)) {
                     *getack = true;
                     return (ssize_t)i;

@@ -59,6 +59,8 @@ struct resp_stream {
     size_t line_len;
     char head[3][16]; /* first three arguments, truncated, for GETACK detection */
     size_t head_len[3];
+    ssize_t last_boundary; /* after a scan: end of the last whole command in the buffer
+                              scanned (0 if it began at a boundary), -1 if none */
 };
 
 void resp_stream_init(struct resp_stream *s);

@@ -1,0 +1,601 @@
+/*
+ * store: see store.h. Only the last segment can be torn (earlier ones were fsynced when the
+ * next one began), so recovery verifies the last segment's index records against its bytes
+ * and cuts both files back to the last whole write.
+ */
+#include "store.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define META_NAME  "meta"
+#define META_MAGIC "cascade-meta 1"
+#define SEG_PREFIX "log-"
+#define READ_CHUNK (1 << 20)
+
+struct index_record {
+    int64_t start; /* stream offset of the first byte of this write */
+    uint32_t len;  /* bytes written */
+    uint32_t crc;  /* CRC-32C of those bytes */
+};
+
+struct segment {
+    int64_t start; /* offset of its first byte */
+    int64_t len;   /* bytes held */
+    int fd;        /* data file */
+    int idx_fd;    /* index file while this is the active segment, else -1 */
+    time_t mtime;  /* last write */
+};
+
+struct store {
+    char *dir;
+    struct store_params p;
+    struct segment *segs; /* oldest first */
+    size_t nseg, cap;
+    int64_t next; /* offset of the next byte to append */
+};
+
+static void errf(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void errf(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+/* CRC-32C (Castagnoli), reflected, table-driven. */
+uint32_t store_crc32c(uint32_t crc, const void *buf, size_t len)
+{
+    static uint32_t table[256];
+    static int ready;
+    if (!ready) {
+        for (uint32_t i = 0; i < 256; i++) {
+            uint32_t c = i;
+            for (int k = 0; k < 8; k++)
+                c = (c & 1) ? (c >> 1) ^ 0x82F63B78u : c >> 1;
+            table[i] = c;
+        }
+        ready = 1;
+    }
+    const unsigned char *p = buf;
+    crc = ~crc;
+    while (len--)
+        crc = table[(crc ^ *p++) & 0xff] ^ (crc >> 8);
+    return ~crc;
+}
+
+static void seg_path(const struct store *s, int64_t start, const char *ext, char *out, size_t n)
+{
+    snprintf(out, n, "%s/" SEG_PREFIX "%020" PRId64 ".%s", s->dir, start, ext);
+}
+
+static int write_all(int fd, const void *buf, size_t len)
+{
+    const char *p = buf;
+    while (len > 0) {
+        ssize_t n = write(fd, p, len);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return -1;
+        }
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+static int pread_all(int fd, void *buf, size_t len, off_t pos)
+{
+    char *p = buf;
+    while (len > 0) {
+        ssize_t n = pread(fd, p, len, pos);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return -1;
+        p += n;
+        len -= (size_t)n;
+        pos += n;
+    }
+    return 0;
+}
+
+static void seg_close(struct segment *g)
+{
+    if (g->fd >= 0)
+        close(g->fd);
+    if (g->idx_fd >= 0)
+        close(g->idx_fd);
+    g->fd = g->idx_fd = -1;
+}
+
+static void seg_unlink(struct store *s, struct segment *g)
+{
+    char path[4096];
+    seg_close(g);
+    seg_path(s, g->start, "seg", path, sizeof(path));
+    unlink(path);
+    seg_path(s, g->start, "idx", path, sizeof(path));
+    unlink(path);
+}
+
+static struct segment *seg_push(struct store *s)
+{
+    if (s->nseg == s->cap) {
+        s->cap = s->cap ? s->cap * 2 : 16;
+        s->segs = realloc(s->segs, s->cap * sizeof(*s->segs));
+        if (!s->segs)
+            abort();
+    }
+    struct segment *g = &s->segs[s->nseg++];
+    memset(g, 0, sizeof(*g));
+    g->fd = g->idx_fd = -1;
+    return g;
+}
+
+static void seg_remove_at(struct store *s, size_t i)
+{
+    seg_unlink(s, &s->segs[i]);
+    memmove(&s->segs[i], &s->segs[i + 1], (s->nseg - i - 1) * sizeof(*s->segs));
+    s->nseg--;
+}
+
+static int cmp_start(const void *a, const void *b)
+{
+    const struct segment *x = a, *y = b;
+    return x->start < y->start ? -1 : x->start > y->start;
+}
+
+/* Verify the last segment against its index; cut both back to the last whole write. */
+static int recover_tail(struct store *s, struct segment *g, char *err, size_t errlen)
+{
+    char path[4096];
+    seg_path(s, g->start, "idx", path, sizeof(path));
+    int idx = open(path, O_RDWR | O_CLOEXEC);
+    struct stat st;
+    int64_t data_len = fstat(g->fd, &st) == 0 ? st.st_size : 0;
+    int64_t good = 0; /* verified bytes */
+    off_t idx_good = 0;
+    if (idx >= 0) {
+        struct index_record rec;
+        char *buf = malloc(READ_CHUNK);
+        if (!buf)
+            abort();
+        while (pread_all(idx, &rec, sizeof(rec), idx_good) == 0) {
+            if (rec.start != g->start + good || rec.len == 0 || good + rec.len > data_len)
+                break;
+            uint32_t crc = 0;
+            int64_t done = 0;
+            int ok = 1;
+            while (done < rec.len) {
+                size_t n = rec.len - done < READ_CHUNK ? (size_t)(rec.len - done) : READ_CHUNK;
+                if (pread_all(g->fd, buf, n, (off_t)(good + done)) != 0) {
+                    ok = 0;
+                    break;
+                }
+                crc = store_crc32c(crc, buf, n);
+                done += (int64_t)n;
+            }
+            if (!ok || crc != rec.crc)
+                break;
+            good += rec.len;
+            idx_good += (off_t)sizeof(rec);
+        }
+        free(buf);
+    }
+    if (good < data_len && ftruncate(g->fd, good) != 0) {
+        errf(err, errlen, "cannot cut torn segment %" PRId64 ": %s", g->start, strerror(errno));
+        if (idx >= 0)
+            close(idx);
+        return -1;
+    }
+    if (idx < 0) {
+        idx = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+        if (idx < 0) {
+            errf(err, errlen, "cannot open %s: %s", path, strerror(errno));
+            return -1;
+        }
+    }
+    if (ftruncate(idx, idx_good) != 0 || lseek(idx, 0, SEEK_END) < 0) {
+        errf(err, errlen, "cannot cut index %s: %s", path, strerror(errno));
+        close(idx);
+        return -1;
+    }
+    g->len = good;
+    g->idx_fd = idx;
+    return 0;
+}
+
+static int load_segments(struct store *s, char *err, size_t errlen)
+{
+    DIR *d = opendir(s->dir);
+    if (!d) {
+        errf(err, errlen, "cannot open %s: %s", s->dir, strerror(errno));
+        return -1;
+    }
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        long long start;
+        char tail[8];
+        if (sscanf(de->d_name, SEG_PREFIX "%20lld.%7s", &start, tail) != 2 ||
+            strcmp(tail, "seg") != 0)
+            continue;
+        struct segment *g = seg_push(s);
+        g->start = start;
+        char path[4096];
+        seg_path(s, g->start, "seg", path, sizeof(path));
+        g->fd = open(path, O_RDWR | O_APPEND | O_CLOEXEC); /* appends go on at the end */
+        struct stat st;
+        if (g->fd < 0 || fstat(g->fd, &st) != 0) {
+            errf(err, errlen, "cannot open %s: %s", path, strerror(errno));
+            closedir(d);
+            return -1;
+        }
+        g->len = st.st_size;
+        g->mtime = st.st_mtime;
+    }
+    closedir(d);
+    if (s->nseg == 0)
+        return 0;
+    qsort(s->segs, s->nseg, sizeof(*s->segs), cmp_start);
+    /* Keep the longest contiguous run from the newest segment backwards. */
+    size_t first = s->nseg - 1;
+    while (first > 0 && s->segs[first - 1].start + s->segs[first - 1].len == s->segs[first].start)
+        first--;
+    while (first-- > 0)
+        seg_remove_at(s, 0);
+    struct segment *last = &s->segs[s->nseg - 1];
+    if (recover_tail(s, last, err, errlen) != 0)
+        return -1;
+    if (last->len == 0 && s->nseg > 1) {
+        /* Nothing whole in it: the previous segment is the active one again. */
+        seg_remove_at(s, s->nseg - 1);
+        last = &s->segs[s->nseg - 1];
+        if (recover_tail(s, last, err, errlen) != 0)
+            return -1;
+    }
+    s->next = last->start + last->len;
+    if (last->len == 0)
+        seg_remove_at(s, s->nseg - 1);
+    return 0;
+}
+
+static int parse_meta(const char *text, struct store_meta *m)
+{
+    memset(m, 0, sizeof(*m));
+    m->second_replid_offset = -1;
+    m->snapshot_offset = -1;
+    if (strncmp(text, META_MAGIC "\n", strlen(META_MAGIC) + 1) != 0)
+        return -1;
+    const char *line = text + strlen(META_MAGIC) + 1;
+    while (*line) {
+        const char *nl = strchr(line, '\n');
+        if (!nl)
+            return -1; /* every line ends with \n: a torn file has not been renamed */
+        char key[64], val[300];
+        int n = (int)(nl - line);
+        char tmp[400];
+        if (n >= (int)sizeof(tmp))
+            return -1;
+        memcpy(tmp, line, (size_t)n);
+        tmp[n] = '\0';
+        val[0] = '\0';
+        if (sscanf(tmp, "%63s %299s", key, val) < 1)
+            return -1;
+        if (strcmp(val, "-") == 0)
+            val[0] = '\0';
+        if (strcmp(key, "replid") == 0)
+            snprintf(m->replid, sizeof(m->replid), "%s", val);
+        else if (strcmp(key, "replid2") == 0)
+            snprintf(m->replid2, sizeof(m->replid2), "%s", val);
+        else if (strcmp(key, "second_replid_offset") == 0)
+            m->second_replid_offset = strtoll(val, NULL, 10);
+        else if (strcmp(key, "snapshot_file") == 0)
+            snprintf(m->snapshot_file, sizeof(m->snapshot_file), "%s", val);
+        else if (strcmp(key, "snapshot_replid") == 0)
+            snprintf(m->snapshot_replid, sizeof(m->snapshot_replid), "%s", val);
+        else if (strcmp(key, "snapshot_offset") == 0)
+            m->snapshot_offset = strtoll(val, NULL, 10);
+        else if (strcmp(key, "snapshot_size") == 0)
+            m->snapshot_size = strtoll(val, NULL, 10);
+        line = nl + 1;
+    }
+    return 0;
+}
+
+static int read_meta(struct store *s, struct store_meta *m, bool *has, char *err, size_t errlen)
+{
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/" META_NAME, s->dir);
+    *has = false;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        if (errno == ENOENT)
+            return 0;
+        errf(err, errlen, "cannot open %s: %s", path, strerror(errno));
+        return -1;
+    }
+    char buf[4096];
+    ssize_t n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    if (n < 0) {
+        errf(err, errlen, "cannot read %s: %s", path, strerror(errno));
+        return -1;
+    }
+    buf[n] = '\0';
+    if (parse_meta(buf, m) != 0) {
+        errf(err, errlen, "%s is not a cascade meta file", path);
+        return -1;
+    }
+    *has = true;
+    return 0;
+}
+
+struct store *store_open(const struct store_params *p, struct store_meta *meta, bool *has_meta,
+                         char *err, size_t errlen)
+{
+    struct store *s = calloc(1, sizeof(*s));
+    if (!s)
+        abort();
+    s->dir = strdup(p->dir);
+    if (!s->dir)
+        abort();
+    s->p = *p;
+    s->next = 1;
+    memset(meta, 0, sizeof(*meta));
+    if (read_meta(s, meta, has_meta, err, errlen) != 0 || load_segments(s, err, errlen) != 0) {
+        store_close(s);
+        return NULL;
+    }
+    if (!*has_meta) {
+        /* Segments without a history to belong to are useless. */
+        while (s->nseg)
+            seg_remove_at(s, 0);
+        s->next = 1;
+    }
+    return s;
+}
+
+void store_close(struct store *s)
+{
+    if (!s)
+        return;
+    for (size_t i = 0; i < s->nseg; i++)
+        seg_close(&s->segs[i]);
+    free(s->segs);
+    free(s->dir);
+    free(s);
+}
+
+void store_set_retention(struct store *s, const struct store_params *p)
+{
+    s->p.segment_bytes = p->segment_bytes;
+    s->p.retain_bytes = p->retain_bytes;
+    s->p.retain_age_s = p->retain_age_s;
+    s->p.retain_min_bytes = p->retain_min_bytes;
+}
+
+int store_reset(struct store *s, int64_t next, char *err, size_t errlen)
+{
+    (void)err;
+    (void)errlen;
+    while (s->nseg)
+        seg_remove_at(s, 0);
+    s->next = next;
+    return 0;
+}
+
+static int fsync_segment(struct segment *g, char *err, size_t errlen)
+{
+    if (fsync(g->fd) != 0 || (g->idx_fd >= 0 && fsync(g->idx_fd) != 0)) {
+        errf(err, errlen, "fsync segment %" PRId64 ": %s", g->start, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+static int open_segment(struct store *s, char *err, size_t errlen)
+{
+    if (s->nseg > 0) {
+        struct segment *prev = &s->segs[s->nseg - 1];
+        if (fsync_segment(prev, err, errlen) != 0)
+            return -1;
+        close(prev->idx_fd);
+        prev->idx_fd = -1;
+    }
+    struct segment *g = seg_push(s);
+    g->start = s->next;
+    g->mtime = time(NULL);
+    char path[4096];
+    seg_path(s, g->start, "seg", path, sizeof(path));
+    g->fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0600);
+    seg_path(s, g->start, "idx", path, sizeof(path));
+    g->idx_fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0600);
+    if (g->fd < 0 || g->idx_fd < 0) {
+        errf(err, errlen, "cannot create segment %s: %s", path, strerror(errno));
+        seg_remove_at(s, s->nseg - 1);
+        return -1;
+    }
+    return 0;
+}
+
+int store_append(struct store *s, const void *buf, size_t len, bool at_boundary, char *err,
+                 size_t errlen)
+{
+    if (len == 0)
+        return 0;
+    bool full = s->nseg > 0 && s->segs[s->nseg - 1].len >= s->p.segment_bytes;
+    if (s->nseg == 0 || (full && at_boundary)) {
+        if (s->nseg == 0 && !at_boundary) {
+            errf(err, errlen, "a log cannot start in the middle of a command");
+            return -1;
+        }
+        if (open_segment(s, err, errlen) != 0)
+            return -1;
+    }
+    struct segment *g = &s->segs[s->nseg - 1];
+    const char *p = buf;
+    while (len > 0) {
+        uint32_t n = len > UINT32_MAX ? UINT32_MAX : (uint32_t)len;
+        struct index_record rec = {.start = s->next, .len = n, .crc = store_crc32c(0, p, n)};
+        /* Data first: an index record never points at bytes that were not written. */
+        if (write_all(g->fd, p, n) != 0 || write_all(g->idx_fd, &rec, sizeof(rec)) != 0) {
+            errf(err, errlen, "write segment %" PRId64 ": %s", g->start, strerror(errno));
+            return -1;
+        }
+        g->len += n;
+        s->next += n;
+        p += n;
+        len -= n;
+    }
+    g->mtime = time(NULL);
+    return 0;
+}
+
+int store_sync(struct store *s, char *err, size_t errlen)
+{
+    if (s->nseg == 0)
+        return 0;
+    return fsync_segment(&s->segs[s->nseg - 1], err, errlen);
+}
+
+int store_write_meta(struct store *s, const struct store_meta *m, char *err, size_t errlen)
+{
+    char path[4096], tmp[4200];
+    snprintf(path, sizeof(path), "%s/" META_NAME, s->dir);
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    char text[2048];
+#define OR_DASH(x) ((x)[0] ? (x) : "-")
+    int n = snprintf(text, sizeof(text),
+                     META_MAGIC "\n"
+                                "replid %s\n"
+                                "replid2 %s\n"
+                                "second_replid_offset %" PRId64 "\n"
+                                "snapshot_file %s\n"
+                                "snapshot_replid %s\n"
+                                "snapshot_offset %" PRId64 "\n"
+                                "snapshot_size %" PRId64 "\n"
+                                "log_start %" PRId64 "\n"
+                                "log_end %" PRId64 "\n",
+                     OR_DASH(m->replid), OR_DASH(m->replid2), m->second_replid_offset,
+                     OR_DASH(m->snapshot_file), OR_DASH(m->snapshot_replid), m->snapshot_offset,
+                     m->snapshot_size, store_start(s), store_end(s));
+#undef OR_DASH
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0 || write_all(fd, text, (size_t)n) != 0 || fsync(fd) != 0) {
+        errf(err, errlen, "cannot write %s: %s", tmp, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    close(fd);
+    if (rename(tmp, path) != 0) {
+        errf(err, errlen, "cannot rename %s: %s", tmp, strerror(errno));
+        return -1;
+    }
+    /* The rename itself must reach the disk. */
+    int dfd = open(s->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd >= 0) {
+        fsync(dfd);
+        close(dfd);
+    }
+    return 0;
+}
+
+int64_t store_start(const struct store *s)
+{
+    return s->nseg ? s->segs[0].start : s->next;
+}
+
+int64_t store_end(const struct store *s)
+{
+    return s->next - 1;
+}
+
+int64_t store_bytes(const struct store *s)
+{
+    int64_t total = 0;
+    for (size_t i = 0; i < s->nseg; i++)
+        total += s->segs[i].len;
+    return total;
+}
+
+size_t store_segments(const struct store *s)
+{
+    return s->nseg;
+}
+
+int64_t store_last_segment_start(const struct store *s)
+{
+    return s->nseg ? s->segs[s->nseg - 1].start : s->next;
+}
+
+int store_locate(const struct store *s, int64_t offset, int *fd, off_t *pos, int64_t *avail)
+{
+    if (s->nseg == 0 || offset < s->segs[0].start || offset >= s->next)
+        return -1;
+    /* Binary search for the last segment starting at or before offset. */
+    size_t lo = 0, hi = s->nseg;
+    while (hi - lo > 1) {
+        size_t mid = (lo + hi) / 2;
+        if (s->segs[mid].start <= offset)
+            lo = mid;
+        else
+            hi = mid;
+    }
+    const struct segment *g = &s->segs[lo];
+    *fd = g->fd;
+    *pos = (off_t)(offset - g->start);
+    *avail = g->start + g->len - offset;
+    return *avail > 0 ? 0 : -1;
+}
+
+int store_read(const struct store *s, int64_t offset, void *buf, size_t len)
+{
+    char *p = buf;
+    while (len > 0) {
+        int fd;
+        off_t pos;
+        int64_t avail;
+        if (store_locate(s, offset, &fd, &pos, &avail) != 0)
+            return -1;
+        size_t n = (int64_t)len < avail ? len : (size_t)avail;
+        if (pread_all(fd, p, n, pos) != 0)
+            return -1;
+        p += n;
+        offset += (int64_t)n;
+        len -= n;
+    }
+    return 0;
+}
+
+int store_trim(struct store *s, int64_t keep_from, time_t now)
+{
+    int deleted = 0;
+    int64_t total = store_bytes(s);
+    /* The active (last) segment is never deleted. */
+    while (s->nseg > 1) {
+        const struct segment *g = &s->segs[0];
+        bool needed = g->start + g->len > keep_from;
+        bool too_big = total > s->p.retain_bytes;
+        bool too_old = s->p.retain_age_s > 0 && now - g->mtime > s->p.retain_age_s;
+        bool above_min = total - g->len >= s->p.retain_min_bytes;
+        if (needed || !(too_big || too_old) || !above_min)
+            break;
+        total -= g->len;
+        seg_remove_at(s, 0);
+        deleted++;
+    }
+    return deleted;
+}

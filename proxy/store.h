@@ -1,0 +1,86 @@
+/*
+ * store: the relay's on-disk state in `dir`.
+ *   - meta: the history (replid, replid2, second_replid_offset) and the snapshot's file and
+ *     position; rewritten atomically (tmp file, fsync, rename).
+ *   - log segments: the raw stream, one file per segment named by its first offset
+ *     (log-<offset>.seg), each with an index (log-<offset>.idx) of one record per write:
+ *     start, length and CRC-32C of the bytes. Recovery keeps only whole, verified writes, so
+ *     the relay never serves bytes it cannot prove it has. A new segment starts only at a
+ *     command boundary, so the framing of the stream is known at every segment's start.
+ * Owns its files and descriptors. No libevent, no logging: errors come back as text.
+ */
+#ifndef CASCADE_STORE_H
+#define CASCADE_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <time.h>
+
+struct store_params {
+    const char *dir;
+    int64_t segment_bytes;    /* rotate past this size (at the next command boundary) */
+    int64_t retain_bytes;     /* delete old segments past this total ... */
+    int64_t retain_age_s;     /* ... or older than this (0 = no age limit) ... */
+    int64_t retain_min_bytes; /* ... but always keep this much */
+};
+
+/* What meta holds besides the offsets (those are derived from the segments). */
+struct store_meta {
+    char replid[41];              /* history id, "" if none */
+    char replid2[41];             /* previous id */
+    int64_t second_replid_offset; /* -1 if none */
+    char snapshot_file[256];      /* file name in dir, "" if none */
+    char snapshot_replid[41];
+    int64_t snapshot_offset;
+    int64_t snapshot_size;
+};
+
+struct store;
+
+/* Open dir, recover the log (cutting torn tails), read meta (*has_meta false if absent).
+ * Returns NULL with a message on an unrecoverable error. */
+struct store *store_open(const struct store_params *p, struct store_meta *meta, bool *has_meta,
+                         char *err, size_t errlen);
+void store_close(struct store *s);
+void store_set_retention(struct store *s, const struct store_params *p);
+
+/* Forget every segment: the next byte appended has offset `next` (a new history). */
+__attribute__((warn_unused_result)) int store_reset(struct store *s, int64_t next, char *err,
+                                                    size_t errlen);
+
+/* Append stream bytes. at_boundary: the stream is between commands before these bytes
+ * (a segment may only start there). */
+__attribute__((warn_unused_result)) int store_append(struct store *s, const void *buf, size_t len,
+                                                     bool at_boundary, char *err, size_t errlen);
+
+/* fsync the active segment and its index. */
+__attribute__((warn_unused_result)) int store_sync(struct store *s, char *err, size_t errlen);
+
+__attribute__((warn_unused_result)) int
+store_write_meta(struct store *s, const struct store_meta *m, char *err, size_t errlen);
+
+int64_t store_start(const struct store *s); /* first byte held; end + 1 when empty */
+int64_t store_end(const struct store *s);   /* last byte held */
+int64_t store_bytes(const struct store *s); /* bytes on disk in segments */
+size_t store_segments(const struct store *s);
+/* Offset where the last segment starts: a command boundary (for rebuilding the framing). */
+int64_t store_last_segment_start(const struct store *s);
+
+/*
+ * Where offset lives: a descriptor (owned by the store; dup it to keep it), the position in
+ * that file and the bytes available there. 0, or -1 if offset is not held.
+ */
+int store_locate(const struct store *s, int64_t offset, int *fd, off_t *pos, int64_t *avail);
+
+/* Read len bytes from offset (recovery and tests). 0 or -1. */
+int store_read(const struct store *s, int64_t offset, void *buf, size_t len);
+
+/* Apply retention, never deleting a segment holding offsets >= keep_from. Returns the number
+ * of segments deleted. */
+int store_trim(struct store *s, int64_t keep_from, time_t now);
+
+uint32_t store_crc32c(uint32_t crc, const void *buf, size_t len);
+
+#endif
