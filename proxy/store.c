@@ -276,6 +276,7 @@ static int parse_meta(const char *text, struct store_meta *m)
     memset(m, 0, sizeof(*m));
     m->second_replid_offset = -1;
     m->snapshot_offset = -1;
+    m->log_end = -1;
     if (strncmp(text, META_MAGIC "\n", strlen(META_MAGIC) + 1) != 0)
         return -1;
     const char *line = text + strlen(META_MAGIC) + 1;
@@ -296,19 +297,21 @@ static int parse_meta(const char *text, struct store_meta *m)
         if (strcmp(val, "-") == 0)
             val[0] = '\0';
         if (strcmp(key, "replid") == 0)
-            snprintf(m->replid, sizeof(m->replid), "%s", val);
+            snprintf(m->replid, sizeof(m->replid), "%.40s", val);
         else if (strcmp(key, "replid2") == 0)
-            snprintf(m->replid2, sizeof(m->replid2), "%s", val);
+            snprintf(m->replid2, sizeof(m->replid2), "%.40s", val);
         else if (strcmp(key, "second_replid_offset") == 0)
             m->second_replid_offset = strtoll(val, NULL, 10);
         else if (strcmp(key, "snapshot_file") == 0)
-            snprintf(m->snapshot_file, sizeof(m->snapshot_file), "%s", val);
+            snprintf(m->snapshot_file, sizeof(m->snapshot_file), "%.255s", val);
         else if (strcmp(key, "snapshot_replid") == 0)
-            snprintf(m->snapshot_replid, sizeof(m->snapshot_replid), "%s", val);
+            snprintf(m->snapshot_replid, sizeof(m->snapshot_replid), "%.40s", val);
         else if (strcmp(key, "snapshot_offset") == 0)
             m->snapshot_offset = strtoll(val, NULL, 10);
         else if (strcmp(key, "snapshot_size") == 0)
             m->snapshot_size = strtoll(val, NULL, 10);
+        else if (strcmp(key, "log_end") == 0)
+            m->log_end = strtoll(val, NULL, 10);
         line = nl + 1;
     }
     return 0;
@@ -363,6 +366,8 @@ struct store *store_open(const struct store_params *p, struct store_meta *meta, 
         while (s->nseg)
             seg_remove_at(s, 0);
         s->next = 1;
+    } else if (s->nseg == 0 && meta->log_end >= 0) {
+        s->next = meta->log_end + 1; /* a history with no stream bytes on disk yet */
     }
     return s;
 }

@@ -35,6 +35,7 @@ struct store_meta {
     char snapshot_replid[41];
     int64_t snapshot_offset;
     int64_t snapshot_size;
+    int64_t log_end; /* read back only: last offset held when meta was written */
 };
 
 struct store;
