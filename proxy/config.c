@@ -59,8 +59,8 @@ const struct config_key config_keys[] = {
         true, "size of one log segment file"),
     KEY("backlog", "disk-size", CONFIG_BYTES, disk_bytes, "4gb", 1 << 10, 1024 * TB, NULL, false,
         true, "retention: oldest segments are deleted past this total"),
-    KEY("backlog", "disk-max-age", CONFIG_TIME, disk_max_age_ms, "0", 0, 3650 * DAY_MS, NULL,
-        false, true, "retention: segments older than this are deleted (0: no age limit)"),
+    KEY("backlog", "disk-max-age", CONFIG_TIME, disk_max_age_ms, "0", 0, 3650 * DAY_MS, NULL, false,
+        true, "retention: segments older than this are deleted (0: no age limit)"),
     KEY("backlog", "disk-min", CONFIG_BYTES, disk_min_bytes, "256mb", 0, 1024 * TB, NULL, false,
         true, "retention: always keep at least this much"),
     KEY("snapshot", "refresh-after", CONFIG_BYTES, snapshot_refresh_bytes, "1gb", 0, 1024 * TB,
@@ -73,12 +73,12 @@ const struct config_key config_keys[] = {
         "downstream connections at once, replicas included"),
     KEY("replicas", "output-limit", CONFIG_BYTES, output_limit_bytes, "256mb", 1 << 16, TB, NULL,
         false, true, "hard limit: a replica falling this far behind is disconnected"),
-    KEY("replicas", "output-limit-soft", CONFIG_BYTES, output_soft_bytes, "64mb", 1 << 16, TB,
-        NULL, false, true, "a replica this far behind for output-limit-soft-seconds is dropped"),
+    KEY("replicas", "output-limit-soft", CONFIG_BYTES, output_soft_bytes, "64mb", 1 << 16, TB, NULL,
+        false, true, "a replica this far behind for output-limit-soft-seconds is dropped"),
     KEY("replicas", "output-limit-soft-seconds", CONFIG_TIME, output_soft_ms, "60s", 0, DAY_MS,
         NULL, false, true, "how long a replica may stay past the soft limit"),
-    KEY("replicas", "max-full-syncs", CONFIG_INT, max_full_syncs, "0", 0, 100000, NULL, false,
-        true, "RDB transfers at once; more replicas wait with keepalives (0: no limit)"),
+    KEY("replicas", "max-full-syncs", CONFIG_INT, max_full_syncs, "0", 0, 100000, NULL, false, true,
+        "RDB transfers at once; more replicas wait with keepalives (0: no limit)"),
     KEY("replicas", "snapshot-rate", CONFIG_BYTES, snapshot_rate_bytes, "0", 0, TB, NULL, false,
         false, "per-replica RDB transfer rate in bytes per second (0: no limit)"),
     KEY("replicas", "timeout", CONFIG_TIME, replica_timeout_ms, "60s", 1000, DAY_MS, NULL, false,
@@ -342,10 +342,6 @@ int config_validate(const struct config *cfg, char *err, size_t errlen)
              "upstream.reconnect-min (%" PRId64 "ms) exceeds upstream.reconnect-max "
              "(%" PRId64 "ms)",
              cfg->reconnect_min_ms, cfg->reconnect_max_ms);
-        return -1;
-    }
-    if (cfg->output_soft_bytes > cfg->output_limit_bytes) {
-        errf(err, errlen, "replicas.output-limit-soft exceeds replicas.output-limit");
         return -1;
     }
     if (cfg->dir[0] == '\0') {

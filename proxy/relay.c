@@ -14,6 +14,7 @@
 #include "relay.h"
 
 #include <event2/event.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -30,12 +31,16 @@
 #include "server.h"
 #include "snapshot.h"
 #include "stats.h"
+#include "store.h"
 #include "upstream.h"
 
 #define CRON_MS        100
 #define BLOCK_SIZE     (64 * 1024) /* backlog block: the unit of zero-copy fan-out */
-#define FETCH_RETRY_MS 1000        /* between failed snapshot fetches */
-#define NULL_REPLID    "0000000000000000000000000000000000000000"
+#define FETCH_RETRY_MS 1000
+#define SYNC_MS                                                                                    \
+    1000 /* fsync of the disk log, like appendfsync everysec */ /* between failed snapshot fetches \
+                                                                 */
+#define NULL_REPLID "0000000000000000000000000000000000000000"
 
 struct relay {
     struct event_base *base; /* borrowed */
@@ -56,11 +61,49 @@ struct relay {
     char replid2[41];             /* previous id, accepted up to second_replid_offset */
     int64_t second_replid_offset; /* first offset not valid under replid2, -1 if none */
     bool main_full_sync;          /* the main link is loading a new history's RDB */
+    struct store *store;          /* owned: the disk log, NULL with backlog.disk = no */
+    bool store_broken;            /* an append failed: the log stops until a new history */
+    int64_t last_sync_ms;         /* last fsync of the log */
+    int64_t last_fetch_ms;        /* last fresh snapshot started (side link or main sync) */
     int64_t start_ms;
     char run_id[41];
 };
 
 /* ---- history and snapshots ------------------------------------------------------------ */
+
+static bool store_usable(const struct relay *r)
+{
+    return r->store && !r->store_broken;
+}
+
+/* First offset the relay can serve: from memory, or from the disk log below it. */
+static int64_t held_start(const struct relay *r)
+{
+    int64_t s = backlog_start(r->backlog);
+    if (store_usable(r) && store_start(r->store) < s && store_end(r->store) >= s - 1)
+        s = store_start(r->store);
+    return s;
+}
+
+static void write_meta(struct relay *r)
+{
+    if (!r->store)
+        return;
+    struct store_meta m = {.second_replid_offset = r->second_replid_offset, .snapshot_offset = -1};
+    if (r->has_history) {
+        memcpy(m.replid, r->replid, 41);
+        memcpy(m.replid2, r->replid2, 41);
+    }
+    if (r->snap && r->snap->state == SNAPSHOT_READY) {
+        snprintf(m.snapshot_file, sizeof(m.snapshot_file), "%s", snapshot_file_name(r->snap));
+        memcpy(m.snapshot_replid, r->snap->replid, 41);
+        m.snapshot_offset = r->snap->offset;
+        m.snapshot_size = r->snap->size;
+    }
+    char err[256];
+    if (store_write_meta(r->store, &m, err, sizeof(err)) != 0)
+        log_warning("relay", "-", "cannot persist meta: %s", err);
+}
 
 static bool snapshot_usable(const struct relay *r, const struct snapshot *s)
 {
@@ -69,7 +112,7 @@ static bool snapshot_usable(const struct relay *r, const struct snapshot *s)
     bool same = strcmp(s->replid, r->replid) == 0 ||
                 (strcmp(s->replid, r->replid2) == 0 && s->offset < r->second_replid_offset);
     /* The stream must be held from the byte after the snapshot on. */
-    return same && s->offset + 1 >= backlog_start(r->backlog);
+    return same && s->offset + 1 >= held_start(r);
 }
 
 static void install_snapshot(struct relay *r, struct snapshot *s)
@@ -81,6 +124,7 @@ static void install_snapshot(struct relay *r, struct snapshot *s)
         r->snap->state = SNAPSHOT_EMPTY; /* same name: the new file replaced it already */
     snapshot_free(r->snap);
     r->snap = s;
+    write_meta(r);
 }
 
 static void serve_waiting(struct relay *r)
@@ -90,10 +134,13 @@ static void serve_waiting(struct relay *r)
     struct replica *next;
     for (struct replica *rep = replica_set_first(r->replicas); rep; rep = next) {
         next = rep->next;
-        if (rep->state == REPLICA_WAIT_SNAPSHOT) {
-            r->stats.sync_full++;
-            replica_start_full(rep, r->snap, r->replid);
-        }
+        if (rep->state != REPLICA_WAIT_SNAPSHOT)
+            continue;
+        if (r->cfg->max_full_syncs > 0 &&
+            (int64_t)replica_set_sending(r->replicas) >= r->cfg->max_full_syncs)
+            break; /* the rest keep waiting, with keepalives, for a slot */
+        r->stats.sync_full++;
+        replica_start_full(rep, r->snap, r->replid);
     }
 }
 
@@ -154,8 +201,10 @@ static void request_snapshot(struct relay *r)
         return;
     if (!upstream_link_up(r->up))
         return; /* fetched once the main link is back: it must agree on the history */
-    if (r->fetch_failed_ms && net_now_ms() - r->fetch_failed_ms < FETCH_RETRY_MS)
+    int64_t now = net_now_ms();
+    if (r->fetch_failed_ms && now - r->fetch_failed_ms < FETCH_RETRY_MS)
         return;
+    r->last_fetch_ms = now;
     struct upstream_params p = upstream_params(r, UPSTREAM_RDB_ONLY);
     struct upstream_callbacks cb = {
         .ctx = r,
@@ -197,6 +246,7 @@ static void up_on_continue(void *ctx, const char *new_replid)
     log_notice("relay", "-",
                "upstream replication id changed to %s; replid2 %s valid up to %" PRId64, r->replid,
                r->replid2, r->second_replid_offset);
+    write_meta(r);
     /* Sub-replicas reconnect to learn the new id; their old one is accepted through replid2. */
     replica_set_drop(r->replicas, false, "upstream replication id changed");
 }
@@ -208,6 +258,7 @@ static void up_on_fullresync(void *ctx, const char *replid, int64_t offset)
     (void)offset;
     r->stats.upstream_full_syncs++;
     r->main_full_sync = true;
+    r->last_fetch_ms = net_now_ms();
 }
 
 static void up_on_snapshot(void *ctx, struct snapshot *s)
@@ -223,6 +274,12 @@ static void up_on_snapshot(void *ctx, struct snapshot *s)
                        s->offset, r->replid);
         replica_set_drop(r->replicas, false, "upstream started a new history");
         backlog_reset(r->backlog, s->offset + 1);
+        if (r->store) {
+            char err[256];
+            if (store_reset(r->store, s->offset + 1, err, sizeof(err)) != 0)
+                log_warning("relay", "-", "cannot reset the disk log: %s", err);
+            r->store_broken = false;
+        }
         memcpy(r->replid, s->replid, 41);
         memcpy(r->replid2, NULL_REPLID, 41);
         r->second_replid_offset = -1;
@@ -232,9 +289,17 @@ static void up_on_snapshot(void *ctx, struct snapshot *s)
     serve_waiting(r);
 }
 
-static void up_on_stream(void *ctx, const char *buf, size_t len)
+static void up_on_stream(void *ctx, const char *buf, size_t len, bool at_boundary)
 {
     struct relay *r = ctx;
+    /* Disk first: a replica is never sent a byte the log could lose in a crash of ours. */
+    if (store_usable(r)) {
+        char err[256];
+        if (store_append(r->store, buf, len, at_boundary, err, sizeof(err)) != 0) {
+            log_warning("relay", "-", "disk log disabled until the next history: %s", err);
+            r->store_broken = true;
+        }
+    }
     backlog_append(r->backlog, buf, len);
     r->stats.total_net_repl_input_bytes += (int64_t)len;
     replica_set_feed(r->replicas);
@@ -400,18 +465,27 @@ static void info_relay(struct relay *r, struct sbuf *o)
                 "snapshot_size:%" PRId64 "\r\n"
                 "snapshot_age_seconds:%" PRId64 "\r\n"
                 "snapshot_fetch_in_progress:%d\r\n"
-                "replicas_waiting_snapshot:%zu\r\n",
+                "replicas_waiting_snapshot:%zu\r\n"
+                "disk_log_enabled:%d\r\n"
+                "disk_log_first_offset:%" PRId64 "\r\n"
+                "disk_log_last_offset:%" PRId64 "\r\n"
+                "disk_log_bytes:%" PRId64 "\r\n"
+                "disk_log_segments:%zu\r\n"
+                "held_first_offset:%" PRId64 "\r\n",
                 upstream_state_name(upstream_state(r->up)),
                 snapshot_state_name(s ? s->state : SNAPSHOT_EMPTY), s ? s->offset : -1,
                 s ? s->size : 0, s ? (int64_t)(time(NULL) - s->ready_time) : -1,
-                r->fetch && !r->fetch_finished ? 1 : 0, replica_set_waiting(r->replicas));
+                r->fetch && !r->fetch_finished ? 1 : 0, replica_set_waiting(r->replicas),
+                store_usable(r) ? 1 : 0, r->store ? store_start(r->store) : -1,
+                r->store ? store_end(r->store) : -1, r->store ? store_bytes(r->store) : 0,
+                r->store ? store_segments(r->store) : 0, held_start(r));
     int i = 0;
     for (struct replica *rep = replica_set_first(r->replicas); rep; rep = rep->next, i++) {
         sbuf_printf(o,
                     "replica%d:addr=%s,state=%s,lag_bytes=%" PRId64 ",lag_seconds=%" PRId64
-                    ",output_bytes=%zu\r\n",
+                    ",output_bytes=%zu,from_disk_bytes=%" PRId64 "\r\n",
                     i, rep->hello.peer, replica_state_name(rep->state), replica_lag_bytes(rep),
-                    (now - rep->ack_ms) / 1000, replica_output_bytes(rep));
+                    (now - rep->ack_ms) / 1000, replica_output_bytes(rep), rep->from_disk_bytes);
     }
 }
 
@@ -499,7 +573,7 @@ static bool can_continue(const struct relay *r, const char *replid, int64_t offs
 {
     bool id_ok = strcmp(replid, r->replid) == 0 ||
                  (strcmp(replid, r->replid2) == 0 && offset <= r->second_replid_offset);
-    return id_ok && backlog_can_serve(r->backlog, offset);
+    return id_ok && offset >= held_start(r) && offset <= backlog_end(r->backlog) + 1;
 }
 
 static int relay_sync(void *ctx, struct bufferevent *bev, const struct server_sync_request *req,
@@ -554,13 +628,11 @@ static int relay_sync(void *ctx, struct bufferevent *bev, const struct server_sy
     log_info("relay", req->peer,
              "full sync for %s %" PRId64 " (history %s %" PRId64 "..%" PRId64 ")", replid, offset,
              r->replid, backlog_start(r->backlog), backlog_end(r->backlog));
-    if (snapshot_usable(r, r->snap)) {
-        r->stats.sync_full++;
-        replica_start_full(rep, r->snap, r->replid);
-    } else {
-        replica_start_full(rep, NULL, NULL);
+    replica_start_full(rep, NULL, NULL); /* waits until a snapshot and a slot are there */
+    if (snapshot_usable(r, r->snap))
+        serve_waiting(r);
+    else
         request_snapshot(r);
-    }
     return 0;
 }
 
@@ -586,6 +658,23 @@ static size_t relay_other_connections(void *ctx)
 
 /* ---- cron and life cycle ---------------------------------------------------------------- */
 
+/* Once a second: fsync the log, apply retention (never under a reader). */
+static void store_cron(struct relay *r, int64_t now)
+{
+    (void)now;
+    char err[256];
+    if (store_usable(r) && store_sync(r->store, err, sizeof(err)) != 0)
+        log_warning("relay", "-", "%s", err);
+    int64_t keep_from = replica_set_min_offset(r->replicas);
+    int n = store_trim(r->store, keep_from, time(NULL));
+    if (n > 0) {
+        log_info("relay", "-",
+                 "retention: deleted %d log segment(s); disk log now %" PRId64 "..%" PRId64, n,
+                 store_start(r->store), store_end(r->store));
+        write_meta(r);
+    }
+}
+
 static void cron_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct relay *r = arg;
@@ -607,6 +696,17 @@ static void cron_cb(evutil_socket_t fd, short what, void *arg)
             serve_waiting(r);
         else
             request_snapshot(r);
+    } else if (r->has_history && r->cfg->snapshot_refresh_bytes > 0 && r->snap &&
+               backlog_end(r->backlog) - r->snap->offset > r->cfg->snapshot_refresh_bytes &&
+               (!r->last_fetch_ms || now - r->last_fetch_ms >= r->cfg->snapshot_interval_ms)) {
+        /* Refresh policy: a full sync should not have to replay a long log; at most one
+         * refresh per interval. (A fetch for waiting replicas is not held back: one fetch
+         * serves the whole wave, and only one runs at a time.) */
+        request_snapshot(r);
+    }
+    if (r->store && now - r->last_sync_ms >= SYNC_MS) {
+        r->last_sync_ms = now;
+        store_cron(r, now);
     }
 }
 
@@ -639,6 +739,12 @@ struct relay *relay_new(struct event_base *base, struct config *cfg, const char 
     r->backlog = backlog_new(BLOCK_SIZE, (size_t)cfg->backlog_size_bytes);
     struct replica_limits lim = {
         .output_limit_bytes = cfg->output_limit_bytes,
+        /* A soft limit above the hard one never fires: the hard one is the bound. */
+        .output_soft_bytes = cfg->output_soft_bytes < cfg->output_limit_bytes
+                                 ? cfg->output_soft_bytes
+                                 : cfg->output_limit_bytes,
+        .output_soft_ms = cfg->output_soft_ms,
+        .snapshot_rate_bytes = cfg->snapshot_rate_bytes,
         .timeout_ms = cfg->replica_timeout_ms,
         .keepalive_ms = cfg->snapshot_keepalive_ms,
     };
@@ -670,8 +776,121 @@ struct relay *relay_new(struct event_base *base, struct config *cfg, const char 
     return r;
 }
 
+/* Remove snapshot files that meta does not point at (left by a crash). */
+static void remove_stale_files(const char *dir, const char *keep)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        bool ours = strncmp(de->d_name, "temp-snapshot-", 14) == 0 ||
+                    strncmp(de->d_name, "snapshot-", 9) == 0;
+        if (!ours || strcmp(de->d_name, keep) == 0)
+            continue;
+        char path[4096];
+        snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+        unlink(path);
+    }
+    closedir(d);
+}
+
+/* Rebuild the stream framing at the end of the log: segments start at command boundaries. */
+static int rebuild_framing(struct relay *r, struct resp_stream *scan)
+{
+    resp_stream_init(scan);
+    int64_t off = store_last_segment_start(r->store), end = store_end(r->store);
+    char *buf = malloc(1 << 20);
+    if (!buf)
+        abort();
+    int rc = 0;
+    while (off <= end) {
+        size_t n = end - off + 1 < (1 << 20) ? (size_t)(end - off + 1) : (1 << 20);
+        bool getack;
+        char err[RESP_ERR_LEN];
+        size_t done = 0;
+        if (store_read(r->store, off, buf, n) != 0) {
+            rc = -1;
+            break;
+        }
+        while (done < n) {
+            ssize_t k = resp_stream_scan(scan, buf + done, n - done, &getack, err, sizeof(err));
+            if (k < 0) {
+                rc = -1;
+                break;
+            }
+            done += (size_t)k;
+        }
+        if (rc != 0)
+            break;
+        off += (int64_t)n;
+    }
+    free(buf);
+    return rc;
+}
+
+/* Open the disk log and take up the history it holds. */
+static int recover(struct relay *r, char *err, size_t errlen)
+{
+    struct store_params sp = {
+        .dir = r->cfg->dir,
+        .segment_bytes = r->cfg->segment_bytes,
+        .retain_bytes = r->cfg->disk_bytes,
+        .retain_age_s = r->cfg->disk_max_age_ms / 1000,
+        .retain_min_bytes = r->cfg->disk_min_bytes,
+    };
+    struct store_meta m;
+    bool has_meta;
+    r->store = store_open(&sp, &m, &has_meta, err, errlen);
+    if (!r->store)
+        return -1;
+    replica_set_store(r->replicas, r->store);
+    if (!has_meta || !m.replid[0]) {
+        remove_stale_files(r->cfg->dir, "");
+        return 0;
+    }
+    struct resp_stream scan;
+    if (rebuild_framing(r, &scan) != 0) {
+        log_warning("relay", "-", "disk log does not parse as a stream; starting afresh");
+        if (store_reset(r->store, 1, err, errlen) != 0)
+            return -1;
+        remove_stale_files(r->cfg->dir, "");
+        return 0;
+    }
+    if (store_segments(r->store) == 0 && m.snapshot_offset != store_end(r->store)) {
+        log_warning("relay", "-", "disk log lost its position; starting afresh");
+        if (store_reset(r->store, 1, err, errlen) != 0)
+            return -1;
+        remove_stale_files(r->cfg->dir, "");
+        return 0;
+    }
+    upstream_set_framing(r->up, &scan);
+    r->has_history = true;
+    memcpy(r->replid, m.replid, 41);
+    snprintf(r->replid2, sizeof(r->replid2), "%s", m.replid2[0] ? m.replid2 : NULL_REPLID);
+    r->second_replid_offset = m.second_replid_offset;
+    backlog_reset(r->backlog, store_end(r->store) + 1);
+    if (m.snapshot_file[0]) {
+        char serr[512];
+        r->snap = snapshot_adopt(r->cfg->dir, m.snapshot_file, m.snapshot_replid, m.snapshot_offset,
+                                 m.snapshot_size, serr, sizeof(serr));
+        if (!r->snap)
+            log_warning("relay", "-", "cached snapshot not usable: %s", serr);
+    }
+    remove_stale_files(r->cfg->dir, r->snap ? snapshot_file_name(r->snap) : "");
+    log_notice("relay", "-",
+               "recovered history %s: disk log %" PRId64 "..%" PRId64 " (%zu segments), "
+               "snapshot %s at %" PRId64,
+               r->replid, store_start(r->store), store_end(r->store), store_segments(r->store),
+               r->snap ? snapshot_file_name(r->snap) : "none",
+               r->snap ? r->snap->offset : (int64_t)-1);
+    return 0;
+}
+
 int relay_start(struct relay *r, char *err, size_t errlen)
 {
+    if (strcmp(r->cfg->backlog_disk, "yes") == 0 && recover(r, err, errlen) != 0)
+        return -1;
     if (server_listen(r->server, err, errlen) != 0)
         return -1;
     struct timeval tv = {.tv_sec = 0, .tv_usec = CRON_MS * 1000};
@@ -700,7 +919,17 @@ void relay_free(struct relay *r)
     replica_set_free(r->replicas);
     upstream_free(r->fetch);
     upstream_free(r->up);
-    snapshot_free(r->snap);
+    if (r->store) {
+        /* Keep what a restart continues from: the log, the snapshot and meta. */
+        char err[256];
+        if (store_usable(r) && store_sync(r->store, err, sizeof(err)) != 0)
+            log_warning("relay", "-", "%s", err);
+        write_meta(r);
+        snapshot_release(r->snap);
+        store_close(r->store);
+    } else {
+        snapshot_free(r->snap);
+    }
     backlog_free(r->backlog);
     free(r);
 }

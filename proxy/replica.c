@@ -33,9 +33,12 @@ struct replica_set {
     struct backlog *backlog; /* borrowed */
     struct stats *stats;     /* borrowed */
     struct replica_limits lim;
-    struct replica *head, *tail; /* live sessions in attach order */
-    struct replica *dead;        /* sessions to free (singly linked via next) */
-    struct event *reaper;        /* frees dead sessions outside their callbacks */
+    struct replica *head, *tail;      /* live sessions in attach order */
+    struct replica *dead;             /* sessions to free (singly linked via next) */
+    struct store *store;              /* borrowed; NULL without a disk log */
+    struct ev_token_bucket_cfg *rate; /* RDB transfer rate limit, NULL for none */
+    int64_t last_limits_ms;           /* last output-limit check */
+    struct event *reaper;             /* frees dead sessions outside their callbacks */
     size_t count;
 };
 
@@ -146,18 +149,50 @@ static void unref_block_cb(const void *data, size_t len, void *extra)
     backlog_block_unref(extra);
 }
 
+/* Queue up to `room` bytes from the log on disk (the offset has left memory). */
+static int feed_from_disk(struct replica *r, int64_t room)
+{
+    int fd;
+    off_t pos;
+    int64_t avail;
+    if (store_locate(r->set->store, r->next_offset, &fd, &pos, &avail) != 0)
+        return -1;
+    int64_t n = avail < room ? avail : room;
+    int dupfd = dup(fd); /* evbuffer_add_file closes what it is given */
+    if (dupfd < 0 || evbuffer_add_file(bufferevent_get_output(r->bev), dupfd, pos, n) != 0) {
+        if (dupfd >= 0)
+            close(dupfd);
+        return -1;
+    }
+    r->next_offset += n;
+    r->stream_queued += n;
+    r->from_disk_bytes += n;
+    r->set->stats->total_net_repl_output_bytes += n;
+    return 0;
+}
+
+/* Queue stream bytes, by reference from memory or by file from disk, up to the window. */
 static void feed(struct replica *r)
 {
     if (r->dead || (r->state != REPLICA_ONLINE && r->state != REPLICA_SEND_RDB))
         return;
-    struct backlog *bl = r->set->backlog;
-    if (r->next_offset < backlog_start(bl)) {
-        drop(r, "its offset left the backlog");
-        return;
-    }
+    struct replica_set *set = r->set;
+    struct backlog *bl = set->backlog;
+    struct store *st = set->store;
+    /* Without a disk log, the stream arriving during an RDB transfer is pinned (up to the
+     * output limit) as a Redis master buffers it; with one, it is read back later. */
+    int64_t window =
+        r->state == REPLICA_SEND_RDB && !st ? set->lim.output_limit_bytes : REFILL_WINDOW;
     struct evbuffer *out = bufferevent_get_output(r->bev);
-    int64_t window = r->state == REPLICA_SEND_RDB ? r->set->lim.output_limit_bytes : REFILL_WINDOW;
     while (r->next_offset <= backlog_end(bl) && stream_in_output(r) < window) {
+        if (r->next_offset < backlog_start(bl)) {
+            if (!st || r->next_offset < store_start(st) ||
+                feed_from_disk(r, window - stream_in_output(r)) != 0) {
+                drop(r, "its offset is no longer held");
+                return;
+            }
+            continue;
+        }
         const char *data;
         struct backlog_block *blk;
         size_t n = backlog_peek(bl, r->next_offset, &data, &blk);
@@ -171,13 +206,39 @@ static void feed(struct replica *r)
         }
         r->next_offset += (int64_t)n;
         r->stream_queued += (int64_t)n;
-        r->set->stats->total_net_repl_output_bytes += (int64_t)n;
+        set->stats->total_net_repl_output_bytes += (int64_t)n;
     }
-    if (replica_lag_bytes(r) > r->set->lim.output_limit_bytes) {
+}
+
+/*
+ * Output limits, once a second. A replica falling behind (lag not shrinking) is dropped past
+ * the hard limit at once, and past the soft limit after soft_ms. One catching up from far
+ * behind (a PSYNC served from disk) is left alone while its lag shrinks.
+ */
+static void check_limits(struct replica *r, int64_t now)
+{
+    if (r->state != REPLICA_ONLINE && r->state != REPLICA_SEND_RDB)
+        return;
+    const struct replica_limits *lim = &r->set->lim;
+    int64_t lag = replica_lag_bytes(r);
+    bool growing = lag >= r->lag_prev;
+    r->lag_prev = lag;
+    const char *which = NULL;
+    if (lag > lim->output_limit_bytes && growing) {
+        which = "hard";
+    } else if (lag > lim->output_soft_bytes && growing) {
+        if (!r->soft_since_ms)
+            r->soft_since_ms = now;
+        else if (now - r->soft_since_ms > lim->output_soft_ms)
+            which = "soft";
+    } else if (lag <= lim->output_soft_bytes || !growing) {
+        r->soft_since_ms = 0;
+    }
+    if (which) {
         r->set->stats->replicas_dropped_output_limit++;
-        char why[96];
-        snprintf(why, sizeof(why), "output limit of %" PRId64 " bytes exceeded",
-                 r->set->lim.output_limit_bytes);
+        char why[128];
+        snprintf(why, sizeof(why), "%s output limit exceeded: %" PRId64 " bytes behind", which,
+                 lag);
         drop(r, why);
     }
 }
@@ -191,6 +252,8 @@ static void check_rdb_sent(struct replica *r)
         set_state(r, REPLICA_ONLINE);
         r->ack_ms = net_now_ms();
         bufferevent_setwatermark(r->bev, EV_WRITE, REFILL_LOWMARK, 0);
+        if (r->set->rate)
+            bufferevent_set_rate_limit(r->bev, NULL);
     }
 }
 
@@ -267,6 +330,29 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
         drop(r, "write timed out");
 }
 
+void replica_set_store(struct replica_set *set, struct store *store)
+{
+    set->store = store;
+}
+
+size_t replica_set_sending(const struct replica_set *set)
+{
+    size_t n = 0;
+    for (const struct replica *r = set->head; r; r = r->next)
+        n += r->state == REPLICA_SEND_RDB;
+    return n;
+}
+
+int64_t replica_set_min_offset(const struct replica_set *set)
+{
+    int64_t min = INT64_MAX;
+    for (const struct replica *r = set->head; r; r = r->next) {
+        if ((r->state == REPLICA_ONLINE || r->state == REPLICA_SEND_RDB) && r->next_offset < min)
+            min = r->next_offset;
+    }
+    return min;
+}
+
 struct replica_set *replica_set_new(struct event_base *base, struct backlog *backlog,
                                     struct stats *stats, const struct replica_limits *lim)
 {
@@ -280,6 +366,13 @@ struct replica_set *replica_set_new(struct event_base *base, struct backlog *bac
     set->reaper = event_new(base, -1, 0, reap_cb, set);
     if (!set->reaper)
         abort();
+    if (lim->snapshot_rate_bytes > 0) {
+        /* One bucket config for the set's life: libevent forbids freeing one in use. */
+        size_t rate = (size_t)lim->snapshot_rate_bytes;
+        struct timeval tick = {.tv_sec = 1, .tv_usec = 0};
+        set->rate =
+            ev_token_bucket_cfg_new(EV_RATE_LIMIT_MAX, EV_RATE_LIMIT_MAX, rate, rate, &tick);
+    }
     return set;
 }
 
@@ -291,6 +384,8 @@ void replica_set_free(struct replica_set *set)
         bury(set->head);
     reap_cb(-1, 0, set);
     event_free(set->reaper);
+    if (set->rate)
+        ev_token_bucket_cfg_free(set->rate);
     free(set);
 }
 
@@ -371,6 +466,8 @@ void replica_start_full(struct replica *r, const struct snapshot *snap, const ch
     }
     if (snap->size == 0)
         close(fd);
+    if (r->hello.rdb_only && r->set->rate)
+        bufferevent_set_rate_limit(r->bev, r->set->rate);
     r->set->stats->total_net_repl_output_bytes += snap->size;
     r->rdb_offset = snap->offset;
     log_notice("replica", r->hello.peer,
@@ -383,6 +480,8 @@ void replica_start_full(struct replica *r, const struct snapshot *snap, const ch
     r->next_offset = snap->offset + 1;
     r->ack_offset = snap->offset;
     r->stream_queued = 0;
+    if (r->set->rate)
+        bufferevent_set_rate_limit(r->bev, r->set->rate);
     set_state(r, REPLICA_SEND_RDB);
     bufferevent_setwatermark(r->bev, EV_WRITE, REFILL_LOWMARK, 0);
     feed(r);
@@ -409,9 +508,16 @@ void replica_set_drop(struct replica_set *set, bool waiting_too, const char *why
 
 void replica_set_cron(struct replica_set *set, int64_t now)
 {
+    bool second = now - set->last_limits_ms >= 1000;
+    if (second)
+        set->last_limits_ms = now;
     struct replica *next;
     for (struct replica *r = set->head; r; r = next) {
         next = r->next;
+        if (second)
+            check_limits(r, now);
+        if (r->dead)
+            continue;
         switch (r->state) {
         case REPLICA_WAIT_SNAPSHOT:
             /* A newline is legal before the PSYNC reply and before the RDB preamble. */

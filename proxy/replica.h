@@ -15,6 +15,8 @@
 #include "net.h"
 #include "snapshot.h"
 #include "stats.h"
+#include "store.h"
+#include "store.h"
 
 struct bufferevent;
 struct event_base;
@@ -48,20 +50,26 @@ struct replica {
     struct replica_hello hello;
     enum replica_state state;
     int64_t state_since_ms;
-    int64_t next_offset;   /* next stream byte to queue */
-    int64_t stream_queued; /* stream bytes handed to the output over the session */
-    int64_t rdb_offset;    /* offset of the snapshot sent (full sync), else -1 */
-    int64_t ack_offset;    /* last REPLCONF ACK offset */
-    int64_t ack_ms;        /* time of the last ACK or "\n" */
-    int64_t keepalive_ms;  /* last "\n" sent while waiting */
-    bool dead;             /* on the reaper list */
-    bool full_sync;        /* this session began with a full sync */
+    int64_t next_offset;     /* next stream byte to queue */
+    int64_t stream_queued;   /* stream bytes handed to the output over the session */
+    int64_t rdb_offset;      /* offset of the snapshot sent (full sync), else -1 */
+    int64_t ack_offset;      /* last REPLCONF ACK offset */
+    int64_t ack_ms;          /* time of the last ACK or "\n" */
+    int64_t keepalive_ms;    /* last "\n" sent while waiting */
+    bool dead;               /* on the reaper list */
+    bool full_sync;          /* this session began with a full sync */
+    int64_t from_disk_bytes; /* stream bytes served from the disk log */
+    int64_t lag_prev;        /* lag at the previous limit check */
+    int64_t soft_since_ms;   /* past the soft limit since, 0 if not */
 };
 
 struct replica_limits {
-    int64_t output_limit_bytes; /* drop a replica this far behind */
-    int64_t timeout_ms;         /* drop a replica silent this long */
-    int64_t keepalive_ms;       /* "\n" interval while waiting for a snapshot */
+    int64_t output_limit_bytes;  /* hard limit: drop a replica falling this far behind */
+    int64_t output_soft_bytes;   /* soft limit ... */
+    int64_t output_soft_ms;      /* ... tolerated this long */
+    int64_t snapshot_rate_bytes; /* RDB transfer rate per replica (0 = unlimited); fixed */
+    int64_t timeout_ms;          /* drop a replica silent this long */
+    int64_t keepalive_ms;        /* "\n" interval while waiting for a snapshot */
 };
 
 struct replica_set;
@@ -70,6 +78,24 @@ struct replica_set *replica_set_new(struct event_base *base, struct backlog *bac
                                     struct stats *stats, const struct replica_limits *lim);
 void replica_set_free(struct replica_set *set);
 void replica_set_limits(struct replica_set *set, const struct replica_limits *lim);
+
+/* The disk log replicas behind memory are served from (NULL: none). */
+void replica_set_store(struct replica_set *set, struct store *store);
+
+/* Sessions sending an RDB now (for max-full-syncs). */
+size_t replica_set_sending(const struct replica_set *set);
+
+/* Lowest stream offset a streaming session still needs (INT64_MAX if none). */
+int64_t replica_set_min_offset(const struct replica_set *set);
+
+/* The disk log replicas behind memory are served from (NULL: none). */
+void replica_set_store(struct replica_set *set, struct store *store);
+
+/* Sessions sending an RDB now (for max-full-syncs). */
+size_t replica_set_sending(const struct replica_set *set);
+
+/* Lowest stream offset a streaming session still needs (INT64_MAX if none). */
+int64_t replica_set_min_offset(const struct replica_set *set);
 
 /* Take over a connection (its callbacks are replaced). The session starts in no state:
  * the caller follows with replica_start_partial or replica_start_full. */

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static const char *const state_names[] = {"empty", "filling", "ready"};
@@ -115,6 +116,47 @@ int snapshot_finish(struct snapshot *s, int64_t drop, char *err, size_t errlen)
     s->state = SNAPSHOT_READY;
     s->ready_time = time(NULL);
     return 0;
+}
+
+struct snapshot *snapshot_adopt(const char *dir, const char *name, const char *replid,
+                                int64_t offset, int64_t size, char *err, size_t errlen)
+{
+    if (strchr(name, '/') || name[0] == '.' || name[0] == '\0') {
+        snprintf(err, errlen, "bad snapshot file name '%s'", name);
+        return NULL;
+    }
+    char *path = xasprintf("%s/%s", dir, name);
+    struct stat st;
+    if (stat(path, &st) != 0 || st.st_size != size) {
+        snprintf(err, errlen, "snapshot %s is missing or not %" PRId64 " bytes", path, size);
+        free(path);
+        return NULL;
+    }
+    struct snapshot *s = calloc(1, sizeof(*s));
+    if (!s)
+        abort();
+    s->state = SNAPSHOT_READY;
+    snprintf(s->replid, sizeof(s->replid), "%s", replid);
+    s->offset = offset;
+    s->size = size;
+    s->path = path;
+    s->tmp_path = xasprintf("%s/temp-%s", dir, name);
+    s->fd = -1;
+    s->ready_time = st.st_mtime;
+    return s;
+}
+
+void snapshot_release(struct snapshot *s)
+{
+    if (s && s->state == SNAPSHOT_READY)
+        s->state = SNAPSHOT_EMPTY; /* keeps the file */
+    snapshot_free(s);
+}
+
+const char *snapshot_file_name(const struct snapshot *s)
+{
+    const char *slash = strrchr(s->path, '/');
+    return slash ? slash + 1 : s->path;
 }
 
 int snapshot_open(const struct snapshot *s)

@@ -48,6 +48,17 @@ __attribute__((warn_unused_result)) int snapshot_finish(struct snapshot *s, int6
 /* Change the offset (and replid) before finish: the RDB's own repl-offset may be known late. */
 void snapshot_set_position(struct snapshot *s, const char *replid, int64_t offset);
 
+/* A READY snapshot for an existing file `name` in dir (after a restart). NULL with a message
+ * if the file is missing or its size differs. */
+struct snapshot *snapshot_adopt(const char *dir, const char *name, const char *replid,
+                                int64_t offset, int64_t size, char *err, size_t errlen);
+
+/* Free without removing the file (the relay stops; meta still points at it). */
+void snapshot_release(struct snapshot *s);
+
+/* The file's name within dir. */
+const char *snapshot_file_name(const struct snapshot *s);
+
 /* A new read-only descriptor on a READY snapshot, or -1. */
 int snapshot_open(const struct snapshot *s);
 

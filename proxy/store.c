@@ -366,8 +366,10 @@ struct store *store_open(const struct store_params *p, struct store_meta *meta, 
         while (s->nseg)
             seg_remove_at(s, 0);
         s->next = 1;
-    } else if (s->nseg == 0 && meta->log_end >= 0) {
-        s->next = meta->log_end + 1; /* a history with no stream bytes on disk yet */
+    } else if (s->nseg == 0 && meta->log_end >= 0 && meta->log_end == meta->snapshot_offset) {
+        /* A history with no stream bytes on disk yet: it starts right after the snapshot,
+         * a command boundary. Any other empty log has lost its position. */
+        s->next = meta->log_end + 1;
     }
     return s;
 }

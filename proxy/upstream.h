@@ -45,8 +45,9 @@ struct upstream_callbacks {
     void (*on_fullresync)(void *ctx, const char *replid, int64_t offset);
     /* The RDB is complete; ownership of the READY snapshot passes to the callee. */
     void (*on_snapshot)(void *ctx, struct snapshot *snap);
-    /* Stream bytes, in order, exactly as received. */
-    void (*on_stream)(void *ctx, const char *buf, size_t len);
+    /* Stream bytes, in order, exactly as received; at_boundary: the stream is between two
+     * commands before buf (chunks are split at the last boundary they contain). */
+    void (*on_stream)(void *ctx, const char *buf, size_t len, bool at_boundary);
     /* The link went down (or a side fetch failed); the reason is logged already. */
     void (*on_down)(void *ctx);
 };
@@ -73,6 +74,11 @@ void upstream_free(struct upstream *u);
 void upstream_start(struct upstream *u);
 /* Drop the link (if any) and reconnect to host:port, keeping the history position. */
 void upstream_repoint(struct upstream *u, const char *host, int port);
+/* The framing state of the stream at the position to continue from (after a restart the
+ * held stream may end inside a command). */
+struct resp_stream;
+void upstream_set_framing(struct upstream *u, const struct resp_stream *scan);
+
 /* Update timeouts and backoff bounds (reloadable keys). */
 void upstream_set_timeouts(struct upstream *u, int64_t connect_ms, int64_t repl_ms,
                            int64_t backoff_min_ms, int64_t backoff_max_ms);
