@@ -36,11 +36,10 @@
 
 #define CRON_MS        100
 #define BLOCK_SIZE     (64 * 1024) /* backlog block: the unit of zero-copy fan-out */
-#define FETCH_RETRY_MS 1000
-#define SYNC_MS                                                                                    \
-    1000 /* fsync of the disk log, like appendfsync everysec */ /* between failed snapshot fetches \
-                                                                 */
-#define NULL_REPLID "0000000000000000000000000000000000000000"
+#define FETCH_RETRY_MS 1000        /* between failed snapshot fetches */
+#define SYNC_MS        1000        /* fsync of the disk log, like appendfsync everysec */
+#define STOP_FLUSH_MS  2000        /* graceful stop: at most this long flushing replicas */
+#define NULL_REPLID    "0000000000000000000000000000000000000000"
 
 struct relay {
     struct event_base *base; /* borrowed */
@@ -66,6 +65,8 @@ struct relay {
     int64_t last_sync_ms;         /* last fsync of the log */
     int64_t last_fetch_ms;        /* last fresh snapshot started (side link or main sync) */
     int64_t start_ms;
+    int64_t stop_ms;     /* graceful stop began, 0 if running */
+    struct event *drain; /* owned: polls replica output while stopping */
     char run_id[41];
 };
 
@@ -904,10 +905,35 @@ int relay_start(struct relay *r, char *err, size_t errlen)
     return 0;
 }
 
+/* Graceful stop: no new clients; replicas get what is queued, within a bound. */
+static void drain_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct relay *r = arg;
+    (void)fd;
+    (void)what;
+    size_t pending = 0;
+    for (struct replica *rep = replica_set_first(r->replicas); rep; rep = rep->next)
+        pending += replica_output_bytes(rep);
+    if (pending == 0 || net_now_ms() - r->stop_ms > STOP_FLUSH_MS) {
+        if (pending)
+            log_notice("relay", "-", "stopping with %zu bytes not flushed to replicas", pending);
+        event_base_loopexit(r->base, NULL);
+    }
+}
+
 void relay_stop(struct relay *r)
 {
+    if (r->stop_ms) {
+        event_base_loopexit(r->base, NULL); /* a second signal: at once */
+        return;
+    }
+    r->stop_ms = net_now_ms();
     server_stop_listening(r->server);
-    event_base_loopexit(r->base, NULL);
+    upstream_pause(r->up); /* what replicas get is what the log holds */
+    r->drain = event_new(r->base, -1, EV_PERSIST, drain_cb, r);
+    struct timeval tv = {.tv_sec = 0, .tv_usec = 20 * 1000};
+    event_add(r->drain, &tv);
+    drain_cb(-1, 0, r);
 }
 
 void relay_free(struct relay *r)
@@ -915,6 +941,8 @@ void relay_free(struct relay *r)
     if (!r)
         return;
     event_free(r->cron);
+    if (r->drain)
+        event_free(r->drain);
     server_free(r->server);
     replica_set_free(r->replicas);
     upstream_free(r->fetch);

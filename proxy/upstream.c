@@ -61,6 +61,7 @@ struct upstream {
     struct snapshot *snap; /* owned while FILLING */
     unsigned snap_seq;     /* names temp files uniquely */
     struct upstream_callbacks cb;
+    bool paused; /* stopping: read nothing more, connect no more */
 };
 
 static const char *const state_names[] = {
@@ -305,7 +306,7 @@ static int handle_psync_reply(struct upstream *u, const char *line, bool is_erro
             return -1;
         }
         log_notice(component(u), u->peer, "partial resync from offset %" PRId64 "%s%s",
-                   u->offset + 1, replid[0] ? ", new replid " : "", replid);
+                   u->offset + 1, replid[0] ? ", upstream replid " : "", replid);
         enter_stream(u);
         if (u->cb.on_continue)
             u->cb.on_continue(u->cb.ctx, replid);
@@ -583,6 +584,8 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
 
 static void connect_now(struct upstream *u)
 {
+    if (u->paused)
+        return;
     close_link(u);
     if (!u->host[0]) {
         set_state(u, UPSTREAM_IDLE);
@@ -666,6 +669,13 @@ void upstream_repoint(struct upstream *u, const char *host, int port)
     if (was_up && u->cb.on_down)
         u->cb.on_down(u->cb.ctx);
     connect_now(u);
+}
+
+void upstream_pause(struct upstream *u)
+{
+    if (u->bev)
+        bufferevent_disable(u->bev, EV_READ);
+    u->paused = true;
 }
 
 void upstream_set_framing(struct upstream *u, const struct resp_stream *scan)

@@ -72,6 +72,8 @@ void upstream_free(struct upstream *u);
 
 /* Begin connecting now (from IDLE or BACKOFF). */
 void upstream_start(struct upstream *u);
+/* Stop reading from the upstream (graceful stop): the stream held no longer grows. */
+void upstream_pause(struct upstream *u);
 /* Drop the link (if any) and reconnect to host:port, keeping the history position. */
 void upstream_repoint(struct upstream *u, const char *host, int port);
 /* The framing state of the stream at the position to continue from (after a restart the
