@@ -35,13 +35,13 @@ const struct config_key config_keys[] = {
         "password downstream clients and replicas must AUTH with (empty: none)"),
     KEY("relay", "log-level", CONFIG_ENUM, log_level, "info", 0, 0, "debug|info|notice|warning",
         false, true, "least severe level written to stderr"),
-    KEY("upstream", "host", CONFIG_STRING, upstream_host, "", 0, 0, NULL, false, false,
+    KEY("upstream", "host", CONFIG_STRING, upstream_host, "", 0, 0, NULL, false, true,
         "master or relay to replicate from (empty: wait for REPLICAOF)"),
-    KEY("upstream", "port", CONFIG_INT, upstream_port, "6379", 1, 65535, NULL, false, false,
+    KEY("upstream", "port", CONFIG_INT, upstream_port, "6379", 1, 65535, NULL, false, true,
         "port of the upstream"),
-    KEY("upstream", "user", CONFIG_STRING, upstream_user, "", 0, 0, NULL, false, false,
+    KEY("upstream", "user", CONFIG_STRING, upstream_user, "", 0, 0, NULL, false, true,
         "ACL user for AUTH upstream (Redis' masteruser; empty: default user)"),
-    KEY("upstream", "password", CONFIG_STRING, upstream_password, "", 0, 0, NULL, true, false,
+    KEY("upstream", "password", CONFIG_STRING, upstream_password, "", 0, 0, NULL, true, true,
         "password for AUTH upstream (Redis' masterauth; empty: no AUTH)"),
     KEY("upstream", "connect-timeout", CONFIG_TIME, connect_timeout_ms, "5s", 100, DAY_MS, NULL,
         false, true, "budget for connect and handshake"),
@@ -353,6 +353,28 @@ int config_validate(const struct config *cfg, char *err, size_t errlen)
         return -1;
     }
     return 0;
+}
+
+bool config_key_equal(const struct config *a, const struct config *b, const struct config_key *k)
+{
+    const char *pa = (const char *)a + k->offset, *pb = (const char *)b + k->offset;
+    if (is_string_type(k->type))
+        return strcmp(*(char *const *)(const void *)pa, *(char *const *)(const void *)pb) == 0;
+    return *(const int64_t *)(const void *)pa == *(const int64_t *)(const void *)pb;
+}
+
+void config_copy_key(struct config *dst, const struct config *src, const struct config_key *k)
+{
+    if (is_string_type(k->type)) {
+        char **d = str_field(dst, k);
+        char *copy = strdup(*(char *const *)(const void *)((const char *)src + k->offset));
+        if (!copy)
+            abort();
+        free(*d);
+        *d = copy;
+    } else {
+        *int_field(dst, k) = *(const int64_t *)(const void *)((const char *)src + k->offset);
+    }
 }
 
 void config_format(const struct config *cfg, const struct config_key *k, char *out, size_t len)

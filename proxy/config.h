@@ -103,6 +103,10 @@ __attribute__((warn_unused_result)) int config_validate(const struct config *cfg
 /* Find a key by "section.name", or by bare name if unique. NULL if unknown. */
 const struct config_key *config_find(const char *dotted);
 
+/* Whether key has the same value in a and b; copy key's value from src into dst. */
+bool config_key_equal(const struct config *a, const struct config *b, const struct config_key *k);
+void config_copy_key(struct config *dst, const struct config *src, const struct config_key *k);
+
 /* Format the current value of key into out ("" for unset strings; secrets are not hidden here). */
 void config_format(const struct config *cfg, const struct config_key *key, char *out, size_t len);
 

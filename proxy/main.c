@@ -45,33 +45,66 @@ struct override {
     char *value; /* owned */
 };
 
-static int apply(struct config *cfg, const struct override *o)
+static int apply(struct config *cfg, const struct override *o, char *err, size_t errlen)
 {
-    char err[CONFIG_ERR_LEN];
-    if (o->section == NULL) { /* --set */
-        if (config_set_arg(cfg, o->value, err, sizeof(err)) != 0) {
-            fprintf(stderr, "cascade: %s\n", err);
-            return -1;
-        }
-        return 0;
-    }
-    if (config_set(cfg, o->section, o->key, o->value, err, sizeof(err)) != 0) {
-        fprintf(stderr, "cascade: %s %s: %s\n", o->flag, o->value, err);
+    if (o->section == NULL) /* --set */
+        return config_set_arg(cfg, o->value, err, errlen);
+    char msg[CONFIG_ERR_LEN / 2];
+    if (config_set(cfg, o->section, o->key, o->value, msg, sizeof(msg)) != 0) {
+        snprintf(err, errlen, "%s %.64s: %s", o->flag, o->value, msg);
         return -1;
     }
     return 0;
 }
 
+/* Build a configuration the way startup does: defaults, the file, then the flags. */
+static int load_config(struct config *cfg, const char *path, const struct override *ov, size_t nov,
+                       char *err, size_t errlen)
+{
+    config_init(cfg);
+    if (path && config_load_file(cfg, path, err, errlen) != 0)
+        return -1;
+    for (size_t i = 0; i < nov; i++) {
+        if (apply(cfg, &ov[i], err, errlen) != 0)
+            return -1;
+    }
+    char msg[CONFIG_ERR_LEN / 2];
+    if (config_validate(cfg, msg, sizeof(msg)) != 0) {
+        snprintf(err, errlen, "%s%s%s", path ? path : "", path ? ": " : "", msg);
+        return -1;
+    }
+    return 0;
+}
+
+/* What a reload needs: the file, and the flags that override it. */
+struct runtime {
+    struct relay *relay;
+    const char *config_path;
+    const struct override *ov;
+    size_t nov;
+};
+
 static void on_signal(evutil_socket_t sig, short what, void *arg)
 {
-    struct relay *r = arg;
+    struct runtime *rt = arg;
     (void)what;
     if (sig == SIGHUP) {
-        log_notice("main", "-", "SIGHUP: configuration reload is not implemented yet; ignored");
+        if (!rt->config_path) {
+            log_notice("main", "-", "SIGHUP: no config file to reload (started with flags only)");
+            return;
+        }
+        log_notice("main", "-", "SIGHUP: reloading %s", rt->config_path);
+        struct config next;
+        char err[CONFIG_ERR_LEN];
+        if (load_config(&next, rt->config_path, rt->ov, rt->nov, err, sizeof(err)) != 0)
+            log_warning("main", "-", "reload failed, keeping the running configuration: %s", err);
+        else
+            relay_reload(rt->relay, &next);
+        config_deinit(&next);
         return;
     }
     log_notice("main", "-", "received %s, shutting down", sig == SIGTERM ? "SIGTERM" : "SIGINT");
-    relay_stop(r);
+    relay_stop(rt->relay);
 }
 
 static int ensure_dir(const char *dir)
@@ -180,18 +213,11 @@ int main(int argc, char **argv)
     }
 
     struct config cfg;
-    config_init(&cfg);
     char err[CONFIG_ERR_LEN];
-    if (config_path && config_load_file(&cfg, config_path, err, sizeof(err)) != 0) {
-        fprintf(stderr, "%s\n", err);
-        goto out_cfg;
-    }
-    for (size_t i = 0; i < nov; i++) {
-        if (apply(&cfg, &ov[i]) != 0)
-            goto out_cfg;
-    }
-    if (config_validate(&cfg, err, sizeof(err)) != 0) {
-        fprintf(stderr, "%s%s%s\n", config_path ? config_path : "", config_path ? ": " : "", err);
+    if (load_config(&cfg, config_path, ov, nov, err, sizeof(err)) != 0) {
+        /* File errors read "FILE:LINE: ..."; flag errors name the flag. */
+        bool from_file = config_path && strncmp(err, config_path, strlen(config_path)) == 0;
+        fprintf(stderr, "%s%s\n", from_file ? "" : "cascade: ", err);
         goto out_cfg;
     }
     if (check_only) {
@@ -212,10 +238,11 @@ int main(int argc, char **argv)
         goto out_cfg;
     }
     struct relay *relay = relay_new(base, &cfg, config_path);
+    struct runtime rt = {.relay = relay, .config_path = config_path, .ov = ov, .nov = nov};
     struct event *sigs[3];
     const int signums[3] = {SIGTERM, SIGINT, SIGHUP};
     for (int i = 0; i < 3; i++) {
-        sigs[i] = evsignal_new(base, signums[i], on_signal, relay);
+        sigs[i] = evsignal_new(base, signums[i], on_signal, &rt);
         event_add(sigs[i], NULL);
     }
     if (relay_start(relay, err, sizeof(err)) != 0) {

@@ -552,6 +552,20 @@ static void relay_role(void *ctx, struct sbuf *out)
 
 /* ---- downstream requests ------------------------------------------------------------- */
 
+/* Drop the upstream link (and any snapshot fetch) and dial the configured upstream, keeping
+ * the history: the relay continues with PSYNC (psync2 across a failover). */
+static void repoint_upstream(struct relay *r)
+{
+    log_notice("relay", "-", "re-pointing the upstream link to %s:%" PRId64, r->cfg->upstream_host,
+               r->cfg->upstream_port);
+    if (r->fetch) {
+        upstream_free(r->fetch);
+        r->fetch = NULL;
+    }
+    r->main_full_sync = false;
+    upstream_repoint(r->up, r->cfg->upstream_host, (int)r->cfg->upstream_port);
+}
+
 static int relay_replicaof(void *ctx, const char *host, int port, char *err, size_t errlen)
 {
     struct relay *r = ctx;
@@ -560,14 +574,83 @@ static int relay_replicaof(void *ctx, const char *host, int port, char *err, siz
     if (config_set(r->cfg, "upstream", "host", host, err, errlen) != 0 ||
         config_set(r->cfg, "upstream", "port", portstr, err, errlen) != 0)
         return -1;
-    log_notice("relay", "-", "REPLICAOF %s %d: re-pointing the upstream link", host, port);
-    if (r->fetch) {
-        upstream_free(r->fetch);
-        r->fetch = NULL;
-    }
-    r->main_full_sync = false;
-    upstream_repoint(r->up, host, port);
+    log_notice("relay", "-", "REPLICAOF %s %d", host, port);
+    repoint_upstream(r);
     return 0;
+}
+
+/* Limits handed to the replica sessions, from the config. */
+static struct replica_limits replica_limits_of(const struct config *cfg)
+{
+    struct replica_limits lim = {
+        .output_limit_bytes = cfg->output_limit_bytes,
+        /* A soft limit above the hard one never fires: the hard one is the bound. */
+        .output_soft_bytes = cfg->output_soft_bytes < cfg->output_limit_bytes
+                                 ? cfg->output_soft_bytes
+                                 : cfg->output_limit_bytes,
+        .output_soft_ms = cfg->output_soft_ms,
+        .snapshot_rate_bytes = cfg->snapshot_rate_bytes,
+        .timeout_ms = cfg->replica_timeout_ms,
+        .keepalive_ms = cfg->snapshot_keepalive_ms,
+    };
+    return lim;
+}
+
+static struct store_params store_params_of(const struct config *cfg)
+{
+    struct store_params sp = {
+        .dir = cfg->dir,
+        .segment_bytes = cfg->segment_bytes,
+        .retain_bytes = cfg->disk_bytes,
+        .retain_age_s = cfg->disk_max_age_ms / 1000,
+        .retain_min_bytes = cfg->disk_min_bytes,
+    };
+    return sp;
+}
+
+void relay_reload(struct relay *r, const struct config *next)
+{
+    bool repoint = false, auth = false;
+    int changed = 0;
+    for (const struct config_key *k = config_keys; k->section; k++) {
+        if (config_key_equal(r->cfg, next, k))
+            continue;
+        if (!k->reloadable) {
+            log_warning("relay", "-", "%s.%s changed: requires restart (still using the old value)",
+                        k->section, k->name);
+            continue;
+        }
+        config_copy_key(r->cfg, next, k);
+        char val[256];
+        config_format(r->cfg, k, val, sizeof(val));
+        log_notice("relay", "-", "reload: %s.%s = %s", k->section, k->name,
+                   k->secret ? "(hidden)" : val);
+        changed++;
+        if (strcmp(k->section, "upstream") == 0) {
+            if (strcmp(k->name, "host") == 0 || strcmp(k->name, "port") == 0)
+                repoint = true;
+            else if (strcmp(k->name, "user") == 0 || strcmp(k->name, "password") == 0)
+                auth = true;
+        }
+    }
+    const struct config *c = r->cfg;
+    enum log_level level;
+    if (log_level_parse(c->log_level, &level) == 0)
+        log_set_level(level);
+    upstream_set_timeouts(r->up, c->connect_timeout_ms, c->repl_timeout_ms, c->reconnect_min_ms,
+                          c->reconnect_max_ms);
+    backlog_set_limit(r->backlog, (size_t)c->backlog_size_bytes);
+    struct replica_limits lim = replica_limits_of(c);
+    replica_set_limits(r->replicas, &lim);
+    if (r->store) {
+        struct store_params sp = store_params_of(c);
+        store_set_retention(r->store, &sp);
+    }
+    if (auth)
+        upstream_set_auth(r->up, c->upstream_user, c->upstream_password);
+    if (repoint || auth)
+        repoint_upstream(r);
+    log_notice("relay", "-", "configuration reloaded: %d key(s) changed", changed);
 }
 
 static bool can_continue(const struct relay *r, const char *replid, int64_t offset)
@@ -738,17 +821,7 @@ struct relay *relay_new(struct event_base *base, struct config *cfg, const char 
     memcpy(r->replid2, NULL_REPLID, 41);
     r->second_replid_offset = -1;
     r->backlog = backlog_new(BLOCK_SIZE, (size_t)cfg->backlog_size_bytes);
-    struct replica_limits lim = {
-        .output_limit_bytes = cfg->output_limit_bytes,
-        /* A soft limit above the hard one never fires: the hard one is the bound. */
-        .output_soft_bytes = cfg->output_soft_bytes < cfg->output_limit_bytes
-                                 ? cfg->output_soft_bytes
-                                 : cfg->output_limit_bytes,
-        .output_soft_ms = cfg->output_soft_ms,
-        .snapshot_rate_bytes = cfg->snapshot_rate_bytes,
-        .timeout_ms = cfg->replica_timeout_ms,
-        .keepalive_ms = cfg->snapshot_keepalive_ms,
-    };
+    struct replica_limits lim = replica_limits_of(cfg);
     r->replicas = replica_set_new(base, r->backlog, &r->stats, &lim);
     struct server_callbacks scb = {
         .ctx = r,
@@ -833,13 +906,7 @@ static int rebuild_framing(struct relay *r, struct resp_stream *scan)
 /* Open the disk log and take up the history it holds. */
 static int recover(struct relay *r, char *err, size_t errlen)
 {
-    struct store_params sp = {
-        .dir = r->cfg->dir,
-        .segment_bytes = r->cfg->segment_bytes,
-        .retain_bytes = r->cfg->disk_bytes,
-        .retain_age_s = r->cfg->disk_max_age_ms / 1000,
-        .retain_min_bytes = r->cfg->disk_min_bytes,
-    };
+    struct store_params sp = store_params_of(r->cfg);
     struct store_meta m;
     bool has_meta;
     r->store = store_open(&sp, &m, &has_meta, err, errlen);

@@ -18,6 +18,10 @@ void relay_free(struct relay *r);
 /* Listen downstream and connect upstream. 0, or -1 with a message (startup errors). */
 __attribute__((warn_unused_result)) int relay_start(struct relay *r, char *err, size_t errlen);
 
+/* Apply a new configuration (SIGHUP): reloadable keys take effect at once (a new upstream
+ * re-points the link), the others are reported as requiring a restart. */
+void relay_reload(struct relay *r, const struct config *next);
+
 /* Stop accepting and leave the loop. */
 void relay_stop(struct relay *r);
 

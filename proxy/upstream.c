@@ -671,6 +671,14 @@ void upstream_repoint(struct upstream *u, const char *host, int port)
     connect_now(u);
 }
 
+void upstream_set_auth(struct upstream *u, const char *user, const char *password)
+{
+    free(u->user);
+    free(u->password);
+    u->user = xstrdup(user);
+    u->password = xstrdup(password);
+}
+
 void upstream_pause(struct upstream *u)
 {
     if (u->bev)

@@ -72,6 +72,8 @@ void upstream_free(struct upstream *u);
 
 /* Begin connecting now (from IDLE or BACKOFF). */
 void upstream_start(struct upstream *u);
+/* Credentials for the next connect. */
+void upstream_set_auth(struct upstream *u, const char *user, const char *password);
 /* Stop reading from the upstream (graceful stop): the stream held no longer grows. */
 void upstream_pause(struct upstream *u);
 /* Drop the link (if any) and reconnect to host:port, keeping the history position. */
