@@ -5,6 +5,7 @@
  * Owns nothing beyond the strings in struct config. No logging, no globals of its own.
  */
 #include "config.h"
+#include "resp.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -35,6 +36,18 @@ const struct config_key config_keys[] = {
         "password downstream clients and replicas must AUTH with (empty: none)"),
     KEY("relay", "log-level", CONFIG_ENUM, log_level, "info", 0, 0, "debug|info|notice|warning",
         false, true, "least severe level written to stderr"),
+    KEY("relay", "protected-mode", CONFIG_ENUM, protected_mode, "yes", 0, 0, "yes|no", false, true,
+        "refuse non-loopback clients when bound to a public address with no password"),
+    KEY("relay", "handshake-timeout", CONFIG_TIME, handshake_timeout_ms, "10s", 100, DAY_MS, NULL,
+        false, true, "time to authenticate, and to finish sending any one command"),
+    KEY("relay", "client-timeout", CONFIG_TIME, client_timeout_ms, "0", 0, 365 * DAY_MS, NULL,
+        false, true, "idle plain clients are closed after this (0: never; replicas excluded)"),
+    KEY("relay", "max-args", CONFIG_INT, max_args, "64", 1, RESP_MAX_ARGC, NULL, false, true,
+        "arguments in one command"),
+    KEY("relay", "max-bulk", CONFIG_BYTES, max_bulk_bytes, "512kb", 16, 1 << 30, NULL, false, true,
+        "bytes in one command argument"),
+    KEY("relay", "max-inline", CONFIG_BYTES, max_inline_bytes, "64kb", 16, 1 << 30, NULL, false,
+        true, "bytes in one inline command line"),
     KEY("upstream", "host", CONFIG_STRING, upstream_host, "", 0, 0, NULL, false, true,
         "master or relay to replicate from (empty: wait for REPLICAOF)"),
     KEY("upstream", "port", CONFIG_INT, upstream_port, "6379", 1, 65535, NULL, false, true,
@@ -129,6 +142,14 @@ void config_init(struct config *cfg)
 
 void config_deinit(struct config *cfg)
 {
+    for (size_t i = 0; i < cfg->nusers; i++) {
+        free(cfg->user_names[i]);
+        free(cfg->user_passwords[i]);
+    }
+    free(cfg->user_names);
+    free(cfg->user_passwords);
+    cfg->user_names = cfg->user_passwords = NULL;
+    cfg->nusers = 0;
     for (const struct config_key *k = config_keys; k->section; k++) {
         if (is_string_type(k->type)) {
             free(*str_field(cfg, k));
@@ -455,10 +476,97 @@ static char *ctx_read(char *str, int num, void *stream)
     return str;
 }
 
+/* [users]: one "name = password" per user. */
+static void add_user(struct parse_ctx *ctx, const char *name, const char *value)
+{
+    struct config *cfg = ctx->cfg;
+    if (strcmp(name, "default") == 0) {
+        ctx_fail(ctx, "user 'default' is set by relay.requirepass, not in [users]");
+        return;
+    }
+    for (const char *p = name; *p; p++) {
+        if (*p <= ' ' || *p > '~') {
+            ctx_fail(ctx, "user names are printable ASCII without spaces");
+            return;
+        }
+    }
+    if (value[0] == '\0') {
+        ctx_fail(ctx, "a user needs a password");
+        return;
+    }
+    if (config_user_password(cfg, name, strlen(name))) {
+        char msg[CONFIG_ERR_LEN];
+        snprintf(msg, sizeof(msg), "duplicate user '%s' in section [users]", name);
+        ctx_fail(ctx, msg);
+        return;
+    }
+    cfg->user_names = realloc(cfg->user_names, (cfg->nusers + 1) * sizeof(char *));
+    cfg->user_passwords = realloc(cfg->user_passwords, (cfg->nusers + 1) * sizeof(char *));
+    if (!cfg->user_names || !cfg->user_passwords)
+        abort();
+    cfg->user_names[cfg->nusers] = strdup(name);
+    cfg->user_passwords[cfg->nusers] = strdup(value);
+    if (!cfg->user_names[cfg->nusers] || !cfg->user_passwords[cfg->nusers])
+        abort();
+    cfg->nusers++;
+}
+
+const char *config_user_password(const struct config *cfg, const char *name, size_t len)
+{
+    if (len == 7 && strncmp(name, "default", 7) == 0)
+        return cfg->requirepass[0] ? cfg->requirepass : NULL;
+    for (size_t i = 0; i < cfg->nusers; i++) {
+        if (strlen(cfg->user_names[i]) == len && strncmp(cfg->user_names[i], name, len) == 0)
+            return cfg->user_passwords[i];
+    }
+    return NULL;
+}
+
+bool config_users_equal(const struct config *a, const struct config *b)
+{
+    if (a->nusers != b->nusers)
+        return false;
+    for (size_t i = 0; i < a->nusers; i++) {
+        const char *pw = config_user_password(b, a->user_names[i], strlen(a->user_names[i]));
+        if (!pw || strcmp(pw, a->user_passwords[i]) != 0)
+            return false;
+    }
+    return true;
+}
+
+void config_copy_users(struct config *dst, const struct config *src)
+{
+    for (size_t i = 0; i < dst->nusers; i++) {
+        free(dst->user_names[i]);
+        free(dst->user_passwords[i]);
+    }
+    dst->nusers = 0;
+    dst->user_names = realloc(dst->user_names, (src->nusers + 1) * sizeof(char *));
+    dst->user_passwords = realloc(dst->user_passwords, (src->nusers + 1) * sizeof(char *));
+    if (!dst->user_names || !dst->user_passwords)
+        abort();
+    for (size_t i = 0; i < src->nusers; i++) {
+        dst->user_names[i] = strdup(src->user_names[i]);
+        dst->user_passwords[i] = strdup(src->user_passwords[i]);
+        if (!dst->user_names[i] || !dst->user_passwords[i])
+            abort();
+    }
+    dst->nusers = src->nusers;
+}
+
+bool config_has_auth(const struct config *cfg)
+{
+    return cfg->requirepass[0] != '\0' || cfg->nusers > 0;
+}
+
 static int ctx_handler(void *user, const char *section, const char *name, const char *value)
 {
     struct parse_ctx *ctx = user;
     char msg[CONFIG_ERR_LEN];
+    if (strcmp(section, "users") == 0) {
+        add_user(ctx, name, value);
+        return 1;
+    }
     if (section[0] == '\0') {
         snprintf(msg, sizeof(msg), "key '%s' outside of any [section]", name);
         ctx_fail(ctx, msg);

@@ -14,11 +14,17 @@
 
 struct config {
     /* [relay] */
-    char *bind;        /* address the downstream listener binds */
-    int64_t port;      /* downstream listener port */
-    char *dir;         /* working directory: RDB snapshots, temp files */
-    char *requirepass; /* password downstream clients must AUTH with ("" = none) */
-    char *log_level;   /* debug | info | notice | warning */
+    char *bind;                   /* address the downstream listener binds */
+    int64_t port;                 /* downstream listener port */
+    char *dir;                    /* working directory: RDB snapshots, temp files */
+    char *requirepass;            /* password downstream clients must AUTH with ("" = none) */
+    char *log_level;              /* debug | info | notice | warning */
+    char *protected_mode;         /* yes | no: refuse remote clients without a password */
+    int64_t handshake_timeout_ms; /* to authenticate, and to finish any one command */
+    int64_t client_timeout_ms;    /* idle plain clients are closed (0 = never) */
+    int64_t max_args;             /* arguments per command */
+    int64_t max_bulk_bytes;       /* one argument */
+    int64_t max_inline_bytes;     /* one inline command */
     /* [upstream] */
     char *upstream_host; /* master (or relay) to replicate from ("" = none yet) */
     int64_t upstream_port;
@@ -48,6 +54,10 @@ struct config {
     int64_t snapshot_rate_bytes;   /* per-replica RDB transfer rate, bytes/s (0 = unlimited) */
     int64_t replica_timeout_ms;    /* a replica silent (no ACK) this long is dropped */
     int64_t snapshot_keepalive_ms; /* "\n" interval to replicas waiting for a snapshot */
+    /* [users]: "name = password" lines, ACL users besides "default" (relay.requirepass) */
+    char **user_names;
+    char **user_passwords;
+    size_t nusers;
 };
 
 enum config_type {
@@ -99,6 +109,16 @@ __attribute__((warn_unused_result)) int config_set(struct config *cfg, const cha
 /* Cross-key checks after everything is loaded. */
 __attribute__((warn_unused_result)) int config_validate(const struct config *cfg, char *err,
                                                         size_t errlen);
+
+/* The password of user `name` (NULL if no such user). "default" is relay.requirepass. */
+const char *config_user_password(const struct config *cfg, const char *name, size_t len);
+
+/* [users] comparison and copy (for reloads). */
+bool config_users_equal(const struct config *a, const struct config *b);
+void config_copy_users(struct config *dst, const struct config *src);
+
+/* Whether any password is configured (requirepass or a user). */
+bool config_has_auth(const struct config *cfg);
 
 /* Find a key by "section.name", or by bare name if unique. NULL if unknown. */
 const struct config_key *config_find(const char *dotted);

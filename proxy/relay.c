@@ -633,6 +633,11 @@ void relay_reload(struct relay *r, const struct config *next)
                 auth = true;
         }
     }
+    if (!config_users_equal(r->cfg, next)) {
+        config_copy_users(r->cfg, next);
+        log_notice("relay", "-", "reload: [users] changed (%zu users)", r->cfg->nusers);
+        changed++;
+    }
     const struct config *c = r->cfg;
     enum log_level level;
     if (log_level_parse(c->log_level, &level) == 0)
@@ -775,6 +780,7 @@ static void cron_cb(evutil_socket_t fd, short what, void *arg)
         }
     }
     replica_set_cron(r->replicas, now);
+    server_cron(r->server, now);
     if (replica_set_waiting(r->replicas) > 0) {
         if (snapshot_usable(r, r->snap))
             serve_waiting(r);
@@ -963,11 +969,15 @@ int relay_start(struct relay *r, char *err, size_t errlen)
         return -1;
     struct timeval tv = {.tv_sec = 0, .tv_usec = CRON_MS * 1000};
     event_add(r->cron, &tv);
-    log_notice("relay", "-", "cascade %s listening on %s:%" PRId64 ", upstream %s%s%" PRId64,
-               CASCADE_VERSION, r->cfg->bind, r->cfg->port,
-               r->cfg->upstream_host[0] ? r->cfg->upstream_host : "(none: waiting for REPLICAOF)",
-               r->cfg->upstream_host[0] ? ":" : "",
-               r->cfg->upstream_host[0] ? r->cfg->upstream_port : (int64_t)0);
+    if (r->cfg->upstream_host[0])
+        log_notice("relay", "-", "cascade %s listening on %s:%" PRId64 ", upstream %s:%" PRId64,
+                   CASCADE_VERSION, r->cfg->bind, r->cfg->port, r->cfg->upstream_host,
+                   r->cfg->upstream_port);
+    else
+        log_notice("relay", "-",
+                   "cascade %s listening on %s:%" PRId64
+                   ", no upstream yet (waiting for REPLICAOF)",
+                   CASCADE_VERSION, r->cfg->bind, r->cfg->port);
     upstream_start(r->up);
     return 0;
 }

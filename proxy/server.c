@@ -20,8 +20,6 @@
 
 #include "log.h"
 
-#define MAX_QUERY_BYTES (1024 * 1024) /* unparsed input a client may hold */
-
 struct client {
     struct client *next, *prev; /* the server's list */
     struct server *srv;         /* owner */
@@ -30,6 +28,7 @@ struct client {
     char peer[NET_ADDR_LEN]; /* ip:port */
     char ip[NET_ADDR_LEN];   /* peer ip, or REPLCONF ip-address */
     char name[64];           /* CLIENT SETNAME */
+    char user[64];           /* authenticated as */
     char last_cmd[32];       /* for CLIENT LIST */
     int listening_port;      /* REPLCONF listening-port */
     bool capa_eof, capa_psync2, rdb_only;
@@ -38,6 +37,7 @@ struct client {
     bool dead;    /* on the reaper list */
     int64_t created_ms;
     int64_t last_cmd_ms;
+    int64_t partial_since_ms; /* an incomplete command has been pending since, 0 if none */
 };
 
 struct server {
@@ -174,28 +174,95 @@ static void cmd_quit(struct client *c, const struct resp_command *cmd)
     close_after_reply(c);
 }
 
+/* Check user/password; the time taken does not depend on which part was wrong. */
+static bool check_auth(struct client *c, const char *user, size_t ulen, const char *pass,
+                       size_t plen)
+{
+    const char *want = config_user_password(c->srv->cfg, user, ulen);
+    /* An unknown user still costs a comparison, against a password that cannot match. */
+    bool ok = secret_equal(pass, plen, want ? want : "\x01") && want != NULL;
+    if (ok) {
+        c->authed = true;
+        size_t n = ulen < sizeof(c->user) - 1 ? ulen : sizeof(c->user) - 1;
+        memcpy(c->user, user, n);
+        c->user[n] = '\0';
+    } else {
+        c->srv->stats->auth_failures++;
+        log_notice("server", c->peer, "AUTH failed"); /* never the password */
+    }
+    return ok;
+}
+
 static void cmd_auth(struct client *c, const struct resp_command *cmd)
 {
-    const char *pass = c->srv->cfg->requirepass;
     if (cmd->argc > 3) {
         reply(c, "-ERR syntax error\r\n");
         return;
     }
-    if (!pass[0]) {
+    if (!config_has_auth(c->srv->cfg)) {
         reply(c, "-ERR AUTH <password> called without any password configured for the default "
                  "user. Are you sure your configuration is correct?\r\n");
         return;
     }
-    size_t pi = cmd->argc == 3 ? 2 : 1;
-    bool user_ok = cmd->argc == 2 || resp_arg_is(cmd, 1, "default");
-    bool pass_ok = secret_equal(cmd->argv[pi], cmd->argl[pi], pass);
-    if (user_ok && pass_ok) {
-        c->authed = true;
+    bool ok = cmd->argc == 3 ? check_auth(c, cmd->argv[1], cmd->argl[1], cmd->argv[2], cmd->argl[2])
+                             : check_auth(c, "default", 7, cmd->argv[1], cmd->argl[1]);
+    if (ok)
         reply(c, "+OK\r\n");
-    } else {
-        log_notice("server", c->peer, "AUTH failed");
+    else
         reply(c, "-WRONGPASS invalid username-password pair or user is disabled.\r\n");
+}
+
+/* HELLO [protover [AUTH user pass] [SETNAME name]]: RESP2 only. */
+static void cmd_hello(struct client *c, const struct resp_command *cmd)
+{
+    size_t i = 1;
+    if (cmd->argc > 1) {
+        int64_t ver;
+        if (resp_arg_int64(cmd, 1, &ver) != 0) {
+            reply(c, "-ERR Protocol version is not an integer or out of range\r\n");
+            return;
+        }
+        if (ver != 2) {
+            reply(c, "-NOPROTO sorry, this protocol version is not supported.\r\n");
+            return;
+        }
+        i = 2;
     }
+    const char *name = NULL;
+    size_t name_len = 0;
+    for (; i < cmd->argc; i++) {
+        if (resp_arg_is(cmd, i, "AUTH") && i + 2 < cmd->argc) {
+            if (!check_auth(c, cmd->argv[i + 1], cmd->argl[i + 1], cmd->argv[i + 2],
+                            cmd->argl[i + 2])) {
+                reply(c, "-WRONGPASS invalid username-password pair or user is disabled.\r\n");
+                return;
+            }
+            i += 2;
+        } else if (resp_arg_is(cmd, i, "SETNAME") && i + 1 < cmd->argc) {
+            name = cmd->argv[i + 1];
+            name_len = cmd->argl[i + 1];
+            i++;
+        } else {
+            reply(c, "-ERR Syntax error in HELLO option\r\n");
+            return;
+        }
+    }
+    if (config_has_auth(c->srv->cfg) && !c->authed) {
+        reply(c, "-NOAUTH HELLO must be called with the client already authenticated, otherwise "
+                 "the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the "
+                 "client and select the RESP protocol version at the same time\r\n");
+        return;
+    }
+    if (name) {
+        size_t n = name_len < sizeof(c->name) - 1 ? name_len : sizeof(c->name) - 1;
+        memcpy(c->name, name, n);
+        c->name[n] = '\0';
+    }
+    reply(c,
+          "*14\r\n$6\r\nserver\r\n$5\r\nredis\r\n$7\r\nversion\r\n$6\r\n7.0.15\r\n"
+          "$5\r\nproto\r\n:2\r\n$2\r\nid\r\n:%" PRIu64 "\r\n$4\r\nmode\r\n"
+          "$10\r\nstandalone\r\n$4\r\nrole\r\n$7\r\nreplica\r\n$7\r\nmodules\r\n*0\r\n",
+          c->id);
 }
 
 static void cmd_info(struct client *c, const struct resp_command *cmd)
@@ -471,13 +538,21 @@ static void cmd_config(struct client *c, const struct resp_command *cmd)
 }
 
 static const struct command commands[] = {
-    {"ping", -1, true, cmd_ping},          {"echo", 2, false, cmd_echo},
-    {"quit", -1, true, cmd_quit},          {"auth", -2, true, cmd_auth},
-    {"info", -1, false, cmd_info},         {"role", 1, false, cmd_role},
-    {"replconf", -1, false, cmd_replconf}, {"psync", -3, false, cmd_sync},
-    {"sync", 1, false, cmd_sync},          {"replicaof", 3, false, cmd_replicaof},
-    {"slaveof", 3, false, cmd_replicaof},  {"client", -2, false, cmd_client},
-    {"config", -2, false, cmd_config},     {NULL, 0, false, NULL},
+    {"ping", -1, true, cmd_ping},
+    {"echo", 2, false, cmd_echo},
+    {"quit", -1, true, cmd_quit},
+    {"auth", -2, true, cmd_auth},
+    {"hello", -1, true, cmd_hello},
+    {"info", -1, false, cmd_info},
+    {"role", 1, false, cmd_role},
+    {"replconf", -1, false, cmd_replconf},
+    {"psync", -3, false, cmd_sync},
+    {"sync", 1, false, cmd_sync},
+    {"replicaof", 3, false, cmd_replicaof},
+    {"slaveof", 3, false, cmd_replicaof},
+    {"client", -2, false, cmd_client},
+    {"config", -2, false, cmd_config},
+    {NULL, 0, false, NULL},
 };
 
 static void unknown_command(struct client *c, const struct resp_command *cmd)
@@ -515,7 +590,7 @@ static void dispatch(struct client *c, const struct resp_command *cmd)
         unknown_command(c, cmd);
         return;
     }
-    if (c->srv->cfg->requirepass[0] && !c->authed && !k->before_auth) {
+    if (config_has_auth(c->srv->cfg) && !c->authed && !k->before_auth) {
         reply(c, "-NOAUTH Authentication required.\r\n");
         return;
     }
@@ -531,9 +606,14 @@ static void read_cb(struct bufferevent *bev, void *arg)
 {
     struct client *c = arg;
     struct evbuffer *in = bufferevent_get_input(bev);
-    static const struct resp_limits lim = {
-        .max_argc = RESP_MAX_ARGC, .max_bulk_bytes = 512 * 1024, .max_inline_bytes = 64 * 1024};
-    c->srv->stats->total_net_input_bytes += (int64_t)evbuffer_get_length(in);
+    const struct config *cfg = c->srv->cfg;
+    const struct resp_limits lim = {
+        .max_argc = (size_t)cfg->max_args,
+        .max_bulk_bytes = (size_t)cfg->max_bulk_bytes,
+        .max_inline_bytes = (size_t)cfg->max_inline_bytes,
+    };
+    /* A command the relay answers never needs more than one big argument. */
+    size_t query_limit = 2 * (size_t)cfg->max_bulk_bytes + (size_t)cfg->max_inline_bytes;
     while (c->bev && !c->closing && !c->dead) {
         size_t len = evbuffer_get_length(in);
         if (len == 0)
@@ -547,10 +627,14 @@ static void read_cb(struct bufferevent *bev, void *arg)
             return;
         }
         if (n == 0) {
-            if (len > MAX_QUERY_BYTES)
+            if (len > query_limit)
                 protocol_error(c, "Protocol error: query buffer limit exceeded");
+            else if (!c->partial_since_ms)
+                c->partial_since_ms = net_now_ms(); /* handshake-timeout bounds the rest */
             return;
         }
+        c->partial_since_ms = 0;
+        c->srv->stats->total_net_input_bytes += n;
         /* Dispatch from a copy, with the input already drained: PSYNC hands the connection
          * (and whatever follows in its input) over to a replica session. */
         char *copy = malloc((size_t)n);
@@ -561,6 +645,30 @@ static void read_cb(struct bufferevent *bev, void *arg)
         if (resp_parse_command(copy, (size_t)n, &lim, &cmd, err, sizeof(err)) == n && cmd.argc > 0)
             dispatch(c, &cmd);
         free(copy);
+    }
+}
+
+void server_cron(struct server *s, int64_t now)
+{
+    const struct config *cfg = s->cfg;
+    bool need_auth = config_has_auth(cfg);
+    struct client *next;
+    for (struct client *c = s->head; c; c = next) {
+        next = c->next;
+        if (c->closing || c->dead)
+            continue;
+        const char *why = NULL;
+        if (need_auth && !c->authed && now - c->created_ms > cfg->handshake_timeout_ms)
+            why = "not authenticated within handshake-timeout";
+        else if (c->partial_since_ms && now - c->partial_since_ms > cfg->handshake_timeout_ms)
+            why = "command not completed within handshake-timeout";
+        else if (cfg->client_timeout_ms > 0 && now - c->last_cmd_ms > cfg->client_timeout_ms)
+            why = "idle for client-timeout";
+        if (why) {
+            s->stats->client_timeouts++;
+            log_info("server", c->peer, "closing: %s", why);
+            bury(c);
+        }
     }
 }
 
@@ -579,6 +687,25 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
         log_debug("server", c->peer, "client closed");
         bury(c);
     }
+}
+
+static bool loopback_bind(const char *bind)
+{
+    return strncmp(bind, "127.", 4) == 0 || strcmp(bind, "::1") == 0 ||
+           strcmp(bind, "localhost") == 0;
+}
+
+/* Redis' protected mode: a relay reachable from outside without a password serves only
+ * loopback clients. */
+static bool refused_by_protected_mode(const struct config *cfg, const struct sockaddr *sa)
+{
+    if (strcmp(cfg->protected_mode, "yes") != 0 || config_has_auth(cfg) || loopback_bind(cfg->bind))
+        return false;
+    char ip[NET_ADDR_LEN];
+    net_format(sa, ip, sizeof(ip), 0);
+    bool loop = strncmp(ip, "127.", 4) == 0 || strcmp(ip, "::1") == 0 ||
+                strncmp(ip, "::ffff:127.", 11) == 0;
+    return !loop;
 }
 
 static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int slen,
@@ -610,6 +737,16 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
     s->count++;
     bufferevent_setcb(bev, read_cb, write_cb, event_cb, c);
     bufferevent_enable(bev, EV_READ | EV_WRITE);
+    if (refused_by_protected_mode(s->cfg, sa)) {
+        s->stats->protected_mode_refusals++;
+        log_notice("server", c->peer, "refused by protected mode");
+        reply(c, "-DENIED cascade is running in protected mode: it is bound to a non-loopback "
+                 "address and no password is set, so only loopback clients are accepted. Set "
+                 "relay.requirepass (or [users]), bind to 127.0.0.1, or set relay.protected-mode "
+                 "= no if every client may reach it.\r\n");
+        close_after_reply(c);
+        return;
+    }
     size_t others = s->cb.other_connections ? s->cb.other_connections(s->cb.ctx) : 0;
     if ((int64_t)(s->count + others) > s->cfg->max_clients) {
         s->stats->rejected_connections++;

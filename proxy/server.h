@@ -57,6 +57,9 @@ void server_free(struct server *s);
 /* Bind and listen on cfg bind:port. 0 or -1 with a message. */
 __attribute__((warn_unused_result)) int server_listen(struct server *s, char *err, size_t errlen);
 
+/* Handshake and idle timeouts of plain clients. */
+void server_cron(struct server *s, int64_t now_ms);
+
 /* Stop accepting (graceful shutdown). */
 void server_stop_listening(struct server *s);
 

@@ -26,7 +26,10 @@
     X(snapshot_fetches, "snapshots fetched on a side connection (rdb-only)")                       \
     X(replicas_dropped_output_limit, "replicas dropped past their output limit")                   \
     X(replicas_dropped_timeout, "replicas dropped for silence")                                    \
-    X(protocol_errors, "downstream protocol errors")
+    X(protocol_errors, "downstream protocol errors")                                               \
+    X(auth_failures, "failed AUTH attempts downstream")                                            \
+    X(protected_mode_refusals, "remote clients refused by protected mode")                         \
+    X(client_timeouts, "plain clients closed by handshake-timeout or client-timeout")
 
 struct stats {
 #define STATS_FIELD(name, help) int64_t name;

@@ -115,7 +115,7 @@ static void test_defaults_match_table(void **state)
         if (k->type != CONFIG_STRING && k->type != CONFIG_ENUM)
             assert_true(k->min <= k->max);
     }
-    assert_int_equal(n, 30);
+    assert_int_equal(n, 36);
     /* Secrets: never shown by CONFIG GET. */
     assert_true(config_find("relay.requirepass")->secret);
     assert_true(config_find("upstream.password")->secret);
@@ -564,18 +564,71 @@ static void test_deinit_twice(void **state)
     config_deinit(&cfg); /* strings are NULL now: a no-op */
 }
 
+static void test_users_section(void **state)
+{
+    (void)state;
+    struct config cfg;
+    config_init(&cfg);
+    char err[CONFIG_ERR_LEN] = "";
+    assert_false(config_has_auth(&cfg));
+    assert_int_equal(config_load_string(&cfg,
+                                        "[relay]\nrequirepass = top\n"
+                                        "[users]\nalice = wonder land\nbob = b0b\n",
+                                        "u.ini", err, sizeof(err)),
+                     0);
+    assert_true(config_has_auth(&cfg));
+    assert_int_equal(cfg.nusers, 2);
+    assert_string_equal(config_user_password(&cfg, "alice", 5), "wonder land");
+    assert_string_equal(config_user_password(&cfg, "bob", 3), "b0b");
+    assert_string_equal(config_user_password(&cfg, "default", 7), "top");
+    assert_null(config_user_password(&cfg, "carol", 5));
+    assert_null(config_user_password(&cfg, "ali", 3));
+
+    struct config other;
+    config_init(&other);
+    assert_false(config_users_equal(&cfg, &other));
+    config_copy_users(&other, &cfg);
+    assert_true(config_users_equal(&cfg, &other));
+    config_deinit(&other);
+    config_deinit(&cfg);
+
+    static const struct {
+        const char *text, *want;
+    } bad[] = {
+        {"[users]\nalice = a\nalice = b\n", "u.ini:3: duplicate user 'alice' in section [users]"},
+        {"[users]\ndefault = x\n", "u.ini:2: user 'default' is set by relay.requirepass, "
+                                   "not in [users]"},
+        {"[users]\nalice =\n", "u.ini:2: a user needs a password"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        config_init(&cfg);
+        assert_int_equal(config_load_string(&cfg, bad[i].text, "u.ini", err, sizeof(err)), -1);
+        assert_string_equal(err, bad[i].want);
+        config_deinit(&cfg);
+    }
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup_cfg, teardown_cfg)
     const struct CMUnitTest tests[] = {
-        T(test_defaults),     T(test_defaults_match_table),
-        T(test_load_valid),   T(test_load_partial_keeps_other_values),
-        T(test_unknown_key),  T(test_duplicate_key),
-        T(test_bad_values),   T(test_first_error_wins),
-        T(test_syntax),       T(test_long_lines),
-        T(test_load_file),    T(test_set_arg),
-        T(test_parse_bytes),  T(test_parse_time),
-        T(test_validate),     T(test_find),
+        cmocka_unit_test(test_users_section),
+        T(test_defaults),
+        T(test_defaults_match_table),
+        T(test_load_valid),
+        T(test_load_partial_keeps_other_values),
+        T(test_unknown_key),
+        T(test_duplicate_key),
+        T(test_bad_values),
+        T(test_first_error_wins),
+        T(test_syntax),
+        T(test_long_lines),
+        T(test_load_file),
+        T(test_set_arg),
+        T(test_parse_bytes),
+        T(test_parse_time),
+        T(test_validate),
+        T(test_find),
         T(test_deinit_twice),
     };
 #undef T
