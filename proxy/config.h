@@ -30,6 +30,7 @@ struct config {
     int64_t upstream_port;
     char *upstream_user;        /* AUTH user (Redis' masteruser), "" = default user */
     char *upstream_password;    /* AUTH password (Redis' masterauth), "" = no AUTH */
+    char *upstream_tls;         /* yes | no: TLS to the upstream */
     int64_t connect_timeout_ms; /* TCP connect + handshake budget */
     int64_t repl_timeout_ms;    /* silence on the upstream link before it is dropped */
     int64_t reconnect_min_ms;   /* first reconnect delay; doubles per failure */
@@ -54,6 +55,15 @@ struct config {
     int64_t snapshot_rate_bytes;   /* per-replica RDB transfer rate, bytes/s (0 = unlimited) */
     int64_t replica_timeout_ms;    /* a replica silent (no ACK) this long is dropped */
     int64_t snapshot_keepalive_ms; /* "\n" interval to replicas waiting for a snapshot */
+    /* [tls] */
+    int64_t tls_port;           /* downstream TLS listener (0 = none) */
+    char *tls_cert_file;        /* the relay's certificate (PEM) */
+    char *tls_key_file;         /* its private key */
+    char *tls_ca_file;          /* CA for client certificates and the upstream's */
+    char *tls_auth_clients;     /* no | optional | yes */
+    char *tls_client_cert_file; /* certificate presented to the upstream ("" = none) */
+    char *tls_client_key_file;
+    char *tls_server_name; /* name checked in the upstream's certificate ("" = host) */
     /* [users]: "name = password" lines, ACL users besides "default" (relay.requirepass) */
     char **user_names;
     char **user_passwords;

@@ -32,6 +32,7 @@
 #include "snapshot.h"
 #include "stats.h"
 #include "store.h"
+#include "tls.h"
 #include "upstream.h"
 
 #define CRON_MS        100
@@ -61,6 +62,8 @@ struct relay {
     int64_t second_replid_offset; /* first offset not valid under replid2, -1 if none */
     bool main_full_sync;          /* the main link is loading a new history's RDB */
     struct store *store;          /* owned: the disk log, NULL with backlog.disk = no */
+    SSL_CTX *tls_server;          /* owned: the downstream TLS port's context, or NULL */
+    SSL_CTX *tls_client;          /* owned: the upstream TLS context, or NULL */
     bool store_broken;            /* an append failed: the log stops until a new history */
     int64_t last_sync_ms;         /* last fsync of the log */
     int64_t last_fetch_ms;        /* last fresh snapshot started (side link or main sync) */
@@ -191,6 +194,8 @@ static struct upstream_params upstream_params(const struct relay *r, enum upstre
         .repl_timeout_ms = c->repl_timeout_ms,
         .reconnect_min_ms = c->reconnect_min_ms,
         .reconnect_max_ms = c->reconnect_max_ms,
+        .tls = r->tls_client,
+        .server_name = c->tls_server_name,
     };
     return p;
 }
@@ -839,17 +844,6 @@ struct relay *relay_new(struct event_base *base, struct config *cfg, const char 
         .other_connections = relay_other_connections,
     };
     r->server = server_new(base, cfg, &r->stats, &scb);
-    struct upstream_params p = upstream_params(r, UPSTREAM_MAIN);
-    struct upstream_callbacks ucb = {
-        .ctx = r,
-        .position = up_position,
-        .on_continue = up_on_continue,
-        .on_fullresync = up_on_fullresync,
-        .on_snapshot = up_on_snapshot,
-        .on_stream = up_on_stream,
-        .on_down = up_on_down,
-    };
-    r->up = upstream_new(base, &p, &ucb);
     r->cron = event_new(base, -1, EV_PERSIST, cron_cb, r);
     if (!r->cron)
         abort();
@@ -961,8 +955,47 @@ static int recover(struct relay *r, char *err, size_t errlen)
     return 0;
 }
 
+/* The main link; made in relay_start, once its TLS context exists. */
+static struct upstream *new_main_upstream(struct relay *r)
+{
+    struct upstream_params p = upstream_params(r, UPSTREAM_MAIN);
+    struct upstream_callbacks ucb = {
+        .ctx = r,
+        .position = up_position,
+        .on_continue = up_on_continue,
+        .on_fullresync = up_on_fullresync,
+        .on_snapshot = up_on_snapshot,
+        .on_stream = up_on_stream,
+        .on_down = up_on_down,
+    };
+    return upstream_new(r->base, &p, &ucb);
+}
+
+static enum tls_client_auth client_auth_of(const char *s)
+{
+    if (strcmp(s, "yes") == 0)
+        return TLS_CLIENTS_YES;
+    return strcmp(s, "optional") == 0 ? TLS_CLIENTS_OPTIONAL : TLS_CLIENTS_NO;
+}
+
 int relay_start(struct relay *r, char *err, size_t errlen)
 {
+    const struct config *c = r->cfg;
+    if (strcmp(c->upstream_tls, "yes") == 0) {
+        r->tls_client = tls_client_ctx(c->tls_ca_file, c->tls_client_cert_file,
+                                       c->tls_client_key_file, err, errlen);
+        if (!r->tls_client)
+            return -1;
+    }
+    r->up = new_main_upstream(r);
+    if (c->tls_port > 0) {
+        r->tls_server = tls_server_ctx(c->tls_cert_file, c->tls_key_file, c->tls_ca_file,
+                                       client_auth_of(c->tls_auth_clients), err, errlen);
+        if (!r->tls_server)
+            return -1;
+        if (server_listen_tls(r->server, (int)c->tls_port, r->tls_server, err, errlen) != 0)
+            return -1;
+    }
     if (strcmp(r->cfg->backlog_disk, "yes") == 0 && recover(r, err, errlen) != 0)
         return -1;
     if (server_listen(r->server, err, errlen) != 0)
@@ -1036,5 +1069,7 @@ void relay_free(struct relay *r)
         snapshot_free(r->snap);
     }
     backlog_free(r->backlog);
+    tls_ctx_free(r->tls_server);
+    tls_ctx_free(r->tls_client);
     free(r);
 }

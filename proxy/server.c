@@ -7,6 +7,8 @@
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <openssl/ssl.h>
 #include <event2/event.h>
 #include <event2/listener.h>
 #include <fnmatch.h>
@@ -45,9 +47,11 @@ struct server {
     const struct config *cfg; /* borrowed */
     struct stats *stats;      /* borrowed */
     struct server_callbacks cb;
-    struct evconnlistener *listener; /* owned */
-    struct client *head;             /* live clients */
-    struct client *dead;             /* to free, via next */
+    struct evconnlistener *listener;     /* owned */
+    struct evconnlistener *tls_listener; /* owned, NULL without a TLS port */
+    SSL_CTX *tls;                        /* borrowed: the TLS port's context */
+    struct client *head;                 /* live clients */
+    struct client *dead;                 /* to free, via next */
     struct event *reaper;
     size_t count;
     uint64_t next_id;
@@ -708,6 +712,8 @@ static bool refused_by_protected_mode(const struct config *cfg, const struct soc
     return !loop;
 }
 
+static void add_client(struct server *s, struct bufferevent *bev, struct sockaddr *sa);
+
 static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int slen,
                       void *arg)
 {
@@ -721,6 +727,35 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
         close(fd);
         return;
     }
+    add_client(s, bev, sa);
+}
+
+static void accept_tls_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
+                          int slen, void *arg)
+{
+    struct server *s = arg;
+    (void)l;
+    (void)slen;
+    s->stats->total_connections_received++;
+    net_tune(fd);
+    SSL *ssl = SSL_new(s->tls);
+    struct bufferevent *bev =
+        ssl ? bufferevent_openssl_socket_new(s->base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
+                                             BEV_OPT_CLOSE_ON_FREE)
+            : NULL;
+    if (!bev) {
+        if (ssl)
+            SSL_free(ssl);
+        close(fd);
+        return;
+    }
+    bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+    add_client(s, bev, sa);
+}
+
+/* A new plain client on bev (TLS or not: the rest of the code sees only the bufferevent). */
+static void add_client(struct server *s, struct bufferevent *bev, struct sockaddr *sa)
+{
     struct client *c = calloc(1, sizeof(*c));
     if (!c)
         abort();
@@ -809,11 +844,31 @@ int server_listen(struct server *s, char *err, size_t errlen)
     return 0;
 }
 
+int server_listen_tls(struct server *s, int port, SSL_CTX *ctx, char *err, size_t errlen)
+{
+    int fd = net_listen(s->cfg->bind, port, 511, err, errlen);
+    if (fd < 0)
+        return -1;
+    s->tls = ctx;
+    s->tls_listener = evconnlistener_new(s->base, accept_tls_cb, s, LEV_OPT_CLOSE_ON_FREE, -1, fd);
+    if (!s->tls_listener) {
+        close(fd);
+        snprintf(err, errlen, "cannot create the TLS listener");
+        return -1;
+    }
+    evconnlistener_set_error_cb(s->tls_listener, accept_error_cb);
+    return 0;
+}
+
 void server_stop_listening(struct server *s)
 {
     if (s->listener) {
         evconnlistener_free(s->listener);
         s->listener = NULL;
+    }
+    if (s->tls_listener) {
+        evconnlistener_free(s->tls_listener);
+        s->tls_listener = NULL;
     }
 }
 

@@ -60,6 +60,11 @@ __attribute__((warn_unused_result)) int server_listen(struct server *s, char *er
 /* Handshake and idle timeouts of plain clients. */
 void server_cron(struct server *s, int64_t now_ms);
 
+/* Also accept TLS connections on port with ctx (borrowed; must outlive the server). */
+typedef struct ssl_ctx_st SSL_CTX;
+__attribute__((warn_unused_result)) int server_listen_tls(struct server *s, int port, SSL_CTX *ctx,
+                                                          char *err, size_t errlen);
+
 /* Stop accepting (graceful shutdown). */
 void server_stop_listening(struct server *s);
 

@@ -13,6 +13,9 @@
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <event2/event.h>
 #include <hiredis/hiredis.h>
 #include <inttypes.h>
@@ -23,6 +26,7 @@
 #include "log.h"
 #include "net.h"
 #include "resp.h"
+#include "tls.h"
 
 #define MAX_LINE        1024 /* longest handshake reply line accepted */
 #define ACK_INTERVAL_MS 1000 /* REPLCONF ACK period, as Redis' replicationCron */
@@ -61,7 +65,9 @@ struct upstream {
     struct snapshot *snap; /* owned while FILLING */
     unsigned snap_seq;     /* names temp files uniquely */
     struct upstream_callbacks cb;
-    bool paused; /* stopping: read nothing more, connect no more */
+    SSL_CTX *tls;      /* borrowed, NULL for plain TCP */
+    char *server_name; /* owned */
+    bool paused;       /* stopping: read nothing more, connect no more */
 };
 
 static const char *const state_names[] = {
@@ -576,8 +582,15 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
     if (what & BEV_EVENT_EOF) {
         link_fail(u, "connection closed by upstream");
     } else if (what & BEV_EVENT_ERROR) {
-        char why[128];
-        snprintf(why, sizeof(why), "%s", evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+        char why[300];
+        unsigned long ssl_err = u->tls ? bufferevent_get_openssl_error(bev) : 0;
+        if (ssl_err) {
+            char buf[256];
+            ERR_error_string_n(ssl_err, buf, sizeof(buf));
+            snprintf(why, sizeof(why), "TLS: %s", buf);
+        } else {
+            snprintf(why, sizeof(why), "%s", evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+        }
         link_fail(u, why);
     }
 }
@@ -603,7 +616,20 @@ static void connect_now(struct upstream *u)
         link_fail(u, err);
         return;
     }
-    u->bev = bufferevent_socket_new(u->base, -1, BEV_OPT_CLOSE_ON_FREE);
+    if (u->tls) {
+        const char *name = u->server_name[0] ? u->server_name : u->host;
+        SSL *ssl = tls_client_session(u->tls, name, err, sizeof(err));
+        if (!ssl) {
+            link_fail(u, err);
+            return;
+        }
+        u->bev = bufferevent_openssl_socket_new(u->base, -1, ssl, BUFFEREVENT_SSL_CONNECTING,
+                                                BEV_OPT_CLOSE_ON_FREE);
+        if (u->bev)
+            bufferevent_openssl_set_allow_dirty_shutdown(u->bev, 1);
+    } else {
+        u->bev = bufferevent_socket_new(u->base, -1, BEV_OPT_CLOSE_ON_FREE);
+    }
     if (!u->bev)
         abort();
     bufferevent_setcb(u->bev, read_cb, NULL, event_cb, u);
@@ -629,6 +655,8 @@ struct upstream *upstream_new(struct event_base *base, const struct upstream_par
     u->user = xstrdup(p->user);
     u->password = xstrdup(p->password);
     u->dir = xstrdup(p->dir);
+    u->tls = p->tls;
+    u->server_name = xstrdup(p->server_name);
     u->listening_port = p->listening_port;
     u->cb = *cb;
     upstream_set_timeouts(u, p->connect_timeout_ms, p->repl_timeout_ms, p->reconnect_min_ms,
@@ -648,6 +676,7 @@ void upstream_free(struct upstream *u)
     free(u->user);
     free(u->password);
     free(u->dir);
+    free(u->server_name);
     free(u);
 }
 

@@ -15,6 +15,7 @@
 
 struct event_base;
 struct upstream;
+typedef struct ssl_ctx_st SSL_CTX;
 
 enum upstream_mode {
     UPSTREAM_MAIN,     /* the replication link */
@@ -64,6 +65,8 @@ struct upstream_params {
     int64_t repl_timeout_ms;
     int64_t reconnect_min_ms;
     int64_t reconnect_max_ms;
+    SSL_CTX *tls;            /* borrowed; TLS to the upstream when not NULL */
+    const char *server_name; /* copied; checked in its certificate ("" = host) */
 };
 
 struct upstream *upstream_new(struct event_base *base, const struct upstream_params *p,
