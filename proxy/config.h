@@ -64,6 +64,9 @@ struct config {
     char *tls_client_cert_file; /* certificate presented to the upstream ("" = none) */
     char *tls_client_key_file;
     char *tls_server_name; /* name checked in the upstream's certificate ("" = host) */
+    /* [metrics] */
+    int64_t metrics_port; /* Prometheus endpoint (0 = none) */
+    char *metrics_bind;   /* its address ("" = relay.bind) */
     /* [users]: "name = password" lines, ACL users besides "default" (relay.requirepass) */
     char **user_names;
     char **user_passwords;

@@ -26,6 +26,7 @@
 
 #include "backlog.h"
 #include "log.h"
+#include "metrics.h"
 #include "net.h"
 #include "replica.h"
 #include "server.h"
@@ -62,6 +63,7 @@ struct relay {
     int64_t second_replid_offset; /* first offset not valid under replid2, -1 if none */
     bool main_full_sync;          /* the main link is loading a new history's RDB */
     struct store *store;          /* owned: the disk log, NULL with backlog.disk = no */
+    struct metrics *metrics;      /* owned: the Prometheus endpoint, or NULL */
     SSL_CTX *tls_server;          /* owned: the downstream TLS port's context, or NULL */
     SSL_CTX *tls_client;          /* owned: the upstream TLS context, or NULL */
     bool store_broken;            /* an append failed: the log stops until a new history */
@@ -555,6 +557,72 @@ static void relay_role(void *ctx, struct sbuf *out)
                 backlog_end(r->backlog));
 }
 
+/* ---- Prometheus ------------------------------------------------------------------------ */
+
+static void gauge(struct sbuf *o, const char *name, const char *help, double v)
+{
+    metrics_family(o, name, "gauge", help);
+    metrics_sample(o, name, NULL, v);
+}
+
+static void render_metrics(void *ctx, struct sbuf *o)
+{
+    struct relay *r = ctx;
+    int64_t now = net_now_ms();
+    const struct snapshot *s = r->snap;
+    gauge(o, "cascade_upstream_link_up", "1 while the upstream link is streaming",
+          upstream_link_up(r->up));
+    gauge(o, "cascade_upstream_last_io_seconds", "seconds since the upstream last sent a byte",
+          upstream_last_io_ms(r->up) ? (double)(now - upstream_last_io_ms(r->up)) / 1000 : -1);
+    gauge(o, "cascade_upstream_down_seconds", "seconds the upstream link has been down (0: up)",
+          upstream_link_up(r->up) ? 0 : (double)(now - upstream_down_since_ms(r->up)) / 1000);
+    gauge(o, "cascade_repl_offset_bytes", "offset of the last stream byte held",
+          (double)backlog_end(r->backlog));
+    gauge(o, "cascade_held_first_offset_bytes", "first stream offset held (memory or disk)",
+          (double)held_start(r));
+    gauge(o, "cascade_backlog_first_offset_bytes", "first stream offset held in memory",
+          (double)backlog_start(r->backlog));
+    gauge(o, "cascade_backlog_memory_bytes", "memory held by the in-memory backlog",
+          (double)backlog_memory(r->backlog));
+    gauge(o, "cascade_disk_log_bytes", "bytes in disk log segments",
+          r->store ? (double)store_bytes(r->store) : 0);
+    gauge(o, "cascade_disk_log_segments", "disk log segment files",
+          r->store ? (double)store_segments(r->store) : 0);
+    gauge(o, "cascade_snapshot_offset_bytes", "stream offset of the cached snapshot (-1: none)",
+          s ? (double)s->offset : -1);
+    gauge(o, "cascade_snapshot_size_bytes", "size of the cached snapshot", s ? (double)s->size : 0);
+    gauge(o, "cascade_snapshot_age_seconds", "age of the cached snapshot (-1: none)",
+          s ? (double)(time(NULL) - s->ready_time) : -1);
+    gauge(o, "cascade_replicas", "replica sessions", (double)replica_set_count(r->replicas));
+    gauge(o, "cascade_clients", "plain client connections", (double)server_client_count(r->server));
+    gauge(o, "cascade_memory_rss_bytes", "resident set size", (double)rss_bytes());
+    metrics_family(o, "cascade_commands_forwarded_total", "counter",
+                   "stream commands received from the upstream and forwarded");
+    metrics_sample(o, "cascade_commands_forwarded_total", NULL, (double)upstream_commands(r->up));
+    stats_metrics(&r->stats, o);
+    static const struct {
+        const char *name, *help;
+    } fams[] = {
+        {"cascade_replica_lag_bytes", "stream bytes a replica is behind"},
+        {"cascade_replica_lag_seconds", "seconds since a replica's last ACK"},
+        {"cascade_replica_output_bytes", "bytes queued to a replica's socket"},
+        {"cascade_replica_acked_offset_bytes", "last offset a replica acknowledged"},
+    };
+    for (size_t f = 0; f < sizeof(fams) / sizeof(fams[0]); f++) {
+        metrics_family(o, fams[f].name, "gauge", fams[f].help);
+        for (struct replica *rep = replica_set_first(r->replicas); rep; rep = rep->next) {
+            char labels[160];
+            snprintf(labels, sizeof(labels), "addr=\"%s\",port=\"%d\",state=\"%s\"",
+                     rep->hello.peer, rep->hello.listening_port, replica_state_name(rep->state));
+            double v = f == 0   ? (double)replica_lag_bytes(rep)
+                       : f == 1 ? (double)(now - rep->ack_ms) / 1000
+                       : f == 2 ? (double)replica_output_bytes(rep)
+                                : (double)rep->ack_offset;
+            metrics_sample(o, fams[f].name, labels, v);
+        }
+    }
+}
+
 /* ---- downstream requests ------------------------------------------------------------- */
 
 /* Drop the upstream link (and any snapshot fetch) and dial the configured upstream, keeping
@@ -988,6 +1056,12 @@ int relay_start(struct relay *r, char *err, size_t errlen)
             return -1;
     }
     r->up = new_main_upstream(r);
+    if (c->metrics_port > 0) {
+        r->metrics = metrics_new(r->base, c->metrics_bind[0] ? c->metrics_bind : c->bind,
+                                 (int)c->metrics_port, render_metrics, r, err, errlen);
+        if (!r->metrics)
+            return -1;
+    }
     if (c->tls_port > 0) {
         r->tls_server = tls_server_ctx(c->tls_cert_file, c->tls_key_file, c->tls_ca_file,
                                        client_auth_of(c->tls_auth_clients), err, errlen);
@@ -1053,6 +1127,7 @@ void relay_free(struct relay *r)
     event_free(r->cron);
     if (r->drain)
         event_free(r->drain);
+    metrics_free(r->metrics);
     server_free(r->server);
     replica_set_free(r->replicas);
     upstream_free(r->fetch);

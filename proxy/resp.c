@@ -212,6 +212,7 @@ static bool head_is(const struct resp_stream *s, int i, const char *word)
 static bool stream_command_done(struct resp_stream *s)
 {
     bool getack = s->argc >= 2 && head_is(s, 0, "REPLCONF") && head_is(s, 1, "GETACK");
+    s->commands++;
     s->state = STREAM_MB_HEADER;
     s->argc = s->argi = s->args_left = 0;
     memset(s->head_len, 0, sizeof(s->head_len));

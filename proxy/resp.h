@@ -61,6 +61,7 @@ struct resp_stream {
     size_t head_len[3];
     ssize_t last_boundary; /* after a scan: end of the last whole command in the buffer
                               scanned (0 if it began at a boundary), -1 if none */
+    int64_t commands;      /* whole commands scanned over the life of the scanner */
 };
 
 void resp_stream_init(struct resp_stream *s);

@@ -60,9 +60,20 @@ void sbuf_free(struct sbuf *s)
 
 void stats_info(const struct stats *st, struct sbuf *out)
 {
-#define STATS_LINE(name, help) sbuf_printf(out, #name ":%" PRId64 "\r\n", st->name);
+#define STATS_LINE(name, prom, help) sbuf_printf(out, #name ":%" PRId64 "\r\n", st->name);
     STATS_COUNTERS(STATS_LINE)
 #undef STATS_LINE
+}
+
+void stats_metrics(const struct stats *st, struct sbuf *out)
+{
+#define STATS_METRIC(name, prom, help)                                                             \
+    sbuf_printf(out,                                                                               \
+                "# HELP cascade_" prom "_total " help "\n# TYPE cascade_" prom                     \
+                "_total counter\ncascade_" prom "_total %" PRId64 "\n",                            \
+                st->name);
+    STATS_COUNTERS(STATS_METRIC)
+#undef STATS_METRIC
 }
 
 void stats_human_bytes(int64_t n, char *out, size_t len)

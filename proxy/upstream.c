@@ -65,9 +65,10 @@ struct upstream {
     struct snapshot *snap; /* owned while FILLING */
     unsigned snap_seq;     /* names temp files uniquely */
     struct upstream_callbacks cb;
-    SSL_CTX *tls;      /* borrowed, NULL for plain TCP */
-    char *server_name; /* owned */
-    bool paused;       /* stopping: read nothing more, connect no more */
+    SSL_CTX *tls;          /* borrowed, NULL for plain TCP */
+    char *server_name;     /* owned */
+    bool paused;           /* stopping: read nothing more, connect no more */
+    int64_t commands_base; /* commands counted by scanners replaced since */
 };
 
 static const char *const state_names[] = {
@@ -337,6 +338,7 @@ static void rdb_complete(struct upstream *u, int64_t drop)
                snap->size, snap->offset);
     if (u->mode == UPSTREAM_MAIN) {
         u->offset = u->full_offset;
+        u->commands_base += u->scan.commands;
         resp_stream_init(&u->scan);
         enter_stream(u);
         /* After a diskless RDB the master sends nothing until this first ACK. */
@@ -718,6 +720,7 @@ void upstream_pause(struct upstream *u)
 void upstream_set_framing(struct upstream *u, const struct resp_stream *scan)
 {
     u->scan = *scan;
+    u->scan.commands = 0; /* counts what this process forwards */
 }
 
 void upstream_set_timeouts(struct upstream *u, int64_t connect_ms, int64_t repl_ms,
@@ -807,6 +810,11 @@ int64_t upstream_rdb_bytes(const struct upstream *u)
 int64_t upstream_rdb_size(const struct upstream *u)
 {
     return u->rdb_size;
+}
+
+int64_t upstream_commands(const struct upstream *u)
+{
+    return u->commands_base + u->scan.commands;
 }
 
 int64_t upstream_stream_bytes(const struct upstream *u)

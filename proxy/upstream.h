@@ -103,5 +103,6 @@ int64_t upstream_down_since_ms(const struct upstream *u); /* 0 while up */
 int64_t upstream_rdb_bytes(const struct upstream *u);     /* RDB bytes received (this sync) */
 int64_t upstream_rdb_size(const struct upstream *u);      /* expected, -1 for EOF format */
 int64_t upstream_stream_bytes(const struct upstream *u);  /* stream bytes over the life */
+int64_t upstream_commands(const struct upstream *u);      /* stream commands scanned */
 
 #endif

@@ -115,7 +115,7 @@ static void test_defaults_match_table(void **state)
         if (k->type != CONFIG_STRING && k->type != CONFIG_ENUM)
             assert_true(k->min <= k->max);
     }
-    assert_int_equal(n, 45);
+    assert_int_equal(n, 47);
     /* Secrets: never shown by CONFIG GET. */
     assert_true(config_find("relay.requirepass")->secret);
     assert_true(config_find("upstream.password")->secret);
@@ -530,9 +530,10 @@ static void test_find(void **state)
     assert_ptr_equal(config_find("RELAY.Port"), config_find("relay.port"));
 
     /* Bare names: found when unique, NULL when ambiguous. */
-    k = config_find("bind");
+    k = config_find("requirepass");
     assert_non_null(k);
     assert_string_equal(k->section, "relay");
+    assert_null(config_find("bind")); /* relay.bind and metrics.bind */
     k = config_find("size");
     assert_non_null(k);
     assert_string_equal(k->section, "backlog");
