@@ -84,6 +84,17 @@ struct runtime {
     size_t nov;
 };
 
+static int reload_config(void *ctx, struct config *next, char *err, size_t errlen)
+{
+    const struct runtime *rt = ctx;
+    if (!rt->config_path) {
+        config_init(next);
+        snprintf(err, errlen, "no configuration file (started with flags only)");
+        return -1;
+    }
+    return load_config(next, rt->config_path, rt->ov, rt->nov, err, errlen);
+}
+
 static void on_signal(evutil_socket_t sig, short what, void *arg)
 {
     struct runtime *rt = arg;
@@ -239,6 +250,7 @@ int main(int argc, char **argv)
     }
     struct relay *relay = relay_new(base, &cfg, config_path);
     struct runtime rt = {.relay = relay, .config_path = config_path, .ov = ov, .nov = nov};
+    relay_set_loader(relay, reload_config, &rt);
     struct event *sigs[3];
     const int signums[3] = {SIGTERM, SIGINT, SIGHUP};
     for (int i = 0; i < 3; i++) {

@@ -69,6 +69,8 @@ struct relay {
     bool store_broken;            /* an append failed: the log stops until a new history */
     int64_t last_sync_ms;         /* last fsync of the log */
     int64_t last_fetch_ms;        /* last fresh snapshot started (side link or main sync) */
+    relay_load_fn load;           /* re-reads the configuration (CONFIG RELOAD) */
+    void *load_ctx;
     int64_t start_ms;
     int64_t stop_ms;     /* graceful stop began, 0 if running */
     struct event *drain; /* owned: polls replica output while stopping */
@@ -731,6 +733,55 @@ void relay_reload(struct relay *r, const struct config *next)
     log_notice("relay", "-", "configuration reloaded: %d key(s) changed", changed);
 }
 
+void relay_set_loader(struct relay *r, relay_load_fn fn, void *ctx)
+{
+    r->load = fn;
+    r->load_ctx = ctx;
+}
+
+static int relay_config_reload(void *ctx, char *err, size_t errlen)
+{
+    struct relay *r = ctx;
+    if (!r->load) {
+        snprintf(err, errlen, "no configuration file to reload");
+        return -1;
+    }
+    struct config next;
+    int rc = r->load(r->load_ctx, &next, err, errlen);
+    if (rc == 0)
+        relay_reload(r, &next);
+    config_deinit(&next);
+    return rc;
+}
+
+/* CONFIG SET: the running configuration with one key changed, applied like a reload. */
+static int relay_config_set(void *ctx, const char *key, const char *value, char *err, size_t errlen)
+{
+    struct relay *r = ctx;
+    const struct config_key *k = config_find(key);
+    if (!k) {
+        snprintf(err, errlen, "unknown key '%s' (use section.key, e.g. backlog.size)", key);
+        return -1;
+    }
+    if (!k->reloadable) {
+        snprintf(err, errlen, "%s.%s cannot change at runtime: it requires a restart", k->section,
+                 k->name);
+        return -1;
+    }
+    struct config next;
+    config_init(&next);
+    for (const struct config_key *o = config_keys; o->section; o++)
+        config_copy_key(&next, r->cfg, o);
+    config_copy_users(&next, r->cfg);
+    int rc = config_set(&next, k->section, k->name, value, err, errlen);
+    if (rc == 0)
+        rc = config_validate(&next, err, errlen);
+    if (rc == 0)
+        relay_reload(r, &next);
+    config_deinit(&next);
+    return rc;
+}
+
 static bool can_continue(const struct relay *r, const char *replid, int64_t offset)
 {
     bool id_ok = strcmp(replid, r->replid) == 0 ||
@@ -910,6 +961,8 @@ struct relay *relay_new(struct event_base *base, struct config *cfg, const char 
         .sync = relay_sync,
         .client_list = relay_client_list,
         .other_connections = relay_other_connections,
+        .config_set = relay_config_set,
+        .config_reload = relay_config_reload,
     };
     r->server = server_new(base, cfg, &r->stats, &scb);
     r->cron = event_new(base, -1, EV_PERSIST, cron_cb, r);

@@ -22,6 +22,11 @@ __attribute__((warn_unused_result)) int relay_start(struct relay *r, char *err, 
  * re-points the link), the others are reported as requiring a restart. */
 void relay_reload(struct relay *r, const struct config *next);
 
+/* How CONFIG RELOAD re-reads the configuration (main knows the file and the flags): fills
+ * next and returns 0, or -1 with a message. */
+typedef int (*relay_load_fn)(void *ctx, struct config *next, char *err, size_t errlen);
+void relay_set_loader(struct relay *r, relay_load_fn fn, void *ctx);
+
 /* Stop accepting and leave the loop. */
 void relay_stop(struct relay *r);
 

@@ -22,17 +22,21 @@
 
 #include "log.h"
 
+#define MAX_CHANNELS 4 /* Sentinel uses one */
+
 struct client {
     struct client *next, *prev; /* the server's list */
     struct server *srv;         /* owner */
     struct bufferevent *bev;    /* owned; NULL once handed over */
     uint64_t id;
-    char peer[NET_ADDR_LEN]; /* ip:port */
-    char ip[NET_ADDR_LEN];   /* peer ip, or REPLCONF ip-address */
-    char name[64];           /* CLIENT SETNAME */
-    char user[64];           /* authenticated as */
-    char last_cmd[32];       /* for CLIENT LIST */
-    int listening_port;      /* REPLCONF listening-port */
+    char peer[NET_ADDR_LEN];         /* ip:port */
+    char ip[NET_ADDR_LEN];           /* peer ip, or REPLCONF ip-address */
+    char name[64];                   /* CLIENT SETNAME */
+    char user[64];                   /* authenticated as */
+    char channels[MAX_CHANNELS][64]; /* SUBSCRIBEd channels (Sentinel's hello) */
+    int nchannels;
+    char last_cmd[32];  /* for CLIENT LIST */
+    int listening_port; /* REPLCONF listening-port */
     bool capa_eof, capa_psync2, rdb_only;
     bool authed;
     bool closing; /* close once the output is flushed */
@@ -500,10 +504,58 @@ static const char *const aliases[] = {
     NULL,
 };
 
+/* Copies argument i into out as a C string; -1 if it does not fit. */
+static int arg_string(const struct resp_command *cmd, size_t i, char *out, size_t len)
+{
+    if (cmd->argl[i] >= len || memchr(cmd->argv[i], '\0', cmd->argl[i]))
+        return -1;
+    memcpy(out, cmd->argv[i], cmd->argl[i]);
+    out[cmd->argl[i]] = '\0';
+    return 0;
+}
+
+static void config_set_reload(struct client *c, const struct resp_command *cmd)
+{
+    char err[CONFIG_ERR_LEN];
+    int rc;
+    if (resp_arg_is(cmd, 1, "RELOAD")) {
+        rc = c->srv->cb.config_reload(c->srv->cb.ctx, err, sizeof(err));
+    } else {
+        if (cmd->argc < 4 || (cmd->argc % 2) != 0) {
+            reply(c, "-ERR wrong number of arguments for 'config|set' command\r\n");
+            return;
+        }
+        rc = 0;
+        for (size_t i = 2; i + 1 < cmd->argc && rc == 0; i += 2) {
+            char key[128], val[1024];
+            if (arg_string(cmd, i, key, sizeof(key)) != 0 ||
+                arg_string(cmd, i + 1, val, sizeof(val)) != 0) {
+                snprintf(err, sizeof(err), "argument too long");
+                rc = -1;
+                break;
+            }
+            rc = c->srv->cb.config_set(c->srv->cb.ctx, key, val, err, sizeof(err));
+        }
+    }
+    if (rc != 0)
+        reply(c, "-ERR %s\r\n", err);
+    else
+        reply(c, "+OK\r\n");
+}
+
 static void cmd_config(struct client *c, const struct resp_command *cmd)
 {
+    if (resp_arg_is(cmd, 1, "SET") || resp_arg_is(cmd, 1, "RELOAD")) {
+        config_set_reload(c, cmd);
+        return;
+    }
+    if (resp_arg_is(cmd, 1, "RESETSTAT")) {
+        memset(c->srv->stats, 0, sizeof(*c->srv->stats));
+        reply(c, "+OK\r\n");
+        return;
+    }
     if (!resp_arg_is(cmd, 1, "GET") || cmd->argc < 3) {
-        reply(c, "-ERR CONFIG supports only GET on this relay\r\n");
+        reply(c, "-ERR CONFIG supports GET, SET, RELOAD and RESETSTAT on this relay\r\n");
         return;
     }
     struct sbuf out = {0};
@@ -541,6 +593,85 @@ static void cmd_config(struct client *c, const struct resp_command *cmd)
     sbuf_free(&out);
 }
 
+/*
+ * Pub/sub, only as much as Sentinel needs: it SUBSCRIBEs to __sentinel__:hello on every
+ * instance it monitors, replicas included, and PUBLISHes its hello there. Messages stay on
+ * this relay: they are not part of the replication stream.
+ */
+static int channel_index(const struct client *c, const char *ch, size_t len)
+{
+    for (int i = 0; i < c->nchannels; i++) {
+        if (strlen(c->channels[i]) == len && memcmp(c->channels[i], ch, len) == 0)
+            return i;
+    }
+    return -1;
+}
+
+static void cmd_subscribe(struct client *c, const struct resp_command *cmd)
+{
+    for (size_t i = 1; i < cmd->argc; i++) {
+        if (channel_index(c, cmd->argv[i], cmd->argl[i]) < 0) {
+            if (c->nchannels == MAX_CHANNELS || cmd->argl[i] >= sizeof(c->channels[0])) {
+                reply(c, "-ERR this relay allows %d channels of up to %zu bytes per client\r\n",
+                      MAX_CHANNELS, sizeof(c->channels[0]) - 1);
+                return;
+            }
+            memcpy(c->channels[c->nchannels], cmd->argv[i], cmd->argl[i]);
+            c->channels[c->nchannels][cmd->argl[i]] = '\0';
+            c->nchannels++;
+        }
+        reply(c, "*3\r\n$9\r\nsubscribe\r\n$%zu\r\n", cmd->argl[i]);
+        reply_raw(c, cmd->argv[i], cmd->argl[i]);
+        reply(c, "\r\n:%d\r\n", c->nchannels);
+    }
+}
+
+static void cmd_unsubscribe(struct client *c, const struct resp_command *cmd)
+{
+    if (cmd->argc == 1 && c->nchannels == 0) {
+        reply(c, "*3\r\n$11\r\nunsubscribe\r\n$-1\r\n:0\r\n");
+        return;
+    }
+    /* No arguments: every channel. Work on copies, the list shrinks as we go. */
+    char names[MAX_CHANNELS][sizeof(c->channels[0])];
+    size_t n = 0;
+    if (cmd->argc == 1) {
+        for (int i = 0; i < c->nchannels; i++)
+            memcpy(names[n++], c->channels[i], sizeof(names[0]));
+    }
+    for (size_t a = 1; a < cmd->argc && n < MAX_CHANNELS; a++) {
+        size_t len = cmd->argl[a] < sizeof(names[0]) - 1 ? cmd->argl[a] : sizeof(names[0]) - 1;
+        memcpy(names[n], cmd->argv[a], len);
+        names[n++][len] = '\0';
+    }
+    for (size_t i = 0; i < n; i++) {
+        int at = channel_index(c, names[i], strlen(names[i]));
+        if (at >= 0) {
+            memmove(c->channels[at], c->channels[at + 1],
+                    (size_t)(c->nchannels - at - 1) * sizeof(c->channels[0]));
+            c->nchannels--;
+        }
+        reply(c, "*3\r\n$11\r\nunsubscribe\r\n$%zu\r\n%s\r\n:%d\r\n", strlen(names[i]), names[i],
+              c->nchannels);
+    }
+}
+
+static void cmd_publish(struct client *c, const struct resp_command *cmd)
+{
+    int receivers = 0;
+    for (struct client *o = c->srv->head; o; o = o->next) {
+        if (o->closing || !o->bev || channel_index(o, cmd->argv[1], cmd->argl[1]) < 0)
+            continue;
+        reply(o, "*3\r\n$7\r\nmessage\r\n$%zu\r\n", cmd->argl[1]);
+        reply_raw(o, cmd->argv[1], cmd->argl[1]);
+        reply(o, "\r\n$%zu\r\n", cmd->argl[2]);
+        reply_raw(o, cmd->argv[2], cmd->argl[2]);
+        reply(o, "\r\n");
+        receivers++;
+    }
+    reply(c, ":%d\r\n", receivers);
+}
+
 static const struct command commands[] = {
     {"ping", -1, true, cmd_ping},
     {"echo", 2, false, cmd_echo},
@@ -556,6 +687,9 @@ static const struct command commands[] = {
     {"slaveof", 3, false, cmd_replicaof},
     {"client", -2, false, cmd_client},
     {"config", -2, false, cmd_config},
+    {"subscribe", -2, false, cmd_subscribe},
+    {"unsubscribe", -1, false, cmd_unsubscribe},
+    {"publish", 3, false, cmd_publish},
     {NULL, 0, false, NULL},
 };
 
@@ -596,6 +730,19 @@ static void dispatch(struct client *c, const struct resp_command *cmd)
     }
     if (config_has_auth(c->srv->cfg) && !c->authed && !k->before_auth) {
         reply(c, "-NOAUTH Authentication required.\r\n");
+        return;
+    }
+    /* A subscribed client may only (un)subscribe, PING and QUIT, as in Redis (RESP2). */
+    if (c->nchannels > 0 && k->fn != cmd_subscribe && k->fn != cmd_unsubscribe &&
+        k->fn != cmd_ping && k->fn != cmd_quit) {
+        reply(c,
+              "-ERR Can't execute '%s': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT "
+              "/ RESET are allowed in this context\r\n",
+              k->name);
+        return;
+    }
+    if (c->nchannels > 0 && k->fn == cmd_ping) {
+        reply(c, "*2\r\n$4\r\npong\r\n$0\r\n\r\n");
         return;
     }
     if ((k->arity > 0 && cmd->argc != (size_t)k->arity) ||

@@ -48,6 +48,10 @@ struct server_callbacks {
     void (*client_list)(void *ctx, struct sbuf *out);
     /* Connections owned elsewhere, for max-clients. */
     size_t (*other_connections)(void *ctx);
+    /* CONFIG SET section.key value (reloadable keys). 0 or -1 with a message. */
+    int (*config_set)(void *ctx, const char *key, const char *value, char *err, size_t errlen);
+    /* CONFIG RELOAD: re-read the file. 0 or -1 with a message. */
+    int (*config_reload)(void *ctx, char *err, size_t errlen);
 };
 
 struct server *server_new(struct event_base *base, const struct config *cfg, struct stats *stats,
