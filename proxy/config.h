@@ -19,6 +19,9 @@ struct config {
     char *dir;                    /* working directory: RDB snapshots, temp files */
     char *requirepass;            /* password downstream clients must AUTH with ("" = none) */
     char *log_level;              /* debug | info | notice | warning */
+    char *log_file;               /* "" = stderr; reopened on SIGHUP */
+    char *syslog;                 /* yes | no */
+    char *syslog_ident;           /* program name in syslog */
     char *protected_mode;         /* yes | no: refuse remote clients without a password */
     int64_t handshake_timeout_ms; /* to authenticate, and to finish any one command */
     int64_t client_timeout_ms;    /* idle plain clients are closed (0 = never) */

@@ -10,9 +10,57 @@
 #include <strings.h>
 #include <sys/time.h>
 #include <time.h>
+#include <fcntl.h>
 #include <unistd.h>
 
+/* log_syslog.c */
+void log_syslog_open(const char *ident);
+void log_syslog_close(void);
+void log_syslog_write(int level, const char *msg);
+
 static enum log_level threshold = LOG_INFO;
+static int log_fd = STDERR_FILENO; /* where lines go unless syslog is on */
+static char log_path[4096];        /* "" for stderr */
+static bool use_syslog;
+static char syslog_ident[64];
+
+int log_set_target(const char *path, const char *ident)
+{
+    if (ident) {
+        snprintf(syslog_ident, sizeof(syslog_ident), "%s", ident);
+        log_syslog_open(syslog_ident);
+        use_syslog = true;
+        return 0;
+    }
+    if (use_syslog) {
+        log_syslog_close();
+        use_syslog = false;
+    }
+    if (!path || !path[0]) {
+        if (log_fd != STDERR_FILENO)
+            close(log_fd);
+        log_fd = STDERR_FILENO;
+        log_path[0] = '\0';
+        return 0;
+    }
+    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+    if (fd < 0)
+        return -1;
+    if (log_fd != STDERR_FILENO)
+        close(log_fd);
+    log_fd = fd;
+    snprintf(log_path, sizeof(log_path), "%s", path);
+    return 0;
+}
+
+int log_reopen(void)
+{
+    if (use_syslog || !log_path[0])
+        return 0;
+    char path[sizeof(log_path)];
+    memcpy(path, log_path, sizeof(path));
+    return log_set_target(path, NULL);
+}
 
 static const char *const names[] = {"debug", "info", "notice", "warning"};
 
@@ -67,6 +115,13 @@ void log_msg(enum log_level level, const char *component, const char *peer, cons
     if (len >= sizeof(line) - 1)
         len = sizeof(line) - 2;
     line[len++] = '\n';
-    ssize_t w = write(STDERR_FILENO, line, len);
+    if (use_syslog) {
+        /* syslog stamps time and pid itself: send from the level on. */
+        const char *body = strstr(line, log_level_name(level));
+        line[len - 1] = '\0';
+        log_syslog_write((int)level, body ? body : line);
+        return;
+    }
+    ssize_t w = write(log_fd, line, len);
     (void)w;
 }

@@ -18,6 +18,13 @@ const char *log_level_name(enum log_level level);
 /* Parse "debug|info|notice|warning"; -1 if unknown. */
 int log_level_parse(const char *s, enum log_level *out);
 void log_set_level(enum log_level level);
+
+/* Where lines go: a file (path; "" = stderr), or syslog with ident (ident NULL = not syslog).
+ * Returns 0, or -1 with errno set (the previous target stays). */
+int log_set_target(const char *path, const char *syslog_ident);
+
+/* Reopen the log file (after logrotate moved it). 0 or -1. */
+int log_reopen(void);
 bool log_enabled(enum log_level level);
 
 /* component: "relay", "upstream", ...; peer: "127.0.0.1:6379" or "-". */

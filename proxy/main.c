@@ -100,6 +100,8 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
     struct runtime *rt = arg;
     (void)what;
     if (sig == SIGHUP) {
+        if (log_reopen() != 0)
+            fprintf(stderr, "cascade: cannot reopen the log file: %s\n", strerror(errno));
         if (!rt->config_path) {
             log_notice("main", "-", "SIGHUP: no config file to reload (started with flags only)");
             return;
@@ -241,6 +243,10 @@ int main(int argc, char **argv)
         log_set_level(level);
     if (ensure_dir(cfg.dir) != 0)
         goto out_cfg;
+    if (relay_apply_log_target(&cfg) != 0) {
+        fprintf(stderr, "cascade: relay.log-file %s: %s\n", cfg.log_file, strerror(errno));
+        goto out_cfg;
+    }
 
     signal(SIGPIPE, SIG_IGN);
     struct event_base *base = event_base_new();

@@ -15,6 +15,7 @@
 
 #include <event2/event.h>
 #include <dirent.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -683,6 +684,13 @@ static struct store_params store_params_of(const struct config *cfg)
     return sp;
 }
 
+int relay_apply_log_target(const struct config *c)
+{
+    if (strcmp(c->syslog, "yes") == 0)
+        return log_set_target(NULL, c->syslog_ident);
+    return log_set_target(c->log_file, NULL);
+}
+
 void relay_reload(struct relay *r, const struct config *next)
 {
     bool repoint = false, auth = false;
@@ -717,6 +725,9 @@ void relay_reload(struct relay *r, const struct config *next)
     enum log_level level;
     if (log_level_parse(c->log_level, &level) == 0)
         log_set_level(level);
+    if (relay_apply_log_target(c) != 0)
+        log_warning("relay", "-", "cannot open log file %s: %s; logging where it did", c->log_file,
+                    strerror(errno));
     upstream_set_timeouts(r->up, c->connect_timeout_ms, c->repl_timeout_ms, c->reconnect_min_ms,
                           c->reconnect_max_ms);
     backlog_set_limit(r->backlog, (size_t)c->backlog_size_bytes);

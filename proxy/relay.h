@@ -22,6 +22,9 @@ __attribute__((warn_unused_result)) int relay_start(struct relay *r, char *err, 
  * re-points the link), the others are reported as requiring a restart. */
 void relay_reload(struct relay *r, const struct config *next);
 
+/* Send log lines where c says (file, stderr or syslog). 0 or -1 with errno. */
+int relay_apply_log_target(const struct config *c);
+
 /* How CONFIG RELOAD re-reads the configuration (main knows the file and the flags): fills
  * next and returns 0, or -1 with a message. */
 typedef int (*relay_load_fn)(void *ctx, struct config *next, char *err, size_t errlen);
