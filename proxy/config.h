@@ -34,6 +34,9 @@ struct config {
     char *upstream_user;        /* AUTH user (Redis' masteruser), "" = default user */
     char *upstream_password;    /* AUTH password (Redis' masterauth), "" = no AUTH */
     char *upstream_tls;         /* yes | no: TLS to the upstream */
+    char *sentinels;            /* "host:port,...": follow the master through Sentinel */
+    char *master_name;          /* the master's name in Sentinel */
+    char *sentinel_password;    /* AUTH to the sentinels ("" = none) */
     int64_t connect_timeout_ms; /* TCP connect + handshake budget */
     int64_t repl_timeout_ms;    /* silence on the upstream link before it is dropped */
     int64_t reconnect_min_ms;   /* first reconnect delay; doubles per failure */

@@ -30,6 +30,7 @@
 #include "metrics.h"
 #include "net.h"
 #include "replica.h"
+#include "sentinel.h"
 #include "server.h"
 #include "snapshot.h"
 #include "stats.h"
@@ -65,6 +66,7 @@ struct relay {
     bool main_full_sync;          /* the main link is loading a new history's RDB */
     struct store *store;          /* owned: the disk log, NULL with backlog.disk = no */
     struct metrics *metrics;      /* owned: the Prometheus endpoint, or NULL */
+    struct sentinel *sentinel;    /* owned: follows the master through Sentinel, or NULL */
     SSL_CTX *tls_server;          /* owned: the downstream TLS port's context, or NULL */
     SSL_CTX *tls_client;          /* owned: the upstream TLS context, or NULL */
     bool store_broken;            /* an append failed: the log stops until a new history */
@@ -642,6 +644,23 @@ static void repoint_upstream(struct relay *r)
     upstream_repoint(r->up, r->cfg->upstream_host, (int)r->cfg->upstream_port);
 }
 
+/* Sentinel told where the master is: follow it (psync2 carries the history over). */
+static void sentinel_on_master(void *ctx, const char *host, int port)
+{
+    struct relay *r = ctx;
+    if (strcmp(host, r->cfg->upstream_host) == 0 && port == r->cfg->upstream_port)
+        return;
+    char portstr[16], err[256];
+    snprintf(portstr, sizeof(portstr), "%d", port);
+    if (config_set(r->cfg, "upstream", "host", host, err, sizeof(err)) != 0 ||
+        config_set(r->cfg, "upstream", "port", portstr, err, sizeof(err)) != 0) {
+        log_warning("relay", "-", "sentinel gave a bad address %s:%d: %s", host, port, err);
+        return;
+    }
+    log_notice("relay", "-", "sentinel: master '%s' is at %s:%d", r->cfg->master_name, host, port);
+    repoint_upstream(r);
+}
+
 static int relay_replicaof(void *ctx, const char *host, int port, char *err, size_t errlen)
 {
     struct relay *r = ctx;
@@ -916,6 +935,8 @@ static void cron_cb(evutil_socket_t fd, short what, void *arg)
     }
     replica_set_cron(r->replicas, now);
     server_cron(r->server, now);
+    if (r->sentinel)
+        sentinel_cron(r->sentinel, now);
     if (replica_set_waiting(r->replicas) > 0) {
         if (snapshot_usable(r, r->snap))
             serve_waiting(r);
@@ -1120,6 +1141,13 @@ int relay_start(struct relay *r, char *err, size_t errlen)
             return -1;
     }
     r->up = new_main_upstream(r);
+    if (c->sentinels[0]) {
+        struct sentinel_callbacks scb = {.ctx = r, .on_master = sentinel_on_master};
+        r->sentinel = sentinel_new(r->base, c->sentinels, c->master_name, c->sentinel_password,
+                                   &scb, err, errlen);
+        if (!r->sentinel)
+            return -1;
+    }
     if (c->metrics_port > 0) {
         r->metrics = metrics_new(r->base, c->metrics_bind[0] ? c->metrics_bind : c->bind,
                                  (int)c->metrics_port, render_metrics, r, err, errlen);
@@ -1192,6 +1220,7 @@ void relay_free(struct relay *r)
     if (r->drain)
         event_free(r->drain);
     metrics_free(r->metrics);
+    sentinel_free(r->sentinel);
     server_free(r->server);
     replica_set_free(r->replicas);
     upstream_free(r->fetch);
