@@ -492,6 +492,17 @@ static void info_relay(struct relay *r, struct sbuf *o)
                 store_usable(r) ? 1 : 0, r->store ? store_start(r->store) : -1,
                 r->store ? store_end(r->store) : -1, r->store ? store_bytes(r->store) : 0,
                 r->store ? store_segments(r->store) : 0, held_start(r));
+    sbuf_printf(o,
+                "full_syncs_served:%" PRId64 "\r\n"
+                "partial_syncs_served:%" PRId64 "\r\n"
+                "upstream_full_syncs:%" PRId64 "\r\n"
+                "upstream_partial_syncs:%" PRId64 "\r\n"
+                "stream_bytes_in:%" PRId64 "\r\n"
+                "replica_bytes_out:%" PRId64 "\r\n"
+                "commands_forwarded:%" PRId64 "\r\n",
+                r->stats.sync_full, r->stats.sync_partial_ok, r->stats.upstream_full_syncs,
+                r->stats.upstream_partial_syncs, r->stats.total_net_repl_input_bytes,
+                r->stats.total_net_repl_output_bytes, upstream_commands(r->up));
     int i = 0;
     for (struct replica *rep = replica_set_first(r->replicas); rep; rep = rep->next, i++) {
         sbuf_printf(o,
