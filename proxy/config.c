@@ -518,6 +518,10 @@ static void add_user(struct parse_ctx *ctx, const char *name, const char *value)
         ctx_fail(ctx, "user 'default' is set by relay.requirepass, not in [users]");
         return;
     }
+    if (name[0] == '\0') { /* "= secret": inih hands over an empty name */
+        ctx_fail(ctx, "a user needs a name");
+        return;
+    }
     for (const char *p = name; *p; p++) {
         if (*p <= ' ' || *p > '~') {
             ctx_fail(ctx, "user names are printable ASCII without spaces");
