@@ -64,6 +64,9 @@ struct relay {
     char replid2[41];             /* previous id, accepted up to second_replid_offset */
     int64_t second_replid_offset; /* first offset not valid under replid2, -1 if none */
     bool main_full_sync;          /* the main link is loading a new history's RDB */
+    uint64_t rdb_gen;             /* last id handed to a filling snapshot */
+    uint64_t main_gen;            /* id of the main link's filling snapshot, 0 if none */
+    uint64_t fetch_gen;           /* id of the side fetch's filling snapshot, 0 if none */
     struct store *store;          /* owned: the disk log, NULL with backlog.disk = no */
     struct metrics *metrics;      /* owned: the Prometheus endpoint, or NULL */
     struct sentinel *sentinel;    /* owned: follows the master through Sentinel, or NULL */
@@ -138,21 +141,85 @@ static void install_snapshot(struct relay *r, struct snapshot *s)
     write_meta(r);
 }
 
+/*
+ * A snapshot still arriving that waiting replicas can be streamed (EOF format) while it
+ * fills: the main link's new history, or a side fetch of the current one. Sets *replid to the
+ * id to announce and *gen to its progress id. NULL if none.
+ */
+static const struct snapshot *streamable(struct relay *r, const char **replid, uint64_t *gen)
+{
+    const struct snapshot *f = r->main_full_sync ? upstream_filling(r->up) : NULL;
+    if (f && r->main_gen) {
+        *replid = f->replid; /* the history the main link is starting */
+        *gen = r->main_gen;
+        return f;
+    }
+    f = r->fetch && !r->fetch_finished ? upstream_filling(r->fetch) : NULL;
+    if (f && r->fetch_gen && r->has_history && !r->main_full_sync) {
+        bool same = strcmp(f->replid, r->replid) == 0 ||
+                    (strcmp(f->replid, r->replid2) == 0 && f->offset < r->second_replid_offset);
+        if (same && f->offset + 1 >= held_start(r)) {
+            *replid = r->replid;
+            *gen = r->fetch_gen;
+            return f;
+        }
+    }
+    return NULL;
+}
+
 static void serve_waiting(struct relay *r)
 {
-    if (!snapshot_usable(r, r->snap))
+    bool ready = snapshot_usable(r, r->snap);
+    const char *sreplid = NULL;
+    uint64_t sgen = 0;
+    const struct snapshot *filling = ready ? NULL : streamable(r, &sreplid, &sgen);
+    if (!ready && !filling)
         return;
     struct replica *next;
     for (struct replica *rep = replica_set_first(r->replicas); rep; rep = next) {
         next = rep->next;
         if (rep->state != REPLICA_WAIT_SNAPSHOT)
             continue;
+        /* Only replicas that announced capa eof can take an RDB of unknown length. */
+        if (!ready && (!rep->hello.capa_eof || rep->hello.plain_sync || rep->hello.rdb_only))
+            continue;
         if (r->cfg->max_full_syncs > 0 &&
             (int64_t)replica_set_sending(r->replicas) >= r->cfg->max_full_syncs)
             break; /* the rest keep waiting, with keepalives, for a slot */
         r->stats.sync_full++;
-        replica_start_full(rep, r->snap, r->replid);
+        if (ready) {
+            replica_start_full(rep, r->snap, r->replid);
+        } else {
+            replica_start_streamed(rep, filling->tmp_path, filling->offset, sreplid, sgen);
+            replica_set_rdb_progress(r->replicas, sgen, filling->size, false);
+        }
     }
+}
+
+static void main_on_rdb_progress(void *ctx)
+{
+    struct relay *r = ctx;
+    const struct snapshot *f = upstream_filling(r->up);
+    if (!f)
+        return;
+    if (!r->main_gen)
+        r->main_gen = ++r->rdb_gen;
+    replica_set_rdb_progress(r->replicas, r->main_gen, f->size, false);
+    if (replica_set_waiting(r->replicas))
+        serve_waiting(r);
+}
+
+static void fetch_on_rdb_progress(void *ctx)
+{
+    struct relay *r = ctx;
+    const struct snapshot *f = upstream_filling(r->fetch);
+    if (!f)
+        return;
+    if (!r->fetch_gen)
+        r->fetch_gen = ++r->rdb_gen;
+    replica_set_rdb_progress(r->replicas, r->fetch_gen, f->size, false);
+    if (replica_set_waiting(r->replicas))
+        serve_waiting(r);
 }
 
 static void fetch_position(void *ctx, char replid[41], int64_t *offset)
@@ -166,16 +233,21 @@ static void fetch_on_snapshot(void *ctx, struct snapshot *s)
 {
     struct relay *r = ctx;
     r->fetch_finished = true;
+    uint64_t gen = r->fetch_gen;
+    r->fetch_gen = 0;
     if (!snapshot_usable(r, s)) {
         log_warning("relay", "-",
                     "fetched snapshot (replid %s offset %" PRId64
                     ") does not fit the current history; discarded",
                     s->replid, s->offset);
+        replica_set_rdb_abort(r->replicas, gen, "the snapshot it was sent was discarded");
         snapshot_free(s);
         r->fetch_failed_ms = net_now_ms();
         return;
     }
     install_snapshot(r, s);
+    if (gen)
+        replica_set_rdb_progress(r->replicas, gen, s->size, true);
     serve_waiting(r);
 }
 
@@ -184,6 +256,9 @@ static void fetch_on_down(void *ctx)
     struct relay *r = ctx;
     r->fetch_finished = true;
     r->fetch_failed_ms = net_now_ms();
+    if (r->fetch_gen)
+        replica_set_rdb_abort(r->replicas, r->fetch_gen, "the snapshot fetch failed");
+    r->fetch_gen = 0;
 }
 
 static struct upstream_params upstream_params(const struct relay *r, enum upstream_mode mode)
@@ -224,9 +299,11 @@ static void request_snapshot(struct relay *r)
         .position = fetch_position,
         .on_snapshot = fetch_on_snapshot,
         .on_down = fetch_on_down,
+        .on_rdb_progress = fetch_on_rdb_progress,
     };
     r->fetch = upstream_new(r->base, &p, &cb);
     r->fetch_finished = false;
+    r->fetch_gen = 0;
     r->stats.snapshot_fetches++;
     log_notice("relay", "-", "fetching a fresh snapshot on a side connection (rdb-only)");
     upstream_start(r->fetch);
@@ -261,7 +338,7 @@ static void up_on_continue(void *ctx, const char *new_replid)
                r->replid2, r->second_replid_offset);
     write_meta(r);
     /* Sub-replicas reconnect to learn the new id; their old one is accepted through replid2. */
-    replica_set_drop(r->replicas, false, "upstream replication id changed");
+    replica_set_drop(r->replicas, false, 0, "upstream replication id changed");
 }
 
 static void up_on_fullresync(void *ctx, const char *replid, int64_t offset)
@@ -278,6 +355,8 @@ static void up_on_snapshot(void *ctx, struct snapshot *s)
 {
     struct relay *r = ctx;
     r->main_full_sync = false;
+    uint64_t gen = r->main_gen;
+    r->main_gen = 0;
     bool continues =
         r->has_history && strcmp(s->replid, r->replid) == 0 && s->offset == backlog_end(r->backlog);
     if (!continues) {
@@ -285,7 +364,7 @@ static void up_on_snapshot(void *ctx, struct snapshot *s)
         if (r->has_history)
             log_notice("relay", "-", "new history %s at offset %" PRId64 " replaces %s", s->replid,
                        s->offset, r->replid);
-        replica_set_drop(r->replicas, false, "upstream started a new history");
+        replica_set_drop(r->replicas, false, gen, "upstream started a new history");
         backlog_reset(r->backlog, s->offset + 1);
         if (r->store) {
             char err[256];
@@ -299,6 +378,9 @@ static void up_on_snapshot(void *ctx, struct snapshot *s)
         r->has_history = true;
     }
     install_snapshot(r, s);
+    /* Replicas streamed this RDB get its end now: the backlog already starts after it. */
+    if (gen)
+        replica_set_rdb_progress(r->replicas, gen, s->size, true);
     serve_waiting(r);
 }
 
@@ -322,6 +404,9 @@ static void up_on_down(void *ctx)
 {
     struct relay *r = ctx;
     r->main_full_sync = false;
+    if (r->main_gen)
+        replica_set_rdb_abort(r->replicas, r->main_gen, "the upstream full sync failed");
+    r->main_gen = 0;
 }
 
 /* ---- INFO / ROLE ---------------------------------------------------------------------- */
@@ -651,6 +736,12 @@ static void repoint_upstream(struct relay *r)
         upstream_free(r->fetch);
         r->fetch = NULL;
     }
+    /* Snapshots still arriving on the old links will never complete. */
+    if (r->fetch_gen)
+        replica_set_rdb_abort(r->replicas, r->fetch_gen, "the upstream changed");
+    if (r->main_gen)
+        replica_set_rdb_abort(r->replicas, r->main_gen, "the upstream changed");
+    r->fetch_gen = r->main_gen = 0;
     r->main_full_sync = false;
     upstream_repoint(r->up, r->cfg->upstream_host, (int)r->cfg->upstream_port);
 }
@@ -850,7 +941,9 @@ static int relay_sync(void *ctx, struct bufferevent *bev, const struct server_sy
         memcpy(replid, cmd->argv[1], n);
         replid[n] = '\0';
     }
-    if (!r->has_history) {
+    /* While the first full sync from the upstream runs, a history is coming: replicas wait for
+     * it (and are streamed its RDB as it arrives). */
+    if (!r->has_history && !r->main_full_sync) {
         /* Never -ERR: a stock replica would fall back to SYNC and drop its cached master. */
         snprintf(err, errlen, "NOMASTERLINK Can't SYNC while not connected with my master");
         return -1;
@@ -883,10 +976,9 @@ static int relay_sync(void *ctx, struct bufferevent *bev, const struct server_sy
              "full sync for %s %" PRId64 " (history %s %" PRId64 "..%" PRId64 ")", replid, offset,
              r->replid, backlog_start(r->backlog), backlog_end(r->backlog));
     replica_start_full(rep, NULL, NULL); /* waits until a snapshot and a slot are there */
-    if (snapshot_usable(r, r->snap))
-        serve_waiting(r);
-    else
+    if (!snapshot_usable(r, r->snap))
         request_snapshot(r);
+    serve_waiting(r); /* from the cached snapshot, or streamed from one still arriving */
     return 0;
 }
 
@@ -1131,6 +1223,7 @@ static struct upstream *new_main_upstream(struct relay *r)
         .on_snapshot = up_on_snapshot,
         .on_stream = up_on_stream,
         .on_down = up_on_down,
+        .on_rdb_progress = main_on_rdb_progress,
     };
     return upstream_new(r->base, &p, &ucb);
 }

@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -42,7 +43,9 @@ struct replica_set {
     size_t count;
 };
 
-static const char *const state_names[] = {"wait_bgsave", "send_bulk", "online", "closing"};
+/* Redis' names where it has one; a replica waiting for its first ACK is "online" there too. */
+static const char *const state_names[] = {"wait_bgsave", "send_bulk", "send_bulk",
+                                          "online",      "online",    "closing"};
 
 const char *replica_state_name(enum replica_state s)
 {
@@ -96,6 +99,8 @@ static void reap_cb(evutil_socket_t fd, short what, void *arg)
         struct replica *r = set->dead;
         set->dead = r->next;
         bufferevent_free(r->bev); /* drops its block references through their cleanups */
+        if (r->rdb_fd >= 0)
+            close(r->rdb_fd);
         free(r);
     }
 }
@@ -257,6 +262,43 @@ static void check_rdb_sent(struct replica *r)
     }
 }
 
+/*
+ * STREAM_RDB: queue the RDB file's bytes as they arrive (sendfile from the file being filled),
+ * then the EOF mark. Redis' diskless format: "$EOF:<40 bytes>\r\n", payload, the same 40 bytes.
+ */
+static void feed_rdb(struct replica *r)
+{
+    if (r->dead || r->state != REPLICA_STREAM_RDB)
+        return;
+    struct evbuffer *out = bufferevent_get_output(r->bev);
+    while (r->rdb_pos < r->rdb_avail && (int64_t)evbuffer_get_length(out) < REFILL_WINDOW) {
+        int64_t n = r->rdb_avail - r->rdb_pos;
+        if (n > REFILL_WINDOW)
+            n = REFILL_WINDOW;
+        int dupfd = dup(r->rdb_fd);
+        if (dupfd < 0 || evbuffer_add_file(out, dupfd, r->rdb_pos, n) != 0) {
+            if (dupfd >= 0)
+                close(dupfd);
+            drop(r, "cannot queue the snapshot");
+            return;
+        }
+        r->rdb_pos += n;
+        r->set->stats->total_net_repl_output_bytes += n;
+    }
+    if (r->rdb_done && r->rdb_pos == r->rdb_avail) {
+        evbuffer_add(out, r->eof_mark, sizeof(r->eof_mark));
+        close(r->rdb_fd);
+        r->rdb_fd = -1;
+        log_info("replica", r->hello.peer,
+                 "streamed RDB complete (%" PRId64 " bytes); waiting for its first ACK",
+                 r->rdb_pos);
+        /* A replica loading a diskless RDB reads nothing else until it ACKs (Redis'
+         * repl_start_cmd_stream_on_ack). */
+        set_state(r, REPLICA_WAIT_ACK);
+        r->ack_ms = net_now_ms();
+    }
+}
+
 static void write_cb(struct bufferevent *bev, void *arg)
 {
     struct replica *r = arg;
@@ -265,6 +307,10 @@ static void write_cb(struct bufferevent *bev, void *arg)
     if (r->state == REPLICA_CLOSING) {
         if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
             bury(r);
+        return;
+    }
+    if (r->state == REPLICA_STREAM_RDB) {
+        feed_rdb(r);
         return;
     }
     check_rdb_sent(r);
@@ -284,6 +330,15 @@ static void handle_command(struct replica *r, const struct resp_command *cmd)
         if (resp_arg_int64(cmd, 2, &off) == 0)
             r->ack_offset = off;
         r->ack_ms = now;
+        if (r->state == REPLICA_WAIT_ACK) {
+            log_info("replica", r->hello.peer, "first ACK: streaming from offset %" PRId64,
+                     r->next_offset);
+            set_state(r, REPLICA_ONLINE);
+            bufferevent_setwatermark(r->bev, EV_WRITE, REFILL_LOWMARK, 0);
+            if (r->set->rate)
+                bufferevent_set_rate_limit(r->bev, NULL);
+            feed(r);
+        }
         return;
     }
     /* Anything else is ignored without a reply: a reply would land in its stream. */
@@ -339,7 +394,7 @@ size_t replica_set_sending(const struct replica_set *set)
 {
     size_t n = 0;
     for (const struct replica *r = set->head; r; r = r->next)
-        n += r->state == REPLICA_SEND_RDB;
+        n += r->state == REPLICA_SEND_RDB || r->state == REPLICA_STREAM_RDB;
     return n;
 }
 
@@ -347,7 +402,8 @@ int64_t replica_set_min_offset(const struct replica_set *set)
 {
     int64_t min = INT64_MAX;
     for (const struct replica *r = set->head; r; r = r->next) {
-        if ((r->state == REPLICA_ONLINE || r->state == REPLICA_SEND_RDB) && r->next_offset < min)
+        bool reading = r->state != REPLICA_WAIT_SNAPSHOT && r->state != REPLICA_CLOSING;
+        if (reading && r->next_offset < min)
             min = r->next_offset;
     }
     return min;
@@ -406,6 +462,7 @@ struct replica *replica_attach(struct replica_set *set, struct bufferevent *bev,
     r->state = REPLICA_WAIT_SNAPSHOT;
     r->state_since_ms = net_now_ms();
     r->rdb_offset = -1;
+    r->rdb_fd = -1;
     r->ack_ms = r->state_since_ms;
     r->prev = set->tail;
     if (set->tail)
@@ -487,6 +544,59 @@ void replica_start_full(struct replica *r, const struct snapshot *snap, const ch
     feed(r);
 }
 
+void replica_start_streamed(struct replica *r, const char *path, int64_t offset, const char *replid,
+                            uint64_t gen)
+{
+    r->full_sync = true;
+    r->rdb_fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (r->rdb_fd < 0) {
+        drop(r, "cannot open the snapshot being filled");
+        return;
+    }
+    static const char hex[] = "0123456789abcdef";
+    for (size_t i = 0; i < sizeof(r->eof_mark); i++)
+        r->eof_mark[i] = hex[(unsigned)rand() & 15];
+    struct evbuffer *out = bufferevent_get_output(r->bev);
+    evbuffer_add_printf(out, "+FULLRESYNC %s %" PRId64 "\r\n$EOF:", replid, offset);
+    evbuffer_add(out, r->eof_mark, sizeof(r->eof_mark));
+    evbuffer_add(out, "\r\n", 2);
+    r->rdb_gen = gen;
+    r->rdb_pos = r->rdb_avail = 0;
+    r->rdb_done = false;
+    r->rdb_offset = offset;
+    r->next_offset = offset + 1;
+    r->ack_offset = offset;
+    r->stream_queued = 0;
+    if (r->set->rate)
+        bufferevent_set_rate_limit(r->bev, r->set->rate);
+    set_state(r, REPLICA_STREAM_RDB);
+    log_notice("replica", r->hello.peer,
+               "full sync: streaming the RDB at offset %" PRId64 " while it arrives", offset);
+}
+
+void replica_set_rdb_progress(struct replica_set *set, uint64_t gen, int64_t size, bool done)
+{
+    struct replica *next;
+    for (struct replica *r = set->head; r; r = next) {
+        next = r->next;
+        if (r->state != REPLICA_STREAM_RDB || r->rdb_gen != gen)
+            continue;
+        r->rdb_avail = size;
+        r->rdb_done = done;
+        feed_rdb(r);
+    }
+}
+
+void replica_set_rdb_abort(struct replica_set *set, uint64_t gen, const char *why)
+{
+    struct replica *next;
+    for (struct replica *r = set->head; r; r = next) {
+        next = r->next;
+        if ((r->state == REPLICA_STREAM_RDB || r->state == REPLICA_WAIT_ACK) && r->rdb_gen == gen)
+            drop(r, why);
+    }
+}
+
 void replica_set_feed(struct replica_set *set)
 {
     struct replica *next;
@@ -496,13 +606,16 @@ void replica_set_feed(struct replica_set *set)
     }
 }
 
-void replica_set_drop(struct replica_set *set, bool waiting_too, const char *why)
+void replica_set_drop(struct replica_set *set, bool waiting_too, uint64_t keep_gen, const char *why)
 {
     struct replica *next;
     for (struct replica *r = set->head; r; r = next) {
         next = r->next;
-        if (waiting_too || r->state != REPLICA_WAIT_SNAPSHOT)
-            drop(r, why);
+        bool follows = keep_gen && r->rdb_gen == keep_gen &&
+                       (r->state == REPLICA_STREAM_RDB || r->state == REPLICA_WAIT_ACK);
+        if (follows || (!waiting_too && r->state == REPLICA_WAIT_SNAPSHOT))
+            continue;
+        drop(r, why);
     }
 }
 
@@ -528,6 +641,13 @@ void replica_set_cron(struct replica_set *set, int64_t now)
             break;
         case REPLICA_SEND_RDB:
             check_rdb_sent(r);
+            break;
+        case REPLICA_STREAM_RDB:
+            break; /* bounded by the upstream's own timeouts: an abort drops it */
+        case REPLICA_WAIT_ACK:
+            /* Loading replicas send "\n" (which refreshes ack_ms) until their first ACK. */
+            if (now - r->ack_ms > set->lim.timeout_ms)
+                drop(r, "timed out waiting for the first ACK");
             break;
         case REPLICA_ONLINE:
             /* Old-style SYNC clients never ACK; Redis does not time them out either. */

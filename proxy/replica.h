@@ -23,7 +23,9 @@ struct event_base;
 
 enum replica_state {
     REPLICA_WAIT_SNAPSHOT, /* full sync accepted, no usable snapshot yet: "\n" keepalives */
+    REPLICA_STREAM_RDB,    /* EOF-format RDB sent while it still arrives from the upstream */
     REPLICA_SEND_RDB,      /* RDB queued (sendfile), stream queued behind it */
+    REPLICA_WAIT_ACK,      /* EOF-format RDB sent: no stream before the first REPLCONF ACK */
     REPLICA_ONLINE,        /* RDB delivered or partial resync: streaming */
     REPLICA_CLOSING,       /* flushing its last bytes, then freed */
 };
@@ -61,6 +63,12 @@ struct replica {
     int64_t from_disk_bytes; /* stream bytes served from the disk log */
     int64_t lag_prev;        /* lag at the previous limit check */
     int64_t soft_since_ms;   /* past the soft limit since, 0 if not */
+    uint64_t rdb_gen;        /* STREAM_RDB / WAIT_ACK: which filling snapshot it follows */
+    int rdb_fd;              /* STREAM_RDB: the snapshot file being filled, else -1 */
+    int64_t rdb_pos;         /* STREAM_RDB: RDB bytes queued so far */
+    int64_t rdb_avail;       /* STREAM_RDB: RDB bytes in the file so far */
+    bool rdb_done;           /* STREAM_RDB: the file is complete at rdb_avail bytes */
+    char eof_mark[40];       /* STREAM_RDB: the delimiter of the EOF format */
 };
 
 struct replica_limits {
@@ -109,11 +117,25 @@ void replica_start_partial(struct replica *r, int64_t offset, const char *replid
  * id of the history: psync2 histories share offsets), or WAIT_SNAPSHOT if snap is NULL. */
 void replica_start_full(struct replica *r, const struct snapshot *snap, const char *replid);
 
+/* Send the RDB being filled at path (stream offset `offset`, history `replid`) in the EOF
+ * format while it arrives; gen names that snapshot in replica_set_rdb_progress. Only for
+ * replicas that announced capa eof. */
+void replica_start_streamed(struct replica *r, const char *path, int64_t offset, const char *replid,
+                            uint64_t gen);
+
+/* The filling snapshot `gen` now holds size bytes (done: and is complete). */
+void replica_set_rdb_progress(struct replica_set *set, uint64_t gen, int64_t size, bool done);
+
+/* The filling snapshot `gen` failed: drop the replicas it was being streamed to. */
+void replica_set_rdb_abort(struct replica_set *set, uint64_t gen, const char *why);
+
 /* Queue new stream bytes to every streaming replica (after backlog appends). */
 void replica_set_feed(struct replica_set *set);
 
-/* Close sessions: all of them, or only those past WAIT_SNAPSHOT. */
-void replica_set_drop(struct replica_set *set, bool waiting_too, const char *why);
+/* Close sessions: all of them, or only those past WAIT_SNAPSHOT; sessions following the filling
+ * snapshot keep_gen (0: none) are kept too. */
+void replica_set_drop(struct replica_set *set, bool waiting_too, uint64_t keep_gen,
+                      const char *why);
 
 /* Keepalives and timeouts. */
 void replica_set_cron(struct replica_set *set, int64_t now_ms);

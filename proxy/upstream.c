@@ -458,8 +458,13 @@ static int read_rdb(struct upstream *u)
         }
         u->rdb_got += (int64_t)n;
         evbuffer_drain(in, n);
-        if (done)
+        if (done) {
             rdb_complete(u, drop);
+        } else if (u->cb.on_rdb_progress && n > 0) {
+            u->cb.on_rdb_progress(u->cb.ctx);
+            if (u->state != UPSTREAM_RDB)
+                return -1; /* the callee dropped the link */
+        }
     }
     return 0;
 }
@@ -765,6 +770,11 @@ void upstream_cron(struct upstream *u, int64_t now)
             send_ack(u);
         return;
     }
+}
+
+const struct snapshot *upstream_filling(const struct upstream *u)
+{
+    return u->state == UPSTREAM_RDB ? u->snap : NULL;
 }
 
 enum upstream_state upstream_state(const struct upstream *u)

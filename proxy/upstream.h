@@ -51,6 +51,8 @@ struct upstream_callbacks {
     void (*on_stream)(void *ctx, const char *buf, size_t len, bool at_boundary);
     /* The link went down (or a side fetch failed); the reason is logged already. */
     void (*on_down)(void *ctx);
+    /* More RDB bytes are in the snapshot file being filled (see upstream_filling). */
+    void (*on_rdb_progress)(void *ctx);
 };
 
 struct upstream_params {
@@ -94,6 +96,9 @@ void upstream_set_timeouts(struct upstream *u, int64_t connect_ms, int64_t repl_
 void upstream_cron(struct upstream *u, int64_t now_ms);
 
 enum upstream_state upstream_state(const struct upstream *u);
+/* The snapshot being filled (RDB state), or NULL: its temp file, replid, offset and size so
+ * far, so that replicas can be sent the RDB while it still arrives. */
+const struct snapshot *upstream_filling(const struct upstream *u);
 bool upstream_link_up(const struct upstream *u); /* in STREAM state */
 const char *upstream_host(const struct upstream *u);
 int upstream_port(const struct upstream *u);
