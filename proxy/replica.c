@@ -463,6 +463,7 @@ struct replica *replica_attach(struct replica_set *set, struct bufferevent *bev,
     r->state_since_ms = net_now_ms();
     r->rdb_offset = -1;
     r->rdb_fd = -1;
+    r->lag_prev = INT64_MAX; /* the first limit check only records the lag */
     r->ack_ms = r->state_since_ms;
     r->prev = set->tail;
     if (set->tail)

@@ -341,8 +341,10 @@ static void rdb_complete(struct upstream *u, int64_t drop)
         u->commands_base += u->scan.commands;
         resp_stream_init(&u->scan);
         enter_stream(u);
-        /* After a diskless RDB the master sends nothing until this first ACK. */
+        /* After a diskless RDB the master sends nothing until this first ACK. Redis 7.0 may
+         * ignore it while its fork is being reaped: ACK again ~100 ms later, not 1 s. */
         send_ack(u);
+        u->last_ack_ms -= ACK_INTERVAL_MS - 100;
         if (u->cb.on_snapshot)
             u->cb.on_snapshot(u->cb.ctx, snap);
     } else {

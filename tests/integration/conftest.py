@@ -14,6 +14,13 @@ sys.path.insert(0, os.path.dirname(__file__))
 import harness  # noqa: E402
 
 
+def pytest_addoption(parser):
+    parser.addoption("--chaos-seconds", action="store", type=float, default=None,
+                     dest="chaos_seconds",
+                     help="duration of test_resilience.py::test_chaos (default: env "
+                          "CHAOS_SECONDS or 45)")
+
+
 def pytest_configure(config):
     config.addinivalue_line("markers", "hop: uses a relay hop (the cascade binary, or with HOP=redis "
                             "a stock replica)")

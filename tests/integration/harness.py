@@ -379,6 +379,7 @@ class Cluster:
         self.procs = []
         self.helpers = []  # other subprocesses (redis-cli ...)
         self.writers = []
+        self.proxies = []  # FaultProxy instances
         self._n = 0
 
     def _dir(self, name):
@@ -435,6 +436,13 @@ class Cluster:
             wait_link_up(p)
         return p
 
+    def fault_proxy(self, target, name="proxy", **kw):
+        """A FaultProxy forwarding to `target` (anything with a .port); point a relay's upstream
+        or a replica's REPLICAOF at the proxy (it has a .port) to put faults on that link."""
+        p = FaultProxy(target.port, name=name, **kw)
+        self.proxies.append(p)
+        return p
+
     def writer(self, target, **kw):
         w = Writer(target.port, password=target.password, **kw)
         self.writers.append(w)
@@ -451,7 +459,10 @@ class Cluster:
         return p
 
     def describe(self):
-        return "\n".join(p.describe() for p in self.procs)
+        out = "\n".join(p.describe() for p in self.procs)
+        for p in self.proxies:
+            out += "\n%r" % (p,)
+        return out
 
     def teardown(self):
         """Stop writers and every process (by pid), then return sanitizer reports."""
@@ -471,6 +482,13 @@ class Cluster:
                     p.wait(STOP_TIMEOUT_S)
                 except ProcessLookupError:
                     pass
+        for p in self.proxies:
+            try:
+                p.stop()
+            except Exception as e:  # noqa: BLE001
+                errors.append("fault proxy %s: %r" % (p.name, e))
+            if p.error is not None:
+                errors.append("fault proxy %s failed: %r" % (p.name, p.error))
         # Stop in reverse start order: replicas before their upstreams, fewer reconnect logs.
         for p in reversed(self.procs):
             try:
@@ -775,3 +793,337 @@ def raw_exchange(port, payload, timeout=3.0, want_line=True, lines=1):
     finally:
         s.close()
     return data, closed
+
+
+# --------------------------------------------------------------------------------------------
+# TCP fault proxy
+
+
+class _Link:
+    """One proxied connection: `a` accepted from the client, `b` dialled to the target."""
+
+    __slots__ = ("a", "b", "a2b", "b2a", "tok_a2b", "tok_b2a", "eof", "born")
+
+    def __init__(self, a, b):
+        self.a, self.b = a, b
+        self.a2b = bytearray()  # read from a, not yet written to b
+        self.b2a = bytearray()
+        self.tok_a2b = self.tok_b2a = 0.0  # throttle token buckets (bytes)
+        self.eof = False  # one side closed: flush what is buffered, then close both
+        self.born = time.monotonic()
+
+
+class FaultProxy:
+    """A TCP proxy on a free loopback port forwarding every connection to `target_port`, with
+    faults a test can switch on and off (each control returns once the proxy thread applied it):
+
+      cut()             close every current connection (new ones are still accepted)
+      stall(True|False) forward nothing in either direction, keep every socket open (new
+                        connections are accepted and dialled, but stalled too)
+      throttle(bps)     forward at most `bps` bytes per second per direction per connection
+                        (None: no limit)
+      refuse(True|False) accept new connections and close them at once
+
+    One thread, one epoll selector, no blocking I/O but the connect to the (loopback) target.
+    Bounded: at most `max_links` connections, `max_buffer` bytes buffered per direction (the
+    proxy stops reading a side whose peer does not drain), `bufsize` (if set) as SO_RCVBUF and
+    SO_SNDBUF of both sockets of every link, so a stalled link hides little data in the kernel.
+    stop() closes everything and joins the thread (Cluster.teardown calls it)."""
+
+    def __init__(self, target_port, name="proxy", port=None, bufsize=None, max_links=64,
+                 max_buffer=256 * 1024):
+        import selectors  # noqa: PLC0415 - only the proxy needs it
+        self.name = name
+        self.target_port = target_port
+        self.bufsize = bufsize
+        self.max_links = max_links
+        self.max_buffer = max_buffer
+        self.stalled = False
+        self.refusing = False
+        self.rate = None
+        self.stats = {"accepted": 0, "refused": 0, "cut": 0, "dial_failed": 0, "closed": 0,
+                      "bytes_a2b": 0, "bytes_b2a": 0}
+        self._links = []
+        self._cmds = []
+        self._cmd_lock = threading.Lock()
+        self._stopping = False
+        self._sel = selectors.DefaultSelector()
+        self._selectors = selectors
+        self._registered = {}  # socket -> events currently registered
+        self.port = port or free_port()
+        self._lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if bufsize:
+            self._set_bufs(self._lsock)  # inherited by accepted sockets
+        self._lsock.bind((HOST, self.port))
+        self._lsock.listen(64)
+        self._lsock.setblocking(False)
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        self._sel.register(self._lsock, selectors.EVENT_READ, "listen")
+        self._sel.register(self._wake_r, selectors.EVENT_READ, "wake")
+        self.error = None
+        self._thread = threading.Thread(target=self._run, daemon=True,
+                                        name="faultproxy-%s-%d" % (name, self.port))
+        self._thread.start()
+
+    # -- controls (run in the proxy thread; each returns once applied)
+    def _call(self, fn, timeout=5.0):
+        done = threading.Event()
+        box = {}
+
+        def run():
+            try:
+                box["v"] = fn()
+            finally:
+                done.set()
+        with self._cmd_lock:
+            if self._stopping or not self._thread.is_alive():
+                raise AssertionError("fault proxy %s is stopped (%r)" % (self.name, self.error))
+            self._cmds.append(run)
+        self._wake()
+        if not done.wait(timeout):
+            raise AssertionError("fault proxy %s did not apply a control within %.0fs (%r)"
+                                 % (self.name, timeout, self.error))
+        return box.get("v")
+
+    def cut(self):
+        """Close every current connection; returns how many were cut."""
+        def do():
+            n = len(self._links)
+            for link in list(self._links):
+                self._close_link(link)
+            self.stats["cut"] += n
+            return n
+        return self._call(do)
+
+    def stall(self, on=True):
+        def do():
+            self.stalled = bool(on)
+        self._call(do)
+
+    def throttle(self, bytes_per_sec):
+        def do():
+            self.rate = float(bytes_per_sec) if bytes_per_sec else None
+            for link in self._links:
+                link.tok_a2b = link.tok_b2a = 0.0
+        self._call(do)
+
+    def refuse(self, on=True):
+        def do():
+            self.refusing = bool(on)
+        self._call(do)
+
+    def heal(self):
+        """Every fault off (stall, throttle, refuse)."""
+        def do():
+            self.stalled = self.refusing = False
+            self.rate = None
+        self._call(do)
+
+    def links(self):
+        return self._call(lambda: len(self._links))
+
+    def wait_links(self, n, timeout=SYNC_TIMEOUT_S):
+        return wait_for(lambda: self.links() == n, timeout,
+                        "%s to carry %d connection(s)" % (self.name, n),
+                        describe=lambda: "proxy %s: %r" % (self.name, self.stats))
+
+    def stop(self):
+        with self._cmd_lock:
+            self._stopping = True
+        self._wake()
+        self._thread.join(10)
+        if self._thread.is_alive():
+            raise AssertionError("fault proxy %s thread did not stop" % self.name)
+
+    def __repr__(self):
+        return "<FaultProxy %s :%d -> :%d links=%d stalled=%s refusing=%s rate=%s %r>" % (
+            self.name, self.port, self.target_port, len(self._links), self.stalled,
+            self.refusing, self.rate, self.stats)
+
+    # -- the thread
+    def _wake(self):
+        try:
+            self._wake_w.send(b"x")
+        except (BlockingIOError, OSError):
+            pass  # already awake (buffer full) or closing
+
+    def _set_bufs(self, s):
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self.bufsize)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.bufsize)
+
+    def _want(self, s, events, data):
+        have = self._registered.get(s)
+        if events == (have or 0):
+            return
+        if not events:
+            self._sel.unregister(s)
+            del self._registered[s]
+        elif have is None:
+            self._sel.register(s, events, data)
+            self._registered[s] = events
+        else:
+            self._sel.modify(s, events, data)
+            self._registered[s] = events
+
+    def _close_link(self, link):
+        for s in (link.a, link.b):
+            if s in self._registered:
+                self._sel.unregister(s)
+                del self._registered[s]
+            try:
+                s.close()
+            except OSError:
+                pass
+        if link in self._links:
+            self._links.remove(link)
+            self.stats["closed"] += 1
+
+    def _accept(self):
+        for _ in range(64):  # bounded per wakeup
+            try:
+                a, _addr = self._lsock.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                return
+            if self.refusing or len(self._links) >= self.max_links:
+                self.stats["refused"] += 1
+                a.close()
+                continue
+            b = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            if self.bufsize:
+                self._set_bufs(b)
+            b.settimeout(2.0)
+            try:
+                b.connect((HOST, self.target_port))
+            except OSError:
+                self.stats["dial_failed"] += 1
+                a.close()
+                b.close()
+                continue
+            for s in (a, b):
+                s.setblocking(False)
+                s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self.stats["accepted"] += 1
+            self._links.append(_Link(a, b))
+
+    def _pump(self, link, src, dst, buf, direction, readable, writable):
+        """Move bytes src -> buf -> dst. Returns False when the link must close."""
+        if writable and buf:
+            try:
+                n = dst.send(buf)
+                del buf[:n]
+            except (BlockingIOError, InterruptedError):
+                pass
+            except OSError:
+                return False
+        if readable and not link.eof:
+            room = self.max_buffer - len(buf)
+            tok_name = "tok_" + direction
+            if self.rate is not None:
+                room = min(room, int(getattr(link, tok_name)))
+            if room > 0:
+                try:
+                    data = src.recv(min(room, 65536))
+                except (BlockingIOError, InterruptedError):
+                    data = None
+                except OSError:
+                    return False
+                if data == b"":
+                    link.eof = True
+                elif data:
+                    buf += data
+                    self.stats["bytes_" + direction] += len(data)
+                    if self.rate is not None:
+                        setattr(link, tok_name, getattr(link, tok_name) - len(data))
+                    # forward at once if possible
+                    try:
+                        n = dst.send(buf)
+                        del buf[:n]
+                    except (BlockingIOError, InterruptedError):
+                        pass
+                    except OSError:
+                        return False
+        return True
+
+    def _run(self):
+        sel = self._selectors
+        last = time.monotonic()
+        try:
+            while True:
+                with self._cmd_lock:
+                    cmds, self._cmds = self._cmds, []
+                    stopping = self._stopping
+                for fn in cmds:
+                    fn()
+                if stopping:
+                    break
+                now = time.monotonic()
+                dt, last = now - last, now
+                if self.rate is not None:
+                    cap = max(self.rate * 0.1, 1024.0)
+                    for link in self._links:
+                        link.tok_a2b = min(cap, link.tok_a2b + self.rate * dt)
+                        link.tok_b2a = min(cap, link.tok_b2a + self.rate * dt)
+                for link in list(self._links):
+                    if link.eof and not link.a2b and not link.b2a:
+                        self._close_link(link)
+                        continue
+                    if self.stalled:
+                        self._want(link.a, 0, link)
+                        self._want(link.b, 0, link)
+                        continue
+                    ra = len(link.a2b) < self.max_buffer and not link.eof and (
+                        self.rate is None or link.tok_a2b >= 1)
+                    rb = len(link.b2a) < self.max_buffer and not link.eof and (
+                        self.rate is None or link.tok_b2a >= 1)
+                    ev_a = (sel.EVENT_READ if ra else 0) | (sel.EVENT_WRITE if link.b2a else 0)
+                    ev_b = (sel.EVENT_READ if rb else 0) | (sel.EVENT_WRITE if link.a2b else 0)
+                    self._want(link.a, ev_a, link)
+                    self._want(link.b, ev_b, link)
+                timeout = 0.01 if self.rate is not None else 0.2
+                ready = {}
+                for key, mask in self._sel.select(timeout):
+                    if key.data == "listen":
+                        self._accept()
+                    elif key.data == "wake":
+                        try:
+                            self._wake_r.recv(4096)
+                        except (BlockingIOError, OSError):
+                            pass
+                    else:
+                        ready.setdefault(id(key.data), [key.data, 0, 0])
+                        entry = ready[id(key.data)]
+                        if key.fileobj is key.data.a:
+                            entry[1] |= mask
+                        else:
+                            entry[2] |= mask
+                if self.stalled:
+                    continue
+                for link, ma, mb in ready.values():
+                    if link not in self._links:
+                        continue
+                    ok = self._pump(link, link.a, link.b, link.a2b, "a2b",
+                                    bool(ma & sel.EVENT_READ), bool(mb & sel.EVENT_WRITE))
+                    ok = ok and self._pump(link, link.b, link.a, link.b2a, "b2a",
+                                           bool(mb & sel.EVENT_READ), bool(ma & sel.EVENT_WRITE))
+                    if not ok:
+                        self._close_link(link)
+        except Exception as e:  # noqa: BLE001 - reported by controls and teardown
+            self.error = e
+            raise
+        finally:
+            for link in list(self._links):
+                self._close_link(link)
+            for s in (self._lsock, self._wake_r, self._wake_w):
+                try:
+                    s.close()
+                except OSError:
+                    pass
+            try:
+                self._sel.close()
+            except OSError:
+                pass
