@@ -82,6 +82,8 @@ int store_read(const struct store *s, int64_t offset, void *buf, size_t len);
  * of segments deleted. */
 int store_trim(struct store *s, int64_t keep_from, time_t now);
 
+/* CRC-32C; the portable version is what the fast one must always equal (tests). */
 uint32_t store_crc32c(uint32_t crc, const void *buf, size_t len);
+uint32_t store_crc32c_portable(uint32_t crc, const void *buf, size_t len);
 
 #endif
