@@ -196,30 +196,29 @@ static void serve_waiting(struct relay *r)
     }
 }
 
+/* More of link's RDB arrived: pass it on to the replicas streamed it, start waiting ones. */
+static void rdb_progress(struct relay *r, const struct upstream *link, uint64_t *gen)
+{
+    const struct snapshot *f = upstream_filling(link);
+    if (!f)
+        return;
+    if (!*gen)
+        *gen = ++r->rdb_gen;
+    replica_set_rdb_progress(r->replicas, *gen, f->size, false);
+    if (replica_set_waiting(r->replicas))
+        serve_waiting(r);
+}
+
 static void main_on_rdb_progress(void *ctx)
 {
     struct relay *r = ctx;
-    const struct snapshot *f = upstream_filling(r->up);
-    if (!f)
-        return;
-    if (!r->main_gen)
-        r->main_gen = ++r->rdb_gen;
-    replica_set_rdb_progress(r->replicas, r->main_gen, f->size, false);
-    if (replica_set_waiting(r->replicas))
-        serve_waiting(r);
+    rdb_progress(r, r->up, &r->main_gen);
 }
 
 static void fetch_on_rdb_progress(void *ctx)
 {
     struct relay *r = ctx;
-    const struct snapshot *f = upstream_filling(r->fetch);
-    if (!f)
-        return;
-    if (!r->fetch_gen)
-        r->fetch_gen = ++r->rdb_gen;
-    replica_set_rdb_progress(r->replicas, r->fetch_gen, f->size, false);
-    if (replica_set_waiting(r->replicas))
-        serve_waiting(r);
+    rdb_progress(r, r->fetch, &r->fetch_gen);
 }
 
 static void fetch_position(void *ctx, char replid[41], int64_t *offset)

@@ -976,35 +976,33 @@ void server_free(struct server *s)
     free(s);
 }
 
+static struct evconnlistener *open_listener(struct server *s, int port, evconnlistener_cb cb,
+                                            char *err, size_t errlen)
+{
+    int fd = net_listen(s->cfg->bind, port, 511, err, errlen);
+    if (fd < 0)
+        return NULL;
+    struct evconnlistener *l = evconnlistener_new(s->base, cb, s, LEV_OPT_CLOSE_ON_FREE, -1, fd);
+    if (!l) {
+        close(fd);
+        snprintf(err, errlen, "cannot create a listener on port %d", port);
+        return NULL;
+    }
+    evconnlistener_set_error_cb(l, accept_error_cb);
+    return l;
+}
+
 int server_listen(struct server *s, char *err, size_t errlen)
 {
-    int fd = net_listen(s->cfg->bind, (int)s->cfg->port, 511, err, errlen);
-    if (fd < 0)
-        return -1;
-    s->listener = evconnlistener_new(s->base, accept_cb, s, LEV_OPT_CLOSE_ON_FREE, -1, fd);
-    if (!s->listener) {
-        close(fd);
-        snprintf(err, errlen, "cannot create listener");
-        return -1;
-    }
-    evconnlistener_set_error_cb(s->listener, accept_error_cb);
-    return 0;
+    s->listener = open_listener(s, (int)s->cfg->port, accept_cb, err, errlen);
+    return s->listener ? 0 : -1;
 }
 
 int server_listen_tls(struct server *s, int port, SSL_CTX *ctx, char *err, size_t errlen)
 {
-    int fd = net_listen(s->cfg->bind, port, 511, err, errlen);
-    if (fd < 0)
-        return -1;
     s->tls = ctx;
-    s->tls_listener = evconnlistener_new(s->base, accept_tls_cb, s, LEV_OPT_CLOSE_ON_FREE, -1, fd);
-    if (!s->tls_listener) {
-        close(fd);
-        snprintf(err, errlen, "cannot create the TLS listener");
-        return -1;
-    }
-    evconnlistener_set_error_cb(s->tls_listener, accept_error_cb);
-    return 0;
+    s->tls_listener = open_listener(s, port, accept_tls_cb, err, errlen);
+    return s->tls_listener ? 0 : -1;
 }
 
 void server_stop_listening(struct server *s)
