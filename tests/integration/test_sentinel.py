@@ -50,6 +50,19 @@ def test_relay_follows_sentinel_failover(cluster):
              "sentinel to discover the replicas")
     full_a, full_b = a.full_syncs_in_log(), b.full_syncs_in_log()
 
+    # Sentinel sees the relay as a replica of the master and talks to it (INFO, and its hello
+    # channel: SUBSCRIBE on the relay), without errors.
+    def relay_known():
+        reps = sc.execute_command("SENTINEL", "REPLICAS", "mymaster")
+        for rep in reps:
+            d = dict(zip(rep[::2], rep[1::2])) if isinstance(rep, list) else rep
+            if int(d["port"]) == relay.port:
+                return "disconnected" not in d["flags"] and d["slave-priority"] == "0"
+        return False
+    wait_for(relay_known, 20, "sentinel to list the relay as a connected replica (priority 0)")
+    wait_for(lambda: "cmd=subscribe" in str(relay.r.execute_command("CLIENT", "LIST")), 20,
+             "sentinel to subscribe to its hello channel on the relay")
+
     m.kill9()
     wait_for(lambda: p.info("replication")["role"] == "master", 30,
              "sentinel to promote the replica", describe=lambda: h.tail(slog))
