@@ -949,7 +949,12 @@ static int relay_sync(void *ctx, struct bufferevent *bev, const struct server_sy
     }
     if (r->cfg->max_replicas > 0 &&
         (int64_t)replica_set_count(r->replicas) >= r->cfg->max_replicas) {
-        snprintf(err, errlen, "ERR max number of replicas reached");
+        /* A "try later" reply: a stock replica given -ERR falls back to SYNC and then redials
+         * at once, thousands of times a second; after -NOMASTERLINK it retries each second. */
+        snprintf(err, errlen,
+                 "NOMASTERLINK max number of replicas reached on this relay, retry later");
+        log_info("relay", req->peer, "PSYNC refused: replicas.max-replicas (%" PRId64 ") reached",
+                 r->cfg->max_replicas);
         return -1;
     }
     struct replica_hello h = {

@@ -22,7 +22,8 @@
 
 #include "log.h"
 
-#define MAX_CHANNELS 4 /* Sentinel uses one */
+#define MAX_CHANNELS       4         /* Sentinel uses one */
+#define OUTPUT_PAUSE_BYTES (1 << 20) /* replies a plain client may leave unread */
 
 struct client {
     struct client *next, *prev; /* the server's list */
@@ -44,6 +45,8 @@ struct client {
     int64_t created_ms;
     int64_t last_cmd_ms;
     int64_t partial_since_ms; /* an incomplete command has been pending since, 0 if none */
+    bool tls;                 /* accepted on the TLS port */
+    bool paused;              /* not read from until it reads its replies */
 };
 
 struct server {
@@ -796,7 +799,22 @@ static void read_cb(struct bufferevent *bev, void *arg)
         if (resp_parse_command(copy, (size_t)n, &lim, &cmd, err, sizeof(err)) == n && cmd.argc > 0)
             dispatch(c, &cmd);
         free(copy);
+        /* A client that sends commands but does not read the replies is not read from until
+         * it does: its output, not the relay's memory, absorbs what it pipelines. */
+        if (c->bev && !c->closing && !c->dead &&
+            evbuffer_get_length(bufferevent_get_output(c->bev)) > OUTPUT_PAUSE_BYTES) {
+            c->paused = true;
+            bufferevent_disable(c->bev, EV_READ);
+            bufferevent_setwatermark(c->bev, EV_WRITE, OUTPUT_PAUSE_BYTES / 2, 0);
+            return;
+        }
     }
+}
+
+static bool tls_handshake_done(const struct client *c)
+{
+    SSL *ssl = c->bev ? bufferevent_openssl_get_ssl(c->bev) : NULL;
+    return !ssl || SSL_is_init_finished(ssl);
 }
 
 void server_cron(struct server *s, int64_t now)
@@ -813,7 +831,12 @@ void server_cron(struct server *s, int64_t now)
             why = "not authenticated within handshake-timeout";
         else if (c->partial_since_ms && now - c->partial_since_ms > cfg->handshake_timeout_ms)
             why = "command not completed within handshake-timeout";
-        else if (cfg->client_timeout_ms > 0 && now - c->last_cmd_ms > cfg->client_timeout_ms)
+        else if (c->tls && !tls_handshake_done(c) &&
+                 now - c->created_ms > cfg->handshake_timeout_ms)
+            why = "TLS handshake not completed within handshake-timeout";
+        /* Subscribers (Sentinel's hello) only listen: Redis never times them out either. */
+        else if (cfg->client_timeout_ms > 0 && c->nchannels == 0 &&
+                 now - c->last_cmd_ms > cfg->client_timeout_ms)
             why = "idle for client-timeout";
         if (why) {
             s->stats->client_timeouts++;
@@ -826,8 +849,18 @@ void server_cron(struct server *s, int64_t now)
 static void write_cb(struct bufferevent *bev, void *arg)
 {
     struct client *c = arg;
-    if (c->closing && evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+    if (c->closing && evbuffer_get_length(bufferevent_get_output(bev)) == 0) {
         bury(c);
+        return;
+    }
+    if (c->paused && !c->closing && !c->dead &&
+        evbuffer_get_length(bufferevent_get_output(bev)) <= OUTPUT_PAUSE_BYTES / 2) {
+        /* It read its replies: take its commands again, starting with those already here. */
+        c->paused = false;
+        bufferevent_setwatermark(bev, EV_WRITE, 0, 0);
+        bufferevent_enable(bev, EV_READ);
+        read_cb(bev, c);
+    }
 }
 
 static void event_cb(struct bufferevent *bev, short what, void *arg)
@@ -859,7 +892,8 @@ static bool refused_by_protected_mode(const struct config *cfg, const struct soc
     return !loop;
 }
 
-static void add_client(struct server *s, struct bufferevent *bev, struct sockaddr *sa);
+static struct client *add_client(struct server *s, struct bufferevent *bev, struct sockaddr *sa,
+                                 bool tls);
 
 static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int slen,
                       void *arg)
@@ -874,7 +908,7 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
         close(fd);
         return;
     }
-    add_client(s, bev, sa);
+    add_client(s, bev, sa, false);
 }
 
 static void accept_tls_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
@@ -897,17 +931,19 @@ static void accept_tls_cb(struct evconnlistener *l, evutil_socket_t fd, struct s
         return;
     }
     bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
-    add_client(s, bev, sa);
+    add_client(s, bev, sa, true);
 }
 
 /* A new plain client on bev (TLS or not: the rest of the code sees only the bufferevent). */
-static void add_client(struct server *s, struct bufferevent *bev, struct sockaddr *sa)
+static struct client *add_client(struct server *s, struct bufferevent *bev, struct sockaddr *sa,
+                                 bool tls)
 {
     struct client *c = calloc(1, sizeof(*c));
     if (!c)
         abort();
     c->srv = s;
     c->bev = bev;
+    c->tls = tls;
     c->id = ++s->next_id;
     c->created_ms = c->last_cmd_ms = net_now_ms();
     net_format(sa, c->peer, sizeof(c->peer), 1);
@@ -927,7 +963,7 @@ static void add_client(struct server *s, struct bufferevent *bev, struct sockadd
                  "relay.requirepass (or [users]), bind to 127.0.0.1, or set relay.protected-mode "
                  "= no if every client may reach it.\r\n");
         close_after_reply(c);
-        return;
+        return NULL;
     }
     size_t others = s->cb.other_connections ? s->cb.other_connections(s->cb.ctx) : 0;
     if ((int64_t)(s->count + others) > s->cfg->max_clients) {
@@ -936,9 +972,10 @@ static void add_client(struct server *s, struct bufferevent *bev, struct sockadd
                    s->cfg->max_clients);
         reply(c, "-ERR max number of clients reached\r\n");
         close_after_reply(c);
-        return;
+        return NULL;
     }
     log_debug("server", c->peer, "accepted client id=%" PRIu64, c->id);
+    return c;
 }
 
 static void accept_error_cb(struct evconnlistener *l, void *arg)
