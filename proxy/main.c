@@ -249,7 +249,14 @@ int main(int argc, char **argv)
     }
 
     signal(SIGPIPE, SIG_IGN);
-    struct event_base *base = event_base_new();
+    /* The changelist folds each loop turn's epoll_ctl calls into one per fd: fan-out switches
+     * every replica's write interest on and off all the time. */
+    struct event_config *ecfg = event_config_new();
+    if (ecfg)
+        event_config_set_flag(ecfg, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
+    struct event_base *base = ecfg ? event_base_new_with_config(ecfg) : event_base_new();
+    if (ecfg)
+        event_config_free(ecfg);
     if (!base) {
         fprintf(stderr, "cascade: cannot create the event loop\n");
         goto out_cfg;

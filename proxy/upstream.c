@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "log.h"
 #include "net.h"
@@ -30,7 +31,9 @@
 
 #define MAX_LINE        1024 /* longest handshake reply line accepted */
 #define ACK_INTERVAL_MS 1000 /* REPLCONF ACK period, as Redis' replicationCron */
-#define MAX_READ_BYTES  (256 * 1024)
+#define MAX_READ_BYTES  (256 * 1024) /* one TLS read */
+#define DRAIN_CHUNK     (256 * 1024) /* one plain read of our own */
+#define DRAIN_BYTES     (1 << 20)    /* read ahead per wakeup, at most */
 
 struct upstream {
     struct event_base *base; /* borrowed */
@@ -512,10 +515,39 @@ static void read_stream(struct upstream *u)
     }
 }
 
+/*
+ * libevent 2.1's socket bufferevent reads at most 4096 bytes per wakeup (EVBUFFER_MAX_READ in
+ * buffer.c), whatever the read watermarks say: one loop turn, one log write and one write per
+ * replica for every 4 KB. The stream is bulk, so on a plain link read on from the socket here
+ * in large chunks. EOF and errors are left for libevent's next read to report.
+ */
+static void drain_socket(struct upstream *u)
+{
+    if (u->tls)
+        return; /* bufferevent_openssl reads up to its max_single_read itself */
+    struct evbuffer *in = bufferevent_get_input(u->bev);
+    evutil_socket_t fd = bufferevent_getfd(u->bev);
+    evbuffer_unfreeze(in, 0); /* a socket bufferevent keeps its input's end frozen */
+    while (evbuffer_get_length(in) < DRAIN_BYTES) {
+        struct evbuffer_iovec v;
+        if (evbuffer_reserve_space(in, DRAIN_CHUNK, &v, 1) < 1)
+            break;
+        ssize_t got = recv(fd, v.iov_base, v.iov_len < DRAIN_CHUNK ? v.iov_len : DRAIN_CHUNK,
+                           MSG_DONTWAIT);
+        if (got <= 0)
+            break;
+        v.iov_len = (size_t)got;
+        if (evbuffer_commit_space(in, &v, 1) != 0 || got < DRAIN_CHUNK)
+            break; /* short read: the socket is empty for now */
+    }
+    evbuffer_freeze(in, 0);
+}
+
 static void read_cb(struct bufferevent *bev, void *arg)
 {
     struct upstream *u = arg;
     u->last_io_ms = net_now_ms();
+    drain_socket(u);
     char line[MAX_LINE + 2];
     bool is_error;
     /* Each case consumes what it can; it returns when it needs more input or the link died. */
