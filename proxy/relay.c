@@ -964,6 +964,7 @@ static int relay_sync(void *ctx, struct bufferevent *bev, const struct server_sy
         .capa_psync2 = req->capa_psync2,
         .rdb_only = req->rdb_only,
         .plain_sync = req->plain_sync,
+        .tls = req->tls,
         .created_ms = req->created_ms,
     };
     snprintf(h.peer, sizeof(h.peer), "%s", req->peer);

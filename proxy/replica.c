@@ -603,7 +603,15 @@ void replica_set_feed(struct replica_set *set)
     struct replica *next;
     for (struct replica *r = set->head; r; r = next) {
         next = r->next; /* feed may bury r */
+        struct evbuffer *out = bufferevent_get_output(r->bev);
+        bool was_idle = evbuffer_get_length(out) == 0;
         feed(r);
+        /* An idle replica's socket is writable: write now, as Redis does in the same event
+         * loop turn, instead of waiting for the next one. Whatever does not fit is left to
+         * the bufferevent. (TLS goes through OpenSSL, so only plain sockets.) */
+        if (was_idle && !r->dead && r->state == REPLICA_ONLINE && !r->hello.tls &&
+            evbuffer_get_length(out) > 0)
+            evbuffer_write(out, bufferevent_getfd(r->bev));
     }
 }
 

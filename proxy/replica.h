@@ -42,6 +42,7 @@ struct replica_hello {
     bool capa_psync2;        /* REPLCONF capa psync2 */
     bool rdb_only;           /* REPLCONF rdb-only 1: RDB, then close */
     bool plain_sync;         /* SYNC instead of PSYNC: no +FULLRESYNC line, no ACKs */
+    bool tls;                /* on the TLS port: writes go through OpenSSL */
     int64_t created_ms;      /* when the connection was accepted */
 };
 

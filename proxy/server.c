@@ -370,6 +370,7 @@ static void cmd_sync(struct client *c, const struct resp_command *cmd)
         .capa_psync2 = c->capa_psync2,
         .rdb_only = c->rdb_only,
         .plain_sync = plain,
+        .tls = c->tls,
         .created_ms = c->created_ms,
     };
     char err[256];

@@ -29,6 +29,7 @@ struct server_sync_request {
     bool capa_eof, capa_psync2;     /* REPLCONF capa */
     bool rdb_only;                  /* REPLCONF rdb-only 1 */
     bool plain_sync;                /* SYNC */
+    bool tls;                       /* accepted on the TLS port */
     int64_t created_ms;
 };
 

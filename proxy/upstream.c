@@ -29,8 +29,8 @@
 #include "resp.h"
 #include "tls.h"
 
-#define MAX_LINE        1024 /* longest handshake reply line accepted */
-#define ACK_INTERVAL_MS 1000 /* REPLCONF ACK period, as Redis' replicationCron */
+#define MAX_LINE        1024         /* longest handshake reply line accepted */
+#define ACK_INTERVAL_MS 1000         /* REPLCONF ACK period, as Redis' replicationCron */
 #define MAX_READ_BYTES  (256 * 1024) /* one TLS read */
 #define DRAIN_CHUNK     (256 * 1024) /* one plain read of our own */
 #define DRAIN_BYTES     (1 << 20)    /* read ahead per wakeup, at most */
@@ -532,8 +532,8 @@ static void drain_socket(struct upstream *u)
         struct evbuffer_iovec v;
         if (evbuffer_reserve_space(in, DRAIN_CHUNK, &v, 1) < 1)
             break;
-        ssize_t got = recv(fd, v.iov_base, v.iov_len < DRAIN_CHUNK ? v.iov_len : DRAIN_CHUNK,
-                           MSG_DONTWAIT);
+        ssize_t got =
+            recv(fd, v.iov_base, v.iov_len < DRAIN_CHUNK ? v.iov_len : DRAIN_CHUNK, MSG_DONTWAIT);
         if (got <= 0)
             break;
         v.iov_len = (size_t)got;
