@@ -526,6 +526,9 @@ static void drain_socket(struct upstream *u)
     if (u->tls)
         return; /* bufferevent_openssl reads up to its max_single_read itself */
     struct evbuffer *in = bufferevent_get_input(u->bev);
+    /* libevent reads min(4096, bytes the socket holds): less than 4096 means it took all. */
+    if (evbuffer_get_length(in) < 4096)
+        return;
     evutil_socket_t fd = bufferevent_getfd(u->bev);
     evbuffer_unfreeze(in, 0); /* a socket bufferevent keeps its input's end frozen */
     while (evbuffer_get_length(in) < DRAIN_BYTES) {
