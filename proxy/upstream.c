@@ -33,7 +33,7 @@
 #define ACK_INTERVAL_MS 1000         /* REPLCONF ACK period, as Redis' replicationCron */
 #define MAX_READ_BYTES  (256 * 1024) /* one TLS read */
 #define DRAIN_CHUNK     (256 * 1024) /* one plain read of our own */
-#define DRAIN_BYTES     (1 << 20)    /* read ahead per wakeup, at most */
+#define DRAIN_BYTES     (512 * 1024) /* read ahead per wakeup, at most */
 
 struct upstream {
     struct event_base *base; /* borrowed */

@@ -510,7 +510,11 @@ def test_slow_replica_cut_at_output_limit(cluster):
     assert [syncs(r) for r in fast] == base_fast
     print("\nfast replicas' largest lag seen by the relay: %d bytes (%d samples)" % (
         samples["max_fast_lag"], samples["n"]))
-    assert samples["max_fast_lag"] < 1 * MB, samples
+    # The relay reads the upstream in chunks of up to 512 KB, and the writer sends 1 MB
+    # pipelines: right after a pipeline, a fast replica can be one pipeline (1 MB + headers)
+    # behind for a moment. Keeping up means staying well under the 2 MB hard limit that cut
+    # the slow one (and never being dropped or resynced, checked above).
+    assert samples["max_fast_lag"] < 1.5 * MB, samples
     slow_off = int(slow.info("replication")["master_repl_offset"])
     behind = repl_offset(m) - slow_off
     assert behind > 4 * MB, "the slow replica is only %d bytes behind" % behind
