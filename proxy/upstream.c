@@ -165,6 +165,19 @@ static void send_ack(struct upstream *u)
     u->last_ack_ms = net_now_ms();
 }
 
+/* Drops the bare "\n" keepalives a master sends while it prepares the PSYNC reply or the RDB.
+ * True if other input follows. */
+static bool skip_keepalives(struct evbuffer *in)
+{
+    unsigned char c;
+    while (evbuffer_copyout(in, &c, 1) == 1) {
+        if (c != '\n')
+            return true;
+        evbuffer_drain(in, 1);
+    }
+    return false;
+}
+
 /*
  * Reads one reply line, skipping "\n" keepalives. Returns 1 with *is_error and line set,
  * 0 if more input is needed, -1 on a malformed reply (already failed).
@@ -172,16 +185,8 @@ static void send_ack(struct upstream *u)
 static int read_reply(struct upstream *u, char *line, size_t cap, bool *is_error)
 {
     struct evbuffer *in = bufferevent_get_input(u->bev);
-    for (;;) {
-        size_t len = evbuffer_get_length(in);
-        if (len == 0)
-            return 0;
-        unsigned char c;
-        evbuffer_copyout(in, &c, 1);
-        if (c != '\n')
-            break;
-        evbuffer_drain(in, 1);
-    }
+    if (!skip_keepalives(in))
+        return 0;
     struct evbuffer_ptr eol = evbuffer_search_eol(in, NULL, NULL, EVBUFFER_EOL_CRLF_STRICT);
     if (eol.pos < 0) {
         if (evbuffer_get_length(in) > MAX_LINE) {
@@ -363,15 +368,8 @@ static void rdb_complete(struct upstream *u, int64_t drop)
 static int read_preamble(struct upstream *u)
 {
     struct evbuffer *in = bufferevent_get_input(u->bev);
-    for (;;) {
-        if (evbuffer_get_length(in) == 0)
-            return 0;
-        unsigned char c;
-        evbuffer_copyout(in, &c, 1);
-        if (c != '\n')
-            break;
-        evbuffer_drain(in, 1);
-    }
+    if (!skip_keepalives(in))
+        return 0;
     struct evbuffer_ptr eol = evbuffer_search_eol(in, NULL, NULL, EVBUFFER_EOL_CRLF_STRICT);
     if (eol.pos < 0) {
         if (evbuffer_get_length(in) > MAX_LINE) {
