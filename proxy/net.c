@@ -110,31 +110,3 @@ void net_format(const struct sockaddr *sa, char *out, size_t len, int with_port)
     else
         snprintf(out, len, "%s:%d", ip, port);
 }
-
-static void name_of(int fd, char *out, size_t len, int peer, int with_port)
-{
-    struct sockaddr_storage ss;
-    socklen_t sl = sizeof(ss);
-    int rc = peer ? getpeername(fd, (struct sockaddr *)&ss, &sl)
-                  : getsockname(fd, (struct sockaddr *)&ss, &sl);
-    if (rc != 0) {
-        snprintf(out, len, "?");
-        return;
-    }
-    net_format((struct sockaddr *)&ss, out, len, with_port);
-}
-
-void net_peer_name(int fd, char *out, size_t len)
-{
-    name_of(fd, out, len, 1, 1);
-}
-
-void net_local_name(int fd, char *out, size_t len)
-{
-    name_of(fd, out, len, 0, 1);
-}
-
-void net_peer_ip(int fd, char *out, size_t len)
-{
-    name_of(fd, out, len, 1, 0);
-}

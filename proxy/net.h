@@ -20,12 +20,6 @@ int net_resolve(const char *host, int port, struct sockaddr_storage *out, sockle
 /* TCP_NODELAY and keepalive on a connected socket. */
 void net_tune(int fd);
 
-/* "ip:port" of the peer (or local end) of fd. */
-void net_peer_name(int fd, char *out, size_t len);
-void net_local_name(int fd, char *out, size_t len);
-/* The peer's address only (no port). */
-void net_peer_ip(int fd, char *out, size_t len);
-
 /* Monotonic clock in milliseconds. */
 #include <stdint.h>
 int64_t net_now_ms(void);

@@ -273,8 +273,3 @@ void sentinel_cron(struct sentinel *s, int64_t now)
     if (now - s->last_query_ms >= REQUERY_MS)
         query(s);
 }
-
-const char *sentinel_current(const struct sentinel *s)
-{
-    return s->peer;
-}

@@ -28,7 +28,4 @@ void sentinel_free(struct sentinel *s);
 /* Connects, reconnects to the next sentinel after a failure, and re-asks periodically. */
 void sentinel_cron(struct sentinel *s, int64_t now_ms);
 
-/* "host:port" of the sentinel in use, or "" while none is connected. */
-const char *sentinel_current(const struct sentinel *s);
-
 #endif
