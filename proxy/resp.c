@@ -215,8 +215,80 @@ static bool stream_command_done(struct resp_stream *s)
     s->commands++;
     s->state = STREAM_MB_HEADER;
     s->argc = s->argi = s->args_left = 0;
-    memset(s->head_len, 0, sizeof(s->head_len));
+    s->head_len[0] = s->head_len[1] = 0;
     return getack;
+}
+
+/* A header line's value v is known and the line ends before buf[i]: take the next state. */
+static int stream_header_done(struct resp_stream *s, int64_t v, size_t i, char *err, size_t errlen)
+{
+    if (s->state == STREAM_MB_HEADER) {
+        if (v <= 0) { /* empty command: nothing to do */
+            s->last_boundary = (ssize_t)i;
+            return 0;
+        }
+        s->argc = s->args_left = v;
+        s->argi = 0;
+        s->state = STREAM_BULK_HEADER;
+        return 0;
+    }
+    if (v < 0) {
+        set_err(err, errlen, "negative bulk length in stream");
+        return -1;
+    }
+    /* Only the first two arguments can spell REPLCONF GETACK: one of another length never
+     * matches, and is not copied. */
+    if ((s->argi == 0 && v != 8) || (s->argi == 1 && v != 6))
+        s->head_len[s->argi] = sizeof(s->head[0]) + 1;
+    s->bulk_left = v;
+    s->state = STREAM_BULK_BODY;
+    return 0;
+}
+
+/* An argument's CRLF ended before buf[i]. True if that ended a REPLCONF GETACK. */
+static bool stream_arg_done(struct resp_stream *s, size_t i)
+{
+    s->argi++;
+    if (--s->args_left > 0) {
+        s->state = STREAM_BULK_HEADER;
+        return false;
+    }
+    s->last_boundary = (ssize_t)i;
+    return stream_command_done(s);
+}
+
+/* Keeps what GETACK detection needs of payload bytes buf[0..n) of the current argument. */
+static void stream_keep_head(struct resp_stream *s, const char *buf, size_t n)
+{
+    /* head_len > sizeof(head[0]) marks an argument too long to match: nothing to copy (the
+     * rest of it, arriving in later chunks, must not be copied either: room would wrap). */
+    if (s->argi >= 2 || s->head_len[s->argi] > sizeof(s->head[0]))
+        return;
+    size_t *hl = &s->head_len[s->argi];
+    size_t room = sizeof(s->head[0]) - *hl;
+    size_t copy = n < room ? n : room;
+    memcpy(s->head[s->argi] + *hl, buf, copy);
+    *hl += copy;
+    if (copy < n)
+        *hl = sizeof(s->head[0]) + 1;
+}
+
+/*
+ * The common case, a whole "<lead><digits>\r\n" line at buf[i], parsed in place. Returns the
+ * index just past it, or 0 when the line is cut by the end of buf or is anything but 1 to 18
+ * plain digits: then the byte-wise path below decides, with its own errors.
+ */
+static size_t stream_quick_header(const char *buf, size_t i, size_t len, int64_t *v)
+{
+    size_t j = i + 1;
+    size_t stop = len - j > 18 ? j + 18 : len;
+    int64_t x = 0;
+    while (j < stop && (unsigned char)(buf[j] - '0') < 10)
+        x = x * 10 + (buf[j++] - '0');
+    if (j == i + 1 || j + 2 > len || buf[j] != '\r' || buf[j + 1] != '\n')
+        return 0;
+    *v = x;
+    return j + 2;
 }
 
 ssize_t resp_stream_scan(struct resp_stream *s, const char *buf, size_t len, bool *getack,
@@ -229,15 +301,23 @@ ssize_t resp_stream_scan(struct resp_stream *s, const char *buf, size_t len, boo
         switch (s->state) {
         case STREAM_MB_HEADER:
         case STREAM_BULK_HEADER: {
-            char c = buf[i++];
             if (s->line_len == 0) {
                 char want = s->state == STREAM_MB_HEADER ? '*' : '$';
-                if (c != want) {
+                if (buf[i] != want) {
                     set_err(err, errlen,
                             want == '*' ? "expected '*' at command start" : "expected '$'");
                     return -1;
                 }
+                int64_t v;
+                size_t next = stream_quick_header(buf, i, len, &v);
+                if (next) {
+                    i = next;
+                    if (stream_header_done(s, v, i, err, errlen) != 0)
+                        return -1;
+                    continue;
+                }
             }
+            char c = buf[i++];
             if (c == '\n') {
                 if (s->line_len < 2 || s->line[s->line_len - 1] != '\r') {
                     set_err(err, errlen, "header line not terminated by CRLF");
@@ -249,22 +329,8 @@ ssize_t resp_stream_scan(struct resp_stream *s, const char *buf, size_t len, boo
                     return -1;
                 }
                 s->line_len = 0;
-                if (s->state == STREAM_MB_HEADER) {
-                    if (v <= 0) { /* empty command: nothing to do */
-                        s->last_boundary = (ssize_t)i;
-                        continue;
-                    }
-                    s->argc = s->args_left = v;
-                    s->argi = 0;
-                    s->state = STREAM_BULK_HEADER;
-                } else {
-                    if (v < 0) {
-                        set_err(err, errlen, "negative bulk length in stream");
-                        return -1;
-                    }
-                    s->bulk_left = v;
-                    s->state = STREAM_BULK_BODY;
-                }
+                if (stream_header_done(s, v, i, err, errlen) != 0)
+                    return -1;
                 continue;
             }
             if (s->line_len == sizeof(s->line)) {
@@ -275,18 +341,24 @@ ssize_t resp_stream_scan(struct resp_stream *s, const char *buf, size_t len, boo
             break;
         }
         case STREAM_BULK_BODY: {
-            size_t n = (size_t)s->bulk_left < len - i ? (size_t)s->bulk_left : len - i;
-            /* head_len > sizeof(head[0]) marks an argument already too long to match: the
-             * rest of it, arriving in later chunks, must not be copied (room would wrap). */
-            if (s->argi < 3 && s->head_len[s->argi] <= sizeof(s->head[0])) {
-                size_t *hl = &s->head_len[s->argi];
-                size_t room = sizeof(s->head[0]) - *hl;
-                size_t copy = n < room ? n : room;
-                memcpy(s->head[s->argi] + *hl, buf + i, copy);
-                *hl += copy;
-                if (copy < n) /* longer than any word we look for: make it never match */
-                    *hl = sizeof(s->head[0]) + 1;
+            if ((uint64_t)s->bulk_left + 2 <= len - i) { /* payload and CRLF all here */
+                size_t n = (size_t)s->bulk_left;
+                stream_keep_head(s, buf + i, n);
+                i += n;
+                s->bulk_left = 0;
+                if (buf[i] != '\r' || buf[i + 1] != '\n') {
+                    set_err(err, errlen, "bulk not terminated by CRLF");
+                    return -1;
+                }
+                i += 2;
+                if (stream_arg_done(s, i)) {
+                    *getack = true;
+                    return (ssize_t)i;
+                }
+                break;
             }
+            size_t n = (size_t)s->bulk_left < len - i ? (size_t)s->bulk_left : len - i;
+            stream_keep_head(s, buf + i, n);
             i += n;
             s->bulk_left -= (int64_t)n;
             if (s->bulk_left == 0)
@@ -305,15 +377,9 @@ ssize_t resp_stream_scan(struct resp_stream *s, const char *buf, size_t len, boo
                 set_err(err, errlen, "bulk not terminated by CRLF");
                 return -1;
             }
-            s->argi++;
-            if (--s->args_left == 0) {
-                s->last_boundary = (ssize_t)i;
-                if (stream_command_done(s)) {
-                    *getack = true;
-                    return (ssize_t)i;
-                }
-            } else {
-                s->state = STREAM_BULK_HEADER;
+            if (stream_arg_done(s, i)) {
+                *getack = true;
+                return (ssize_t)i;
             }
             break;
         default:

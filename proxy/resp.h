@@ -57,8 +57,8 @@ struct resp_stream {
     int64_t argi;      /* index of the current argument */
     char line[32];     /* header line being collected ("*3", "$8") */
     size_t line_len;
-    char head[3][16]; /* first three arguments, truncated, for GETACK detection */
-    size_t head_len[3];
+    char head[2][16]; /* first two arguments, truncated, for GETACK detection */
+    size_t head_len[2];
     ssize_t last_boundary; /* after a scan: end of the last whole command in the buffer
                               scanned (0 if it began at a boundary), -1 if none */
     int64_t commands;      /* whole commands scanned over the life of the scanner */
