@@ -17,6 +17,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <assert.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -73,6 +74,7 @@ struct relay {
     SSL_CTX *tls_server;          /* owned: the downstream TLS port's context, or NULL */
     SSL_CTX *tls_client;          /* owned: the upstream TLS context, or NULL */
     bool store_broken;            /* an append failed: the log stops until a new history */
+    struct event *store_done;     /* owned: the log writer finished queued appends */
     int64_t last_sync_ms;         /* last fsync of the log */
     int64_t last_fetch_ms;        /* last fresh snapshot started (side link or main sync) */
     relay_load_fn load;           /* re-reads the configuration (CONFIG RELOAD) */
@@ -370,6 +372,7 @@ static void up_on_snapshot(void *ctx, struct snapshot *s)
             if (store_reset(r->store, s->offset + 1, err, sizeof(err)) != 0)
                 log_warning("relay", "-", "cannot reset the disk log: %s", err);
             r->store_broken = false;
+            replica_set_feed(r->replicas, store_durable_end(r->store));
         }
         memcpy(r->replid, s->replid, 41);
         memcpy(r->replid2, NULL_REPLID, 41);
@@ -383,20 +386,74 @@ static void up_on_snapshot(void *ctx, struct snapshot *s)
     serve_waiting(r);
 }
 
+/* Disk first: a replica is never sent a byte the log could lose in a crash of ours. */
+static void feed_replicas(struct relay *r)
+{
+    replica_set_feed(r->replicas, store_usable(r) ? store_durable_end(r->store) : INT64_MAX);
+}
+
+static void store_failed(struct relay *r, const char *err)
+{
+    log_warning("relay", "-", "disk log disabled until the next history: %s", err);
+    r->store_broken = true;
+}
+
+/* A queued log write completed: its backlog block may go. */
+static void store_token_done(void *ctx, void *token)
+{
+    (void)ctx;
+    backlog_block_unref(token);
+}
+
+static void store_done_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct relay *r = arg;
+    char err[256];
+    if (store_collect(r->store, err, sizeof(err)) != 0 && !r->store_broken)
+        store_failed(r, err);
+    feed_replicas(r);
+}
+
 static void up_on_stream(void *ctx, const char *buf, size_t len, bool at_boundary)
 {
     struct relay *r = ctx;
-    /* Disk first: a replica is never sent a byte the log could lose in a crash of ours. */
-    if (store_usable(r)) {
-        char err[256];
-        if (store_append(r->store, buf, len, at_boundary, err, sizeof(err)) != 0) {
-            log_warning("relay", "-", "disk log disabled until the next history: %s", err);
-            r->store_broken = true;
-        }
-    }
-    backlog_append(r->backlog, buf, len);
     r->stats.total_net_repl_input_bytes += (int64_t)len;
-    replica_set_feed(r->replicas);
+    if (!store_usable(r)) {
+        backlog_append(r->backlog, buf, len);
+        feed_replicas(r);
+        return;
+    }
+    /* The log is written from the backlog's blocks, which stay referenced while a write of
+     * them is queued (the writer thread only reads them; only this thread counts references).
+     * One block at a time: the trim of a later append could drop an earlier block. */
+    while (len > 0 && store_usable(r)) {
+        size_t n = backlog_tail_room(r->backlog);
+        if (n == 0)
+            n = backlog_block_size(r->backlog);
+        if (n > len)
+            n = len;
+        int64_t off = backlog_end(r->backlog) + 1;
+        backlog_append(r->backlog, buf, n);
+        const char *data;
+        struct backlog_block *blk;
+        size_t got = backlog_peek(r->backlog, off, &data, &blk);
+        assert(got == n);
+        char err[256];
+        backlog_block_ref(blk);
+        int rc = store_append(r->store, data, got, at_boundary, blk, err, sizeof(err));
+        if (rc != 1)
+            backlog_block_unref(blk);
+        if (rc < 0)
+            store_failed(r, err);
+        buf += n;
+        len -= n;
+        at_boundary = false;
+    }
+    if (len > 0) /* the log just failed: the rest goes to memory only */
+        backlog_append(r->backlog, buf, len);
+    feed_replicas(r);
 }
 
 static void up_on_down(void *ctx)
@@ -1271,8 +1328,15 @@ int relay_start(struct relay *r, char *err, size_t errlen)
         if (server_listen_tls(r->server, (int)c->tls_port, r->tls_server, err, errlen) != 0)
             return -1;
     }
-    if (strcmp(r->cfg->backlog_disk, "yes") == 0 && recover(r, err, errlen) != 0)
-        return -1;
+    if (strcmp(r->cfg->backlog_disk, "yes") == 0) {
+        int fd;
+        if (recover(r, err, errlen) != 0 ||
+            store_start_writer(r->store, store_token_done, r, &fd, err, errlen) != 0)
+            return -1;
+        r->store_done = event_new(r->base, fd, EV_READ | EV_PERSIST, store_done_cb, r);
+        if (!r->store_done || event_add(r->store_done, NULL) != 0)
+            abort();
+    }
     if (server_listen(r->server, err, errlen) != 0)
         return -1;
     struct timeval tv = {.tv_sec = 0, .tv_usec = CRON_MS * 1000};
@@ -1341,7 +1405,9 @@ void relay_free(struct relay *r)
             log_warning("relay", "-", "%s", err);
         write_meta(r);
         snapshot_release(r->snap);
-        store_close(r->store);
+        if (r->store_done)
+            event_free(r->store_done);
+        store_close(r->store); /* hands back the last queued blocks: before backlog_free */
     } else {
         snapshot_free(r->snap);
     }

@@ -39,6 +39,7 @@ struct replica_set {
     struct store *store;              /* borrowed; NULL without a disk log */
     struct ev_token_bucket_cfg *rate; /* RDB transfer rate limit, NULL for none */
     int64_t last_limits_ms;           /* last output-limit check */
+    int64_t feed_end;                 /* last offset replicas may be sent (the log's end) */
     struct event *reaper;             /* frees dead sessions outside their callbacks */
     size_t count;
 };
@@ -189,7 +190,8 @@ static void feed(struct replica *r)
     int64_t window =
         r->state == REPLICA_SEND_RDB && !st ? set->lim.output_limit_bytes : REFILL_WINDOW;
     struct evbuffer *out = bufferevent_get_output(r->bev);
-    while (r->next_offset <= backlog_end(bl) && stream_in_output(r) < window) {
+    int64_t end = backlog_end(bl) < set->feed_end ? backlog_end(bl) : set->feed_end;
+    while (r->next_offset <= end && stream_in_output(r) < window) {
         if (r->next_offset < backlog_start(bl)) {
             if (!st || r->next_offset < store_start(st) ||
                 feed_from_disk(r, window - stream_in_output(r)) != 0) {
@@ -203,6 +205,8 @@ static void feed(struct replica *r)
         size_t n = backlog_peek(bl, r->next_offset, &data, &blk);
         if (n == 0)
             break;
+        if ((int64_t)n > end - r->next_offset + 1)
+            n = (size_t)(end - r->next_offset + 1);
         backlog_block_ref(blk);
         if (evbuffer_add_reference(out, data, n, unref_block_cb, blk) != 0) {
             backlog_block_unref(blk);
@@ -419,6 +423,7 @@ struct replica_set *replica_set_new(struct event_base *base, struct backlog *bac
     set->backlog = backlog;
     set->stats = stats;
     set->lim = *lim;
+    set->feed_end = INT64_MAX;
     set->reaper = event_new(base, -1, 0, reap_cb, set);
     if (!set->reaper)
         abort();
@@ -598,8 +603,9 @@ void replica_set_rdb_abort(struct replica_set *set, uint64_t gen, const char *wh
     }
 }
 
-void replica_set_feed(struct replica_set *set)
+void replica_set_feed(struct replica_set *set, int64_t end)
 {
+    set->feed_end = end;
     struct replica *next;
     for (struct replica *r = set->head; r; r = next) {
         next = r->next; /* feed may bury r */

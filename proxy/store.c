@@ -9,17 +9,26 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #define META_NAME  "meta"
 #define META_MAGIC "cascade-meta 1"
 #define SEG_PREFIX "log-"
 #define READ_CHUNK (1 << 20)
+
+/* The background writer's queue: jobs, and the bytes they may pin, at most. */
+#define WQ_JOBS    1024 /* a power of two */
+#define WQ_BYTES   (16 << 20)
+#define WQ_BATCH   64        /* writes merged into one writev and one index record */
+#define INLINE_MAX (8 << 10) /* appends this small are written at once when the queue is empty */
 
 struct index_record {
     int64_t start; /* stream offset of the first byte of this write */
@@ -35,12 +44,52 @@ struct segment {
     time_t mtime;  /* last write */
 };
 
+/* One queued piece of work for the writer thread. */
+enum wjob_kind {
+    WJOB_WRITE,      /* write buf to the segment, one index record per batch */
+    WJOB_SYNC,       /* fsync the segment's data and index */
+    WJOB_SYNC_CLOSE, /* the same, then close the index: the segment is complete */
+};
+
+struct wjob {
+    enum wjob_kind kind;
+    int fd, idx_fd;  /* the segment's files */
+    int64_t start;   /* stream offset of buf[0] */
+    const void *buf; /* the caller's bytes, unchanged until the job is collected */
+    size_t len;
+    void *token; /* handed back by store_collect */
+};
+
+/*
+ * The background writer (store_start_writer). The loop thread enqueues at `end`, the writer
+ * completes jobs from `done` on, and store_collect hands back [first, done). Everything below
+ * `mu` is guarded by it; the writer touches nothing else of the store but the descriptors its
+ * jobs name, so the segment table stays the loop thread's alone.
+ */
+struct writer {
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t work; /* jobs arrived, or stop */
+    pthread_cond_t room; /* jobs completed */
+    int notify_fd;       /* eventfd: readable once jobs completed */
+    struct wjob jobs[WQ_JOBS];
+    uint64_t first, done, end; /* ring positions, monotonic */
+    size_t queued_bytes;       /* bytes of the jobs in [done, end) */
+    int64_t durable;           /* last stream byte written to its segment */
+    bool stop;
+    bool failed;
+    char error[256];
+};
+
 struct store {
     char *dir;
     struct store_params p;
     struct segment *segs; /* oldest first */
     size_t nseg, cap;
-    int64_t next; /* offset of the next byte to append */
+    int64_t next;     /* offset of the next byte to append */
+    struct writer *w; /* background writer, or NULL: appends are written at once */
+    void (*done_cb)(void *ctx, void *token); /* where queued appends' tokens go back */
+    void *done_ctx;
 };
 
 static void errf(char *err, size_t errlen, const char *fmt, ...)
@@ -183,6 +232,257 @@ static void seg_remove_at(struct store *s, size_t i)
     seg_unlink(s, &s->segs[i]);
     memmove(&s->segs[i], &s->segs[i + 1], (s->nseg - i - 1) * sizeof(*s->segs));
     s->nseg--;
+}
+
+/* ---- the background writer ---- */
+
+static int writev_all(int fd, struct iovec *iov, int n)
+{
+    while (n > 0) {
+        ssize_t got = writev(fd, iov, n);
+        if (got < 0) {
+            if (errno == EINTR)
+                continue;
+            return -1;
+        }
+        while (n > 0 && (size_t)got >= iov->iov_len) {
+            got -= (ssize_t)iov->iov_len;
+            iov++;
+            n--;
+        }
+        if (n > 0) {
+            iov->iov_base = (char *)iov->iov_base + got;
+            iov->iov_len -= (size_t)got;
+        }
+    }
+    return 0;
+}
+
+/* Runs jobs [from, to) of one kind and file; why gets the error, if any. */
+static void writer_run(struct writer *w, uint64_t from, uint64_t to, char *why, size_t whylen)
+{
+    const struct wjob *j0 = &w->jobs[from & (WQ_JOBS - 1)];
+    if (j0->kind != WJOB_WRITE) {
+        if (fsync(j0->fd) != 0 || fsync(j0->idx_fd) != 0)
+            errf(why, whylen, "fsync segment: %s", strerror(errno));
+        if (j0->kind == WJOB_SYNC_CLOSE)
+            close(j0->idx_fd);
+        return;
+    }
+    struct iovec iov[WQ_BATCH];
+    int n = 0;
+    uint32_t crc = 0;
+    size_t total = 0;
+    for (uint64_t k = from; k < to; k++) {
+        const struct wjob *j = &w->jobs[k & (WQ_JOBS - 1)];
+        iov[n++] = (struct iovec){.iov_base = (void *)j->buf, .iov_len = j->len};
+        crc = store_crc32c(crc, j->buf, j->len);
+        total += j->len;
+    }
+    /* One index record for the batch: data first, so a record never points at lost bytes. */
+    struct index_record rec = {.start = j0->start, .len = (uint32_t)total, .crc = crc};
+    if (writev_all(j0->fd, iov, n) != 0 || write_all(j0->idx_fd, &rec, sizeof(rec)) != 0)
+        errf(why, whylen, "write segment: %s", strerror(errno));
+}
+
+static void *writer_main(void *arg)
+{
+    struct writer *w = arg;
+    pthread_mutex_lock(&w->mu);
+    for (;;) {
+        while (w->done == w->end && !w->stop)
+            pthread_cond_wait(&w->work, &w->mu);
+        if (w->done == w->end)
+            break; /* stopping, and nothing left */
+        /* Merge consecutive writes to one file into a batch. */
+        uint64_t from = w->done, to = from + 1;
+        const struct wjob *j0 = &w->jobs[from & (WQ_JOBS - 1)];
+        size_t total = j0->len;
+        while (j0->kind == WJOB_WRITE && to < w->end && to - from < WQ_BATCH) {
+            const struct wjob *j = &w->jobs[to & (WQ_JOBS - 1)];
+            if (j->kind != WJOB_WRITE || j->fd != j0->fd ||
+                j->start != j0->start + (int64_t)total || total + j->len > UINT32_MAX)
+                break;
+            total += j->len;
+            to++;
+        }
+        bool skip = w->failed; /* after a failure jobs only go back to their owner */
+        pthread_mutex_unlock(&w->mu);
+        char why[sizeof(w->error)] = "";
+        if (!skip)
+            writer_run(w, from, to, why, sizeof(why));
+        pthread_mutex_lock(&w->mu);
+        const struct wjob *last = &w->jobs[(to - 1) & (WQ_JOBS - 1)];
+        if (why[0] && !w->failed) {
+            w->failed = true;
+            snprintf(w->error, sizeof(w->error), "%s", why);
+        } else if (!w->failed && last->kind == WJOB_WRITE) {
+            w->durable = last->start + (int64_t)last->len - 1;
+        }
+        w->queued_bytes -= j0->kind == WJOB_WRITE ? total : 0;
+        w->done = to;
+        pthread_cond_broadcast(&w->room);
+        pthread_mutex_unlock(&w->mu);
+        uint64_t one = 1;
+        if (write(w->notify_fd, &one, sizeof(one)) < 0) {
+            /* the counter is far from full: nothing to do */
+        }
+        pthread_mutex_lock(&w->mu);
+    }
+    pthread_mutex_unlock(&w->mu);
+    return NULL;
+}
+
+/* Hands the tokens of completed jobs back to their owner, oldest first. */
+static void hand_back(struct store *s)
+{
+    struct writer *w = s->w;
+    pthread_mutex_lock(&w->mu);
+    uint64_t done = w->done;
+    pthread_mutex_unlock(&w->mu);
+    /* [first, done) is the loop thread's alone now. */
+    for (; w->first < done; w->first++) {
+        const struct wjob *j = &w->jobs[w->first & (WQ_JOBS - 1)];
+        if (j->kind == WJOB_WRITE && s->done_cb)
+            s->done_cb(s->done_ctx, j->token);
+    }
+}
+
+/* Blocks until every queued job ran. */
+static void wait_idle(struct store *s)
+{
+    if (!s->w)
+        return;
+    pthread_mutex_lock(&s->w->mu);
+    while (s->w->done != s->w->end)
+        pthread_cond_wait(&s->w->room, &s->w->mu);
+    pthread_mutex_unlock(&s->w->mu);
+}
+
+static void enqueue(struct store *s, const struct wjob *job)
+{
+    struct writer *w = s->w;
+    for (;;) {
+        pthread_mutex_lock(&w->mu);
+        bool full = w->end - w->first == WQ_JOBS ||
+                    (w->queued_bytes > 0 && w->queued_bytes + job->len > WQ_BYTES);
+        if (!full)
+            break;
+        if (w->done > w->first) { /* completed jobs hold the room: hand them back */
+            pthread_mutex_unlock(&w->mu);
+            hand_back(s);
+            continue;
+        }
+        pthread_cond_wait(&w->room, &w->mu); /* the disk is slower than the stream */
+        pthread_mutex_unlock(&w->mu);
+    }
+    w->jobs[w->end & (WQ_JOBS - 1)] = *job;
+    w->end++;
+    w->queued_bytes += job->kind == WJOB_WRITE ? job->len : 0;
+    pthread_cond_signal(&w->work);
+    pthread_mutex_unlock(&w->mu);
+}
+
+static void stop_writer(struct store *s)
+{
+    struct writer *w = s->w;
+    if (!w)
+        return;
+    pthread_mutex_lock(&w->mu);
+    w->stop = true;
+    pthread_cond_signal(&w->work);
+    pthread_mutex_unlock(&w->mu);
+    pthread_join(w->thread, NULL);
+    hand_back(s);
+    pthread_mutex_destroy(&w->mu);
+    pthread_cond_destroy(&w->work);
+    pthread_cond_destroy(&w->room);
+    close(w->notify_fd);
+    free(w);
+    s->w = NULL;
+}
+
+int store_start_writer(struct store *s, void (*done)(void *ctx, void *token), void *ctx,
+                       int *notify_fd, char *err, size_t errlen)
+{
+    struct writer *w = calloc(1, sizeof(*w));
+    if (!w)
+        abort();
+    w->notify_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (w->notify_fd < 0) {
+        errf(err, errlen, "eventfd: %s", strerror(errno));
+        free(w);
+        return -1;
+    }
+    pthread_mutex_init(&w->mu, NULL);
+    pthread_cond_init(&w->work, NULL);
+    pthread_cond_init(&w->room, NULL);
+    w->durable = s->next - 1;
+    int rc = pthread_create(&w->thread, NULL, writer_main, w);
+    if (rc != 0) {
+        errf(err, errlen, "cannot start the log writer: %s", strerror(rc));
+        pthread_mutex_destroy(&w->mu);
+        pthread_cond_destroy(&w->work);
+        pthread_cond_destroy(&w->room);
+        close(w->notify_fd);
+        free(w);
+        return -1;
+    }
+    s->w = w;
+    s->done_cb = done;
+    s->done_ctx = ctx;
+    *notify_fd = w->notify_fd;
+    return 0;
+}
+
+int store_collect(struct store *s, char *err, size_t errlen)
+{
+    struct writer *w = s->w;
+    if (!w)
+        return 0;
+    uint64_t n;
+    while (read(w->notify_fd, &n, sizeof(n)) > 0) {
+        /* drained: the counter only says "look" */
+    }
+    hand_back(s);
+    pthread_mutex_lock(&w->mu);
+    int rc = 0;
+    if (w->failed && w->error[0]) {
+        errf(err, errlen, "%s", w->error);
+        w->error[0] = '\0'; /* said once */
+        rc = -1;
+    }
+    pthread_mutex_unlock(&w->mu);
+    return rc;
+}
+
+int64_t store_durable_end(const struct store *s)
+{
+    if (!s->w)
+        return s->next - 1;
+    pthread_mutex_lock(&s->w->mu);
+    int64_t d = s->w->durable;
+    pthread_mutex_unlock(&s->w->mu);
+    return d;
+}
+
+/* True if an append may be written at once: nothing queued or running, no failure. */
+static bool writer_idle(struct store *s)
+{
+    pthread_mutex_lock(&s->w->mu);
+    bool idle = s->w->done == s->w->end && !s->w->failed;
+    pthread_mutex_unlock(&s->w->mu);
+    return idle;
+}
+
+static int writer_failed(struct store *s, char *err, size_t errlen)
+{
+    pthread_mutex_lock(&s->w->mu);
+    bool failed = s->w->failed;
+    if (failed)
+        errf(err, errlen, "%s", s->w->error[0] ? s->w->error : "the log writer failed");
+    pthread_mutex_unlock(&s->w->mu);
+    return failed ? -1 : 0;
 }
 
 static int cmp_start(const void *a, const void *b)
@@ -412,6 +712,7 @@ void store_close(struct store *s)
 {
     if (!s)
         return;
+    stop_writer(s);
     for (size_t i = 0; i < s->nseg; i++)
         seg_close(&s->segs[i]);
     free(s->segs);
@@ -431,9 +732,16 @@ int store_reset(struct store *s, int64_t next, char *err, size_t errlen)
 {
     (void)err;
     (void)errlen;
+    wait_idle(s);
     while (s->nseg)
         seg_remove_at(s, 0);
     s->next = next;
+    if (s->w) {
+        pthread_mutex_lock(&s->w->mu);
+        s->w->failed = false; /* a new history gets a fresh log */
+        s->w->durable = next - 1;
+        pthread_mutex_unlock(&s->w->mu);
+    }
     return 0;
 }
 
@@ -450,9 +758,14 @@ static int open_segment(struct store *s, char *err, size_t errlen)
 {
     if (s->nseg > 0) {
         struct segment *prev = &s->segs[s->nseg - 1];
-        if (fsync_segment(prev, err, errlen) != 0)
-            return -1;
-        close(prev->idx_fd);
+        if (s->w) { /* in order after its last write: the writer fsyncs it and closes the index */
+            struct wjob job = {.kind = WJOB_SYNC_CLOSE, .fd = prev->fd, .idx_fd = prev->idx_fd};
+            enqueue(s, &job);
+        } else {
+            if (fsync_segment(prev, err, errlen) != 0)
+                return -1;
+            close(prev->idx_fd);
+        }
         prev->idx_fd = -1;
     }
     struct segment *g = seg_push(s);
@@ -471,11 +784,13 @@ static int open_segment(struct store *s, char *err, size_t errlen)
     return 0;
 }
 
-int store_append(struct store *s, const void *buf, size_t len, bool at_boundary, char *err,
-                 size_t errlen)
+int store_append(struct store *s, const void *buf, size_t len, bool at_boundary, void *token,
+                 char *err, size_t errlen)
 {
     if (len == 0)
         return 0;
+    if (s->w && writer_failed(s, err, errlen) != 0)
+        return -1;
     bool full = s->nseg > 0 && s->segs[s->nseg - 1].len >= s->p.segment_bytes;
     if (s->nseg == 0 || (full && at_boundary)) {
         if (s->nseg == 0 && !at_boundary) {
@@ -486,6 +801,19 @@ int store_append(struct store *s, const void *buf, size_t len, bool at_boundary,
             return -1;
     }
     struct segment *g = &s->segs[s->nseg - 1];
+    if (s->w && len <= UINT32_MAX && (len > INLINE_MAX || !writer_idle(s))) {
+        struct wjob job = {.fd = g->fd,
+                           .idx_fd = g->idx_fd,
+                           .start = s->next,
+                           .buf = buf,
+                           .len = len,
+                           .token = token};
+        enqueue(s, &job);
+        g->len += (int64_t)len;
+        s->next += (int64_t)len;
+        g->mtime = time(NULL);
+        return 1;
+    }
     const char *p = buf;
     while (len > 0) {
         uint32_t n = len > UINT32_MAX ? UINT32_MAX : (uint32_t)len;
@@ -501,6 +829,11 @@ int store_append(struct store *s, const void *buf, size_t len, bool at_boundary,
         len -= n;
     }
     g->mtime = time(NULL);
+    if (s->w) {
+        pthread_mutex_lock(&s->w->mu);
+        s->w->durable = s->next - 1;
+        pthread_mutex_unlock(&s->w->mu);
+    }
     return 0;
 }
 
@@ -508,11 +841,18 @@ int store_sync(struct store *s, char *err, size_t errlen)
 {
     if (s->nseg == 0)
         return 0;
+    if (s->w) { /* in order after the queued writes; store_close waits for it */
+        struct segment *g = &s->segs[s->nseg - 1];
+        struct wjob job = {.kind = WJOB_SYNC, .fd = g->fd, .idx_fd = g->idx_fd};
+        enqueue(s, &job);
+        return writer_failed(s, err, errlen);
+    }
     return fsync_segment(&s->segs[s->nseg - 1], err, errlen);
 }
 
 int store_write_meta(struct store *s, const struct store_meta *m, char *err, size_t errlen)
 {
+    wait_idle(s); /* log_end below must be on disk */
     char path[4096], tmp[4200];
     snprintf(path, sizeof(path), "%s/" META_NAME, s->dir);
     snprintf(tmp, sizeof(tmp), "%s.tmp", path);
@@ -584,7 +924,8 @@ int64_t store_last_segment_start(const struct store *s)
 
 int store_locate(const struct store *s, int64_t offset, int *fd, off_t *pos, int64_t *avail)
 {
-    if (s->nseg == 0 || offset < s->segs[0].start || offset >= s->next)
+    int64_t end = store_durable_end(s); /* queued bytes are not readable yet */
+    if (s->nseg == 0 || offset < s->segs[0].start || offset > end)
         return -1;
     /* Binary search for the last segment starting at or before offset. */
     size_t lo = 0, hi = s->nseg;
@@ -599,6 +940,8 @@ int store_locate(const struct store *s, int64_t offset, int *fd, off_t *pos, int
     *fd = g->fd;
     *pos = (off_t)(offset - g->start);
     *avail = g->start + g->len - offset;
+    if (*avail > end + 1 - offset)
+        *avail = end + 1 - offset;
     return *avail > 0 ? 0 : -1;
 }
 
@@ -634,6 +977,7 @@ int store_trim(struct store *s, int64_t keep_from, time_t now)
         bool above_min = total - g->len >= s->p.retain_min_bytes;
         if (needed || !(too_big || too_old) || !above_min)
             break;
+        wait_idle(s); /* no queued job may still name its files */
         total -= g->len;
         seg_remove_at(s, 0);
         deleted++;

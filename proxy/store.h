@@ -51,12 +51,37 @@ void store_set_retention(struct store *s, const struct store_params *p);
 __attribute__((warn_unused_result)) int store_reset(struct store *s, int64_t next, char *err,
                                                     size_t errlen);
 
-/* Append stream bytes. at_boundary: the stream is between commands before these bytes
- * (a segment may only start there). */
+/*
+ * Append stream bytes. at_boundary: the stream is between commands before these bytes (a
+ * segment may only start there). Returns 0 once they are written, or -1. With a writer
+ * running (below) an append may be queued instead: it returns 1, buf must then stay valid and
+ * unchanged until token comes back through the writer's done callback.
+ */
 __attribute__((warn_unused_result)) int store_append(struct store *s, const void *buf, size_t len,
-                                                     bool at_boundary, char *err, size_t errlen);
+                                                     bool at_boundary, void *token, char *err,
+                                                     size_t errlen);
 
-/* fsync the active segment and its index. */
+/*
+ * Move the log's writes to a background thread: the stream is copied to the page cache (and
+ * checksummed) off the caller's thread, in batches. Small appends while nothing is queued are
+ * still written at once, so an idle stream keeps its latency. *notify_fd becomes readable
+ * when queued appends completed: then call store_collect, which calls done(ctx, token) for
+ * each of them, oldest first, on the caller's thread. Only this thread's own state and the
+ * descriptors of queued jobs are shared; every other call waits for the queue as needed.
+ */
+__attribute__((warn_unused_result)) int store_start_writer(struct store *s,
+                                                           void (*done)(void *ctx, void *token),
+                                                           void *ctx, int *notify_fd, char *err,
+                                                           size_t errlen);
+
+/* Hand back completed appends' tokens. -1 (once) if the writer failed: the log has a hole
+ * from then on, and appends fail until store_reset. */
+__attribute__((warn_unused_result)) int store_collect(struct store *s, char *err, size_t errlen);
+
+/* Last byte written to the log (queued bytes are not): replicas are never sent more. */
+int64_t store_durable_end(const struct store *s);
+
+/* fsync the active segment and its index (queued behind the writes, with a writer). */
 __attribute__((warn_unused_result)) int store_sync(struct store *s, char *err, size_t errlen);
 
 __attribute__((warn_unused_result)) int
