@@ -10,6 +10,12 @@
  * The relay holds the upstream's history: replid, replid2/second_replid_offset and the
  * backlog's offsets. It never invents ids or bytes (PROTOCOL.md, "the relay is transparent").
  * One cron (every 100 ms) drives timeouts, ACKs, reconnects, keepalives and deferred frees.
+ *
+ * Everything runs on the event loop but the disk log's writes: store.c copies the stream to
+ * the page cache from a thread of its own (the copy costs as much CPU as sending the stream to
+ * a few replicas), reading the backlog's blocks, which stay referenced until the write is
+ * collected here. Replicas are fed only up to what the log holds (disk first), so a crash of
+ * ours never leaves a replica ahead of the log it resumes from.
  */
 #include "relay.h"
 
@@ -39,12 +45,13 @@
 #include "tls.h"
 #include "upstream.h"
 
-#define CRON_MS        100
-#define BLOCK_SIZE     (64 * 1024) /* backlog block: the unit of zero-copy fan-out */
-#define FETCH_RETRY_MS 1000        /* between failed snapshot fetches */
-#define SYNC_MS        1000        /* fsync of the disk log, like appendfsync everysec */
-#define STOP_FLUSH_MS  2000        /* graceful stop: at most this long flushing replicas */
-#define NULL_REPLID    "0000000000000000000000000000000000000000"
+#define CRON_MS         100
+#define BLOCK_SIZE      (64 * 1024) /* backlog block: the unit of zero-copy fan-out */
+#define FETCH_RETRY_MS  1000        /* between failed snapshot fetches */
+#define SYNC_MS         1000        /* fsync of the disk log, like appendfsync everysec */
+#define STOP_FLUSH_MS   2000        /* graceful stop: at most this long flushing replicas */
+#define NULL_REPLID     "0000000000000000000000000000000000000000"
+#define QUEUE_MIN_BYTES (128 * 1024) /* upstream reads this large are logged by the writer */
 
 struct relay {
     struct event_base *base; /* borrowed */
@@ -427,7 +434,10 @@ static void up_on_stream(void *ctx, const char *buf, size_t len, bool at_boundar
     }
     /* The log is written from the backlog's blocks, which stay referenced while a write of
      * them is queued (the writer thread only reads them; only this thread counts references).
-     * One block at a time: the trim of a later append could drop an earlier block. */
+     * One block at a time: the trim of a later append could drop an earlier block. Only
+     * large reads go to the writer thread: handing a small one over costs more CPU (two
+     * wakeups) than the copy, and adds latency. */
+    bool bulk = len >= QUEUE_MIN_BYTES;
     while (len > 0 && store_usable(r)) {
         size_t n = backlog_tail_room(r->backlog);
         if (n == 0)
@@ -442,7 +452,7 @@ static void up_on_stream(void *ctx, const char *buf, size_t len, bool at_boundar
         assert(got == n);
         char err[256];
         backlog_block_ref(blk);
-        int rc = store_append(r->store, data, got, at_boundary, blk, err, sizeof(err));
+        int rc = store_append(r->store, data, got, at_boundary, bulk, blk, err, sizeof(err));
         if (rc != 1)
             backlog_block_unref(blk);
         if (rc < 0)

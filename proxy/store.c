@@ -25,10 +25,9 @@
 #define READ_CHUNK (1 << 20)
 
 /* The background writer's queue: jobs, and the bytes they may pin, at most. */
-#define WQ_JOBS    1024 /* a power of two */
-#define WQ_BYTES   (16 << 20)
-#define WQ_BATCH   64        /* writes merged into one writev and one index record */
-#define INLINE_MAX (8 << 10) /* appends this small are written at once when the queue is empty */
+#define WQ_JOBS  1024 /* a power of two */
+#define WQ_BYTES (16 << 20)
+#define WQ_BATCH 64 /* writes merged into one writev and one index record */
 
 struct index_record {
     int64_t start; /* stream offset of the first byte of this write */
@@ -784,8 +783,8 @@ static int open_segment(struct store *s, char *err, size_t errlen)
     return 0;
 }
 
-int store_append(struct store *s, const void *buf, size_t len, bool at_boundary, void *token,
-                 char *err, size_t errlen)
+int store_append(struct store *s, const void *buf, size_t len, bool at_boundary, bool bulk,
+                 void *token, char *err, size_t errlen)
 {
     if (len == 0)
         return 0;
@@ -801,7 +800,7 @@ int store_append(struct store *s, const void *buf, size_t len, bool at_boundary,
             return -1;
     }
     struct segment *g = &s->segs[s->nseg - 1];
-    if (s->w && len <= UINT32_MAX && (len > INLINE_MAX || !writer_idle(s))) {
+    if (s->w && len <= UINT32_MAX && (bulk || !writer_idle(s))) {
         struct wjob job = {.fd = g->fd,
                            .idx_fd = g->idx_fd,
                            .start = s->next,

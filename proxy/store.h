@@ -54,17 +54,18 @@ __attribute__((warn_unused_result)) int store_reset(struct store *s, int64_t nex
 /*
  * Append stream bytes. at_boundary: the stream is between commands before these bytes (a
  * segment may only start there). Returns 0 once they are written, or -1. With a writer
- * running (below) an append may be queued instead: it returns 1, buf must then stay valid and
- * unchanged until token comes back through the writer's done callback.
+ * running (below), a bulk append, or any append while others are queued, is queued instead:
+ * it returns 1, and buf must stay valid and unchanged until token comes back through the
+ * writer's done callback. (Small appends are cheaper written at once than handed over.)
  */
 __attribute__((warn_unused_result)) int store_append(struct store *s, const void *buf, size_t len,
-                                                     bool at_boundary, void *token, char *err,
-                                                     size_t errlen);
+                                                     bool at_boundary, bool bulk, void *token,
+                                                     char *err, size_t errlen);
 
 /*
  * Move the log's writes to a background thread: the stream is copied to the page cache (and
- * checksummed) off the caller's thread, in batches. Small appends while nothing is queued are
- * still written at once, so an idle stream keeps its latency. *notify_fd becomes readable
+ * checksummed) off the caller's thread, in batches, for bulk appends. Others, while nothing
+ * is queued, are still written at once. *notify_fd becomes readable
  * when queued appends completed: then call store_collect, which calls done(ctx, token) for
  * each of them, oldest first, on the caller's thread. Only this thread's own state and the
  * descriptors of queued jobs are shared; every other call waits for the queue as needed.

@@ -202,7 +202,7 @@ static void append(struct fx *f, size_t len, bool at_boundary)
     for (size_t i = 0; i < len; i++)
         p[i] = (unsigned char)(f->seed * 31 + i * 7 + 1);
     f->err[0] = '\0';
-    if (store_append(f->s, p, len, at_boundary, NULL, f->err, sizeof(f->err)) != 0)
+    if (store_append(f->s, p, len, at_boundary, false, NULL, f->err, sizeof(f->err)) != 0)
         fail_msg("store_append: %s", f->err);
     f->mlen += len;
 }
@@ -295,14 +295,14 @@ static void test_empty_and_first_append(void **state)
 
     /* A log cannot begin in the middle of a command. */
     f->err[0] = '\0';
-    assert_int_equal(store_append(f->s, "abc", 3, false, NULL, f->err, sizeof(f->err)), -1);
+    assert_int_equal(store_append(f->s, "abc", 3, false, false, NULL, f->err, sizeof(f->err)), -1);
     assert_string_equal(f->err, "a log cannot start in the middle of a command");
     assert_int_equal(store_segments(f->s), 0);
     assert_int_equal(store_end(f->s), 0);
     assert_int_equal(count_entries(f->dir), 0);
 
     /* Empty appends do nothing, even mid-command. */
-    assert_int_equal(store_append(f->s, "abc", 0, false, NULL, f->err, sizeof(f->err)), 0);
+    assert_int_equal(store_append(f->s, "abc", 0, false, false, NULL, f->err, sizeof(f->err)), 0);
     assert_int_equal(store_segments(f->s), 0);
 
     append(f, 3, true);
@@ -409,7 +409,7 @@ static void test_reset(void **state)
     assert_int_equal(store_read(f->s, 1, &c, 1), -1);
 
     /* A new history starts at a command boundary, at `next`. */
-    assert_int_equal(store_append(f->s, "x", 1, false, NULL, f->err, sizeof(f->err)), -1);
+    assert_int_equal(store_append(f->s, "x", 1, false, false, NULL, f->err, sizeof(f->err)), -1);
     f->mlen = 0;
     f->base = 5000;
     append(f, 20, true);
@@ -1029,8 +1029,8 @@ static void test_writer(void **state)
         size_t n = sizes[k++ % (sizeof(sizes) / sizeof(sizes[0]))];
         if (n > WSTREAM - pos)
             n = WSTREAM - pos;
-        int rc =
-            store_append(f->s, model + pos, n, k % 3 == 1, (void *)token, f->err, sizeof(f->err));
+        int rc = store_append(f->s, model + pos, n, k % 3 == 1, n > 8192, (void *)token, f->err,
+                              sizeof(f->err));
         assert_true(rc == 0 || rc == 1);
         if (rc == 1) { /* its token comes back later; none is handed back for rc 0 */
             queued++;
