@@ -423,7 +423,7 @@ static void store_done_cb(evutil_socket_t fd, short what, void *arg)
     feed_replicas(r);
 }
 
-static void up_on_stream(void *ctx, const char *buf, size_t len, bool at_boundary)
+static void up_on_stream(void *ctx, const char *buf, size_t len, ssize_t boundary)
 {
     struct relay *r = ctx;
     r->stats.total_net_repl_input_bytes += (int64_t)len;
@@ -434,35 +434,44 @@ static void up_on_stream(void *ctx, const char *buf, size_t len, bool at_boundar
     }
     /* The log is written from the backlog's blocks, which stay referenced while a write of
      * them is queued (the writer thread only reads them; only this thread counts references).
-     * One block at a time: the trim of a later append could drop an earlier block. Only
-     * large reads go to the writer thread: handing a small one over costs more CPU (two
-     * wakeups) than the copy, and adds latency. */
+     * One block at a time: the trim of a later append could drop an earlier block. Only large
+     * reads go to the writer thread: handing a small one over costs more CPU (two wakeups)
+     * than the copy, and adds latency. */
     bool bulk = len >= QUEUE_MIN_BYTES;
-    while (len > 0 && store_usable(r)) {
-        size_t n = backlog_tail_room(r->backlog);
-        if (n == 0)
-            n = backlog_block_size(r->backlog);
-        if (n > len)
-            n = len;
+    struct store_piece pc[STORE_MAX_PIECES];
+    int n = 0;
+    size_t at = 0; /* position in buf of pc[0] */
+    size_t done = 0;
+    while (done < len) {
+        size_t k = backlog_tail_room(r->backlog);
+        if (k == 0)
+            k = backlog_block_size(r->backlog);
+        if (k > len - done)
+            k = len - done;
         int64_t off = backlog_end(r->backlog) + 1;
-        backlog_append(r->backlog, buf, n);
-        const char *data;
+        backlog_append(r->backlog, buf + done, k);
         struct backlog_block *blk;
+        const char *data;
         size_t got = backlog_peek(r->backlog, off, &data, &blk);
-        assert(got == n);
-        char err[256];
+        assert(got == k);
         backlog_block_ref(blk);
-        int rc = store_append(r->store, data, got, at_boundary, bulk, blk, err, sizeof(err));
-        if (rc != 1)
-            backlog_block_unref(blk);
-        if (rc < 0)
-            store_failed(r, err);
-        buf += n;
-        len -= n;
-        at_boundary = false;
+        pc[n++] = (struct store_piece){.buf = data, .len = got, .token = blk};
+        done += k;
+        if (n == STORE_MAX_PIECES || done == len) {
+            int64_t b =
+                boundary >= (ssize_t)at && (size_t)boundary <= done ? boundary - (ssize_t)at : -1;
+            char err[256];
+            int rc = store_usable(r) ? store_append(r->store, pc, n, b, bulk, err, sizeof(err)) : 0;
+            if (rc != 1) {
+                for (int i = 0; i < n; i++)
+                    backlog_block_unref(pc[i].token);
+            }
+            if (rc < 0)
+                store_failed(r, err);
+            at = done;
+            n = 0;
+        }
     }
-    if (len > 0) /* the log just failed: the rest goes to memory only */
-        backlog_append(r->backlog, buf, len);
     feed_replicas(r);
 }
 

@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <fcntl.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -603,21 +604,51 @@ void replica_set_rdb_abort(struct replica_set *set, uint64_t gen, const char *wh
     }
 }
 
+/*
+ * An idle replica's socket is writable: write the new bytes now, straight from the backlog's
+ * blocks, as Redis writes to replicas in the same event loop turn. Nothing enters the output
+ * buffer unless the socket refuses some, so the bufferevent never arms EPOLLOUT for bytes
+ * that went out at once (two epoll_ctl calls and a wakeup per replica per read otherwise).
+ * Plain sockets only: TLS goes through OpenSSL.
+ */
+static void write_direct(struct replica *r)
+{
+    struct replica_set *set = r->set;
+    if (r->dead || r->state != REPLICA_ONLINE || r->hello.tls ||
+        evbuffer_get_length(bufferevent_get_output(r->bev)) > 0)
+        return;
+    int64_t end =
+        backlog_end(set->backlog) < set->feed_end ? backlog_end(set->backlog) : set->feed_end;
+    struct iovec iov[16];
+    int n = 0;
+    for (int64_t off = r->next_offset; n < 16 && off <= end;) {
+        const char *data;
+        struct backlog_block *blk;
+        size_t len = backlog_peek(set->backlog, off, &data, &blk);
+        if (len == 0)
+            break; /* not in memory: feed() reads it from disk */
+        if ((int64_t)len > end - off + 1)
+            len = (size_t)(end - off + 1);
+        iov[n++] = (struct iovec){.iov_base = (void *)data, .iov_len = len};
+        off += (int64_t)len;
+    }
+    if (n == 0)
+        return;
+    ssize_t w = writev(bufferevent_getfd(r->bev), iov, n);
+    if (w <= 0)
+        return; /* EAGAIN: queue it all; an error: the bufferevent reports it */
+    r->next_offset += w;
+    set->stats->total_net_repl_output_bytes += w;
+}
+
 void replica_set_feed(struct replica_set *set, int64_t end)
 {
     set->feed_end = end;
     struct replica *next;
     for (struct replica *r = set->head; r; r = next) {
         next = r->next; /* feed may bury r */
-        struct evbuffer *out = bufferevent_get_output(r->bev);
-        bool was_idle = evbuffer_get_length(out) == 0;
+        write_direct(r);
         feed(r);
-        /* An idle replica's socket is writable: write now, as Redis does in the same event
-         * loop turn, instead of waiting for the next one. Whatever does not fit is left to
-         * the bufferevent. (TLS goes through OpenSSL, so only plain sockets.) */
-        if (was_idle && !r->dead && r->state == REPLICA_ONLINE && !r->hello.tls &&
-            evbuffer_get_length(out) > 0)
-            evbuffer_write(out, bufferevent_getfd(r->bev));
     }
 }
 

@@ -5,6 +5,7 @@
  */
 #include "store.h"
 
+#include <assert.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -342,7 +343,7 @@ static void hand_back(struct store *s)
     /* [first, done) is the loop thread's alone now. */
     for (; w->first < done; w->first++) {
         const struct wjob *j = &w->jobs[w->first & (WQ_JOBS - 1)];
-        if (j->kind == WJOB_WRITE && s->done_cb)
+        if (j->kind == WJOB_WRITE && j->token && s->done_cb)
             s->done_cb(s->done_ctx, j->token);
     }
 }
@@ -753,87 +754,156 @@ static int fsync_segment(struct segment *g, char *err, size_t errlen)
     return 0;
 }
 
-static int open_segment(struct store *s, char *err, size_t errlen)
+/* Creates the files of a segment starting at `start` (truncating leftovers). */
+static int create_segment_files(struct store *s, int64_t start, int *fd, int *idx_fd, char *err,
+                                size_t errlen)
 {
-    if (s->nseg > 0) {
-        struct segment *prev = &s->segs[s->nseg - 1];
-        if (s->w) { /* in order after its last write: the writer fsyncs it and closes the index */
-            struct wjob job = {.kind = WJOB_SYNC_CLOSE, .fd = prev->fd, .idx_fd = prev->idx_fd};
-            enqueue(s, &job);
-        } else {
-            if (fsync_segment(prev, err, errlen) != 0)
-                return -1;
-            close(prev->idx_fd);
-        }
-        prev->idx_fd = -1;
-    }
-    struct segment *g = seg_push(s);
-    g->start = s->next;
-    g->mtime = time(NULL);
     char path[4096];
-    seg_path(s, g->start, "seg", path, sizeof(path));
-    g->fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0600);
-    seg_path(s, g->start, "idx", path, sizeof(path));
-    g->idx_fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0600);
-    if (g->fd < 0 || g->idx_fd < 0) {
-        errf(err, errlen, "cannot create segment %s: %s", path, strerror(errno));
-        seg_remove_at(s, s->nseg - 1);
-        return -1;
+    seg_path(s, start, "seg", path, sizeof(path));
+    *fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0600);
+    if (*fd >= 0) {
+        seg_path(s, start, "idx", path, sizeof(path));
+        *idx_fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0600);
+        if (*idx_fd >= 0)
+            return 0;
+        close(*fd);
+        seg_path(s, start, "seg", path, sizeof(path));
+        unlink(path);
     }
+    errf(err, errlen, "cannot create segment %s: %s", path, strerror(errno));
+    return -1;
+}
+
+/* The last segment is complete: fsync it and close its index, in order after its writes. */
+static int finish_segment(struct store *s, bool queue, char *err, size_t errlen)
+{
+    struct segment *prev = &s->segs[s->nseg - 1];
+    if (queue) {
+        struct wjob job = {.kind = WJOB_SYNC_CLOSE, .fd = prev->fd, .idx_fd = prev->idx_fd};
+        enqueue(s, &job);
+    } else {
+        if (fsync_segment(prev, err, errlen) != 0)
+            return -1;
+        close(prev->idx_fd);
+    }
+    prev->idx_fd = -1;
     return 0;
 }
 
-int store_append(struct store *s, const void *buf, size_t len, bool at_boundary, bool bulk,
-                 void *token, char *err, size_t errlen)
+/*
+ * Appends bytes [from, to) of the pieces' concatenation to the last segment: queued, one job
+ * per piece (a piece's token rides on the job that ends it), or written at once with one
+ * writev and one index record.
+ */
+static int write_span(struct store *s, const struct store_piece *pc, int n, size_t from, size_t to,
+                      bool queue, char *err, size_t errlen)
 {
-    if (len == 0)
-        return 0;
-    if (s->w && writer_failed(s, err, errlen) != 0)
-        return -1;
-    bool full = s->nseg > 0 && s->segs[s->nseg - 1].len >= s->p.segment_bytes;
-    if (s->nseg == 0 || (full && at_boundary)) {
-        if (s->nseg == 0 && !at_boundary) {
-            errf(err, errlen, "a log cannot start in the middle of a command");
-            return -1;
-        }
-        if (open_segment(s, err, errlen) != 0)
-            return -1;
-    }
     struct segment *g = &s->segs[s->nseg - 1];
-    if (s->w && len <= UINT32_MAX && (bulk || !writer_idle(s))) {
-        struct wjob job = {.fd = g->fd,
-                           .idx_fd = g->idx_fd,
-                           .start = s->next,
-                           .buf = buf,
-                           .len = len,
-                           .token = token};
-        enqueue(s, &job);
-        g->len += (int64_t)len;
-        s->next += (int64_t)len;
-        g->mtime = time(NULL);
-        return 1;
+    struct iovec iov[STORE_MAX_PIECES];
+    int k = 0;
+    uint32_t crc = 0;
+    size_t pos = 0;
+    for (int i = 0; i < n && pos < to; pos += pc[i].len, i++) {
+        size_t a = from > pos ? from - pos : 0;
+        size_t b = to - pos < pc[i].len ? to - pos : pc[i].len;
+        if (a >= b)
+            continue;
+        const char *p = (const char *)pc[i].buf + a;
+        if (queue) {
+            struct wjob job = {.fd = g->fd,
+                               .idx_fd = g->idx_fd,
+                               .start = s->next,
+                               .buf = p,
+                               .len = b - a,
+                               .token = b == pc[i].len ? pc[i].token : NULL};
+            enqueue(s, &job);
+            g->len += (int64_t)(b - a);
+            s->next += (int64_t)(b - a);
+        } else {
+            iov[k++] = (struct iovec){.iov_base = (void *)p, .iov_len = b - a};
+            crc = store_crc32c(crc, p, b - a);
+        }
     }
-    const char *p = buf;
-    while (len > 0) {
-        uint32_t n = len > UINT32_MAX ? UINT32_MAX : (uint32_t)len;
-        struct index_record rec = {.start = s->next, .len = n, .crc = store_crc32c(0, p, n)};
+    if (!queue && k > 0) {
         /* Data first: an index record never points at bytes that were not written. */
-        if (write_all(g->fd, p, n) != 0 || write_all(g->idx_fd, &rec, sizeof(rec)) != 0) {
+        struct index_record rec = {.start = s->next, .len = (uint32_t)(to - from), .crc = crc};
+        if (writev_all(g->fd, iov, k) != 0 || write_all(g->idx_fd, &rec, sizeof(rec)) != 0) {
             errf(err, errlen, "write segment %" PRId64 ": %s", g->start, strerror(errno));
             return -1;
         }
-        g->len += n;
-        s->next += n;
-        p += n;
-        len -= n;
+        g->len += (int64_t)(to - from);
+        s->next += (int64_t)(to - from);
+        if (s->w) {
+            pthread_mutex_lock(&s->w->mu);
+            s->w->durable = s->next - 1;
+            pthread_mutex_unlock(&s->w->mu);
+        }
     }
     g->mtime = time(NULL);
-    if (s->w) {
-        pthread_mutex_lock(&s->w->mu);
-        s->w->durable = s->next - 1;
-        pthread_mutex_unlock(&s->w->mu);
-    }
     return 0;
+}
+
+int store_append(struct store *s, const struct store_piece *pc, int n, int64_t boundary, bool bulk,
+                 char *err, size_t errlen)
+{
+    size_t total = 0;
+    for (int i = 0; i < n; i++)
+        total += pc[i].len;
+    if (n < 0 || n > STORE_MAX_PIECES || total > UINT32_MAX) {
+        errf(err, errlen, "append of %d pieces, %zu bytes: too large", n, total);
+        return -1;
+    }
+    if (total == 0)
+        return 0;
+    if (s->w && writer_failed(s, err, errlen) != 0)
+        return -1;
+    /* A new segment starts only at a command boundary: at the first one, or when the last
+     * segment is full, at the boundary these bytes hold. */
+    size_t split = 0;
+    bool roll = false;
+    if (s->nseg == 0) {
+        if (boundary != 0) {
+            errf(err, errlen, "a log cannot start in the middle of a command");
+            return -1;
+        }
+        roll = true;
+    } else if (s->segs[s->nseg - 1].len >= s->p.segment_bytes && boundary >= 0 &&
+               (size_t)boundary < total) {
+        roll = true;
+        split = (size_t)boundary;
+    }
+    bool queue = s->w && (bulk || !writer_idle(s));
+    /* Whatever can fail comes before anything is queued, so that on -1 no token is held. */
+    int fd = -1, idx_fd = -1;
+    if (roll && create_segment_files(s, s->next + (int64_t)split, &fd, &idx_fd, err, errlen) != 0)
+        return -1;
+    if (split > 0 && write_span(s, pc, n, 0, split, queue, err, errlen) != 0)
+        goto fail;
+    if (roll) {
+        if (s->nseg > 0 && finish_segment(s, queue, err, errlen) != 0)
+            goto fail;
+        struct segment *g = seg_push(s);
+        g->start = s->next;
+        g->mtime = time(NULL);
+        g->fd = fd;
+        g->idx_fd = idx_fd;
+        fd = idx_fd = -1;
+    }
+    if (write_span(s, pc, n, split, total, queue, err, errlen) != 0)
+        goto fail;
+    return queue ? 1 : 0;
+fail:
+    assert(!queue); /* queued appends cannot fail past the file creation */
+    if (fd >= 0) {
+        char path[4096];
+        close(fd);
+        close(idx_fd);
+        seg_path(s, s->next, "seg", path, sizeof(path));
+        unlink(path);
+        seg_path(s, s->next, "idx", path, sizeof(path));
+        unlink(path);
+    }
+    return -1;
 }
 
 int store_sync(struct store *s, char *err, size_t errlen)

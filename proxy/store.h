@@ -51,16 +51,29 @@ void store_set_retention(struct store *s, const struct store_params *p);
 __attribute__((warn_unused_result)) int store_reset(struct store *s, int64_t next, char *err,
                                                     size_t errlen);
 
+/* One run of stream bytes to append; token: see store_append. */
+struct store_piece {
+    const void *buf;
+    size_t len;
+    void *token;
+};
+
+#define STORE_MAX_PIECES 32
+
 /*
- * Append stream bytes. at_boundary: the stream is between commands before these bytes (a
- * segment may only start there). Returns 0 once they are written, or -1. With a writer
- * running (below), a bulk append, or any append while others are queued, is queued instead:
- * it returns 1, and buf must stay valid and unchanged until token comes back through the
- * writer's done callback. (Small appends are cheaper written at once than handed over.)
+ * Append stream bytes: the pieces, in order (at most STORE_MAX_PIECES, 4 GB in all), with one
+ * write and one index record when written at once. boundary: a position in these bytes (0 =
+ * before the first) between two commands, -1 if none; a segment starts only at a boundary, so
+ * a full segment ends there, and the first segment needs 0. Returns 0 once the bytes are written, or
+ * -1 (nothing is held then). With a writer running (below), a bulk append, or any append
+ * while others are queued, is queued instead: it returns 1, each piece's buf must stay valid
+ * and unchanged until its token comes back through the writer's done callback.
+ * (Small appends are cheaper written at once than handed over.)
  */
-__attribute__((warn_unused_result)) int store_append(struct store *s, const void *buf, size_t len,
-                                                     bool at_boundary, bool bulk, void *token,
-                                                     char *err, size_t errlen);
+__attribute__((warn_unused_result)) int store_append(struct store *s,
+                                                     const struct store_piece *pieces, int n,
+                                                     int64_t boundary, bool bulk, char *err,
+                                                     size_t errlen);
 
 /*
  * Move the log's writes to a background thread: the stream is copied to the page cache (and

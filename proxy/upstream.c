@@ -482,7 +482,6 @@ static void read_stream(struct upstream *u)
             break;
         bool getack = false;
         struct resp_stream saved = u->scan; /* a rejected chunk must not move the framing */
-        bool saved_at_boundary = resp_stream_at_boundary(&saved);
         ssize_t n = resp_stream_scan(&u->scan, v.iov_base, v.iov_len, &getack, err, sizeof(err));
         if (n < 0) {
             u->scan = saved;
@@ -496,17 +495,9 @@ static void read_stream(struct upstream *u)
         }
         u->offset += n;
         u->stream_bytes += n;
-        if (u->cb.on_stream) {
-            /* Split at the last command boundary so the log can start segments there. */
-            const char *p = v.iov_base;
-            ssize_t lb = u->scan.last_boundary;
-            if (lb > 0 && lb < n) {
-                u->cb.on_stream(u->cb.ctx, p, (size_t)lb, saved_at_boundary);
-                u->cb.on_stream(u->cb.ctx, p + lb, (size_t)(n - lb), true);
-            } else {
-                u->cb.on_stream(u->cb.ctx, p, (size_t)n, saved_at_boundary);
-            }
-        }
+        if (u->cb.on_stream) /* a boundary to start a log segment at: the first one there is */
+            u->cb.on_stream(u->cb.ctx, v.iov_base, (size_t)n,
+                            resp_stream_at_boundary(&saved) ? 0 : u->scan.last_boundary);
         evbuffer_drain(in, (size_t)n);
         if (getack)
             send_ack(u);

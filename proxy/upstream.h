@@ -10,6 +10,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "snapshot.h"
 
@@ -46,9 +47,9 @@ struct upstream_callbacks {
     void (*on_fullresync)(void *ctx, const char *replid, int64_t offset);
     /* The RDB is complete; ownership of the READY snapshot passes to the callee. */
     void (*on_snapshot)(void *ctx, struct snapshot *snap);
-    /* Stream bytes, in order, exactly as received; at_boundary: the stream is between two
-     * commands before buf (chunks are split at the last boundary they contain). */
-    void (*on_stream)(void *ctx, const char *buf, size_t len, bool at_boundary);
+    /* Stream bytes, in order, exactly as received; boundary: a position in buf between two
+     * commands (0 if buf starts at one, else the last one in buf), -1 if there is none. */
+    void (*on_stream)(void *ctx, const char *buf, size_t len, ssize_t boundary);
     /* The link went down (or a side fetch failed); the reason is logged already. */
     void (*on_down)(void *ctx);
     /* More RDB bytes are in the snapshot file being filled (see upstream_filling). */

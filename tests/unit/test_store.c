@@ -182,6 +182,14 @@ static void reopen_store(struct fx *f)
     open_store(f);
 }
 
+/* One piece; at_boundary: a command boundary precedes it. */
+static int append1(struct store *s, const void *buf, size_t len, bool at_boundary, bool bulk,
+                   void *token, char *err, size_t errlen)
+{
+    struct store_piece pc = {.buf = buf, .len = len, .token = token};
+    return store_append(s, &pc, 1, at_boundary ? 0 : -1, bulk, err, errlen);
+}
+
 /* A meta so that a reopen keeps the segments. */
 static void write_some_meta(struct fx *f)
 {
@@ -202,7 +210,7 @@ static void append(struct fx *f, size_t len, bool at_boundary)
     for (size_t i = 0; i < len; i++)
         p[i] = (unsigned char)(f->seed * 31 + i * 7 + 1);
     f->err[0] = '\0';
-    if (store_append(f->s, p, len, at_boundary, false, NULL, f->err, sizeof(f->err)) != 0)
+    if (append1(f->s, p, len, at_boundary, false, NULL, f->err, sizeof(f->err)) != 0)
         fail_msg("store_append: %s", f->err);
     f->mlen += len;
 }
@@ -295,14 +303,14 @@ static void test_empty_and_first_append(void **state)
 
     /* A log cannot begin in the middle of a command. */
     f->err[0] = '\0';
-    assert_int_equal(store_append(f->s, "abc", 3, false, false, NULL, f->err, sizeof(f->err)), -1);
+    assert_int_equal(append1(f->s, "abc", 3, false, false, NULL, f->err, sizeof(f->err)), -1);
     assert_string_equal(f->err, "a log cannot start in the middle of a command");
     assert_int_equal(store_segments(f->s), 0);
     assert_int_equal(store_end(f->s), 0);
     assert_int_equal(count_entries(f->dir), 0);
 
     /* Empty appends do nothing, even mid-command. */
-    assert_int_equal(store_append(f->s, "abc", 0, false, false, NULL, f->err, sizeof(f->err)), 0);
+    assert_int_equal(append1(f->s, "abc", 0, false, false, NULL, f->err, sizeof(f->err)), 0);
     assert_int_equal(store_segments(f->s), 0);
 
     append(f, 3, true);
@@ -409,7 +417,7 @@ static void test_reset(void **state)
     assert_int_equal(store_read(f->s, 1, &c, 1), -1);
 
     /* A new history starts at a command boundary, at `next`. */
-    assert_int_equal(store_append(f->s, "x", 1, false, false, NULL, f->err, sizeof(f->err)), -1);
+    assert_int_equal(append1(f->s, "x", 1, false, false, NULL, f->err, sizeof(f->err)), -1);
     f->mlen = 0;
     f->base = 5000;
     append(f, 20, true);
@@ -976,6 +984,57 @@ static void test_crc32c_fast_equals_portable(void **state)
     }
 }
 
+/* Several pieces in one append: one write, one index record; a full segment ends at the
+ * boundary the pieces hold, and the rest starts the next one. */
+static void test_append_pieces_split(void **state)
+{
+    struct fx *f = *state;
+    open_store(f);
+    append(f, 70, true); /* segment 1: [1, 70], full (64) */
+    unsigned char *p = f->model + f->mlen;
+    for (size_t i = 0; i < 60; i++)
+        p[i] = (unsigned char)(200 + i);
+    struct store_piece pc[3] = {{p, 10, NULL}, {p + 10, 25, NULL}, {p + 35, 25, NULL}};
+    /* No boundary: all of it stays in the full segment. */
+    assert_int_equal(store_append(f->s, pc, 3, -1, false, f->err, sizeof(f->err)), 0);
+    f->mlen += 60;
+    assert_int_equal(store_segments(f->s), 1);
+    assert_int_equal(seg_size(f, 1, "seg"), 130);
+    assert_int_equal(seg_size(f, 1, "idx"), 2 * REC_SIZE);
+    /* A boundary inside the second piece: [131, 148] ends segment 1, 149 starts the next. */
+    p = f->model + f->mlen;
+    for (size_t i = 0; i < 60; i++)
+        p[i] = (unsigned char)(90 + 3 * i);
+    struct store_piece pc2[3] = {{p, 10, NULL}, {p + 10, 25, NULL}, {p + 35, 25, NULL}};
+    assert_int_equal(store_append(f->s, pc2, 3, 18, false, f->err, sizeof(f->err)), 0);
+    f->mlen += 60;
+    assert_int_equal(store_segments(f->s), 2);
+    assert_int_equal(store_last_segment_start(f->s), 149);
+    assert_int_equal(seg_size(f, 1, "seg"), 148);
+    assert_int_equal(seg_size(f, 1, "idx"), 3 * REC_SIZE);
+    assert_int_equal(seg_size(f, 149, "seg"), 42);
+    assert_int_equal(seg_size(f, 149, "idx"), REC_SIZE);
+    /* A boundary at the very end starts nothing yet. */
+    p = f->model + f->mlen;
+    memset(p, 7, 30);
+    struct store_piece pc3[1] = {{p, 30, NULL}};
+    assert_int_equal(store_append(f->s, pc3, 1, 30, false, f->err, sizeof(f->err)), 0);
+    f->mlen += 30;
+    assert_int_equal(store_segments(f->s), 2);
+    check_model(f);
+    /* Too many pieces is refused, and changes nothing. */
+    struct store_piece many[STORE_MAX_PIECES + 1];
+    for (int i = 0; i <= STORE_MAX_PIECES; i++)
+        many[i] = (struct store_piece){p, 1, NULL};
+    assert_int_equal(
+        store_append(f->s, many, STORE_MAX_PIECES + 1, 0, false, f->err, sizeof(f->err)), -1);
+    check_model(f);
+    /* What was written recovers the same. */
+    write_some_meta(f);
+    reopen_store(f);
+    check_model(f);
+}
+
 /* ---- the background writer ---- */
 
 #define WSTREAM (900 * 1024)
@@ -1029,8 +1088,8 @@ static void test_writer(void **state)
         size_t n = sizes[k++ % (sizeof(sizes) / sizeof(sizes[0]))];
         if (n > WSTREAM - pos)
             n = WSTREAM - pos;
-        int rc = store_append(f->s, model + pos, n, k % 3 == 1, n > 8192, (void *)token, f->err,
-                              sizeof(f->err));
+        int rc = append1(f->s, model + pos, n, k % 3 == 1, n > 8192, (void *)token, f->err,
+                         sizeof(f->err));
         assert_true(rc == 0 || rc == 1);
         if (rc == 1) { /* its token comes back later; none is handed back for rc 0 */
             queued++;
@@ -1091,6 +1150,7 @@ int main(void)
         T(test_trim_keep_from),
         T(test_trim_age),
         T(test_writer),
+        T(test_append_pieces_split),
     };
 #undef T
     return cmocka_run_group_tests(tests, NULL, NULL);
