@@ -36,7 +36,7 @@ POLL_S = 0.03  # polling interval of every wait
 STOP_TIMEOUT_S = 10.0  # SIGTERM grace before SIGKILL
 START_TIMEOUT_S = 10.0
 SYNC_TIMEOUT_S = 30.0
-SANITIZER_MARKERS = ("AddressSanitizer", "runtime error:", "LeakSanitizer")
+SANITIZER_MARKERS = ("AddressSanitizer", "runtime error:", "LeakSanitizer", "ThreadSanitizer")
 
 # Port range below Linux' default ephemeral range (32768-60999), so outgoing connections made by
 # the servers themselves never take a port we handed out but have not bound yet.
