@@ -18,6 +18,7 @@
 #include <openssl/ssl.h>
 #include <event2/event.h>
 #include <hiredis/hiredis.h>
+#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -49,6 +50,8 @@ struct upstream {
     int64_t backoff_ms;      /* next delay */
     int64_t retry_at_ms;     /* BACKOFF: when to connect */
     struct bufferevent *bev; /* owned; NULL without a link */
+    struct event *stream_ev; /* owned: a plain link's reads while streaming (the bufferevent's
+                                reads are off then); kept between links, freed with u */
     char peer[NET_ADDR_LEN]; /* "host:port" for logs */
     redisReader *reader;     /* owned; parses handshake replies */
     int replies_pending;     /* HANDSHAKE: replies still expected */
@@ -108,6 +111,8 @@ static char *xstrdup(const char *s)
 
 static void close_link(struct upstream *u)
 {
+    if (u->stream_ev)
+        event_del(u->stream_ev); /* not freed: we may be inside its callback */
     if (u->bev) {
         /* libevent defers the real free if we are inside this bufferevent's callback. */
         bufferevent_free(u->bev);
@@ -284,6 +289,8 @@ static void send_psync(struct upstream *u)
     set_state(u, UPSTREAM_PSYNC);
 }
 
+static void stream_read_cb(evutil_socket_t fd, short what, void *arg);
+
 /* The scanner is not reset here: after +CONTINUE the stream resumes at the same byte, which
  * may be in the middle of a command. Only a new history (rdb_complete) starts it afresh. */
 static void enter_stream(struct upstream *u)
@@ -291,6 +298,21 @@ static void enter_stream(struct upstream *u)
     u->backoff_ms = u->backoff_min_ms;
     u->down_since_ms = 0;
     set_state(u, UPSTREAM_STREAM);
+    if (u->tls || !u->bev)
+        return; /* bufferevent_openssl reads up to its max_single_read itself */
+    /* A plain link reads the stream itself: libevent 2.1 reads at most 4 KB per wakeup, after
+     * an ioctl(FIONREAD), and the stream is bulk. What the bufferevent already read stays in
+     * its input and is taken first. */
+    evutil_socket_t fd = bufferevent_getfd(u->bev);
+    if (!u->stream_ev)
+        u->stream_ev = event_new(u->base, fd, EV_READ | EV_PERSIST, stream_read_cb, u);
+    else
+        event_assign(u->stream_ev, u->base, fd, EV_READ | EV_PERSIST, stream_read_cb, u);
+    if (!u->stream_ev)
+        abort();
+    bufferevent_disable(u->bev, EV_READ);
+    if (!u->paused)
+        event_add(u->stream_ev, NULL);
 }
 
 static int handle_psync_reply(struct upstream *u, const char *line, bool is_error)
@@ -504,21 +526,16 @@ static void read_stream(struct upstream *u)
     }
 }
 
-/*
- * libevent 2.1's socket bufferevent reads at most 4096 bytes per wakeup (EVBUFFER_MAX_READ in
- * buffer.c), whatever the read watermarks say: one loop turn, one log write and one write per
- * replica for every 4 KB. The stream is bulk, so on a plain link read on from the socket here
- * in large chunks. EOF and errors are left for libevent's next read to report.
- */
-static void drain_socket(struct upstream *u)
+/* A plain link in STREAM: read up to DRAIN_BYTES into the bufferevent's input, then frame it. */
+static void stream_read_cb(evutil_socket_t fd, short what, void *arg)
 {
-    if (u->tls)
-        return; /* bufferevent_openssl reads up to its max_single_read itself */
-    struct evbuffer *in = bufferevent_get_input(u->bev);
-    /* libevent reads min(4096, bytes the socket holds): less than 4096 means it took all. */
-    if (evbuffer_get_length(in) < 4096)
+    (void)what;
+    struct upstream *u = arg;
+    if (u->state != UPSTREAM_STREAM || !u->bev)
         return;
-    evutil_socket_t fd = bufferevent_getfd(u->bev);
+    struct evbuffer *in = bufferevent_get_input(u->bev);
+    int err = 0;
+    bool eof = false, got_any = false;
     evbuffer_unfreeze(in, 0); /* a socket bufferevent keeps its input's end frozen */
     while (evbuffer_get_length(in) < DRAIN_BYTES) {
         struct evbuffer_iovec v;
@@ -526,20 +543,34 @@ static void drain_socket(struct upstream *u)
             break;
         ssize_t got =
             recv(fd, v.iov_base, v.iov_len < DRAIN_CHUNK ? v.iov_len : DRAIN_CHUNK, MSG_DONTWAIT);
-        if (got <= 0)
+        if (got <= 0) {
+            if (got == 0)
+                eof = true;
+            else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+                err = errno;
             break;
+        }
+        got_any = true;
         v.iov_len = (size_t)got;
         if (evbuffer_commit_space(in, &v, 1) != 0 || got < DRAIN_CHUNK)
             break; /* short read: the socket is empty for now */
     }
     evbuffer_freeze(in, 0);
+    if (got_any)
+        u->last_io_ms = net_now_ms();
+    read_stream(u); /* what arrived before an EOF or error is the stream's too */
+    if (u->state != UPSTREAM_STREAM)
+        return; /* the framing failed: the link is down already */
+    if (eof)
+        link_fail(u, "connection closed by upstream");
+    else if (err)
+        link_fail(u, strerror(err));
 }
 
 static void read_cb(struct bufferevent *bev, void *arg)
 {
     struct upstream *u = arg;
     u->last_io_ms = net_now_ms();
-    drain_socket(u);
     char line[MAX_LINE + 2];
     bool is_error;
     /* Each case consumes what it can; it returns when it needs more input or the link died. */
@@ -705,6 +736,8 @@ void upstream_free(struct upstream *u)
     if (!u)
         return;
     close_link(u);
+    if (u->stream_ev)
+        event_free(u->stream_ev);
     free(u->host);
     free(u->user);
     free(u->password);
@@ -743,6 +776,8 @@ void upstream_set_auth(struct upstream *u, const char *user, const char *passwor
 
 void upstream_pause(struct upstream *u)
 {
+    if (u->stream_ev)
+        event_del(u->stream_ev);
     if (u->bev)
         bufferevent_disable(u->bev, EV_READ);
     u->paused = true;
