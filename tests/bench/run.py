@@ -277,8 +277,9 @@ class Bench:
             hcpu0 = proc_cpu(hop.pid) if hop else 0.0
             t0 = time.monotonic()
             subprocess.run(["redis-benchmark", "-p", str(mport), "-t", "set", "-n",
-                            str(a.load_requests), "-d", str(a.value_size), "-r", str(keys),
-                            "-c", "8", "-P", "16", "-q"], check=True, stdout=subprocess.DEVNULL,
+                            str(a.load_requests), "-d", str(a.load_value or a.value_size),
+                            "-r", str(keys), "-c", str(a.load_clients), "-P",
+                            str(a.load_pipeline), "-q"], check=True, stdout=subprocess.DEVNULL,
                            stderr=subprocess.DEVNULL, timeout=600)
             res["load_s"] = time.monotonic() - t0
             target = m.info("replication")["master_repl_offset"]
@@ -628,8 +629,10 @@ def markdown(s, args):
                  f"{fmt_mb(f and f['hwm'])} | {fmt_mb(c and c['backlog'])} | "
                  f"{fmt_mb(c and c['hwm_minus_backlog'])} | "
                  f"{fmt(c and r and c['hwm'] / r['hwm'], 3)} |")
+    load = (f"redis-benchmark -t set -n {args.load_requests} -c {args.load_clients} "
+            f"-P {args.load_pipeline} -d {args.load_value or args.value_size}")
     L.append("\n### CPU per GB of stream (hop utime+stime / GB of master offset), "
-             f"{args.replicas} stock replicas\n")
+             f"{args.replicas} stock replicas, load `{load}`\n")
     L.append("| keys | stream MB | stock hop s/GB | cascade s/GB | min_forwarder s/GB | "
              "cascade / stock | cascade / forwarder | master s/GB (direct / via cascade) |")
     L.append("|---|---|---|---|---|---|---|---|")
@@ -875,6 +878,12 @@ def main():
     ap.add_argument("--only", default="topology,scale", help="topology,scale")
     ap.add_argument("--replicas", type=int, default=4)
     ap.add_argument("--value-size", type=int, default=100)
+    ap.add_argument("--load-value", type=int, default=0,
+                    help="value size of the redis-benchmark SET load (default: --value-size)")
+    ap.add_argument("--load-clients", type=int, default=8, help="redis-benchmark -c")
+    ap.add_argument("--load-pipeline", type=int, default=16, help="redis-benchmark -P")
+    ap.add_argument("--load-requests", type=int, default=0,
+                    help="SETs of the CPU-per-GB load (default: 1.5e6, 6e5 with --quick)")
     ap.add_argument("--cascade-set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                     help="passed to the relay as --set (default: its default configuration)")
     ap.add_argument("--replot", metavar="DIR",
@@ -884,7 +893,8 @@ def main():
         with open(os.path.join(args.replot, "results.json")) as f:
             doc = json.load(f)
         for k, v in doc["args"].items():
-            setattr(args, k, v)
+            if k != "replot":  # the run's own arguments, but the directory given now
+                setattr(args, k, v)
         s = summarize(doc["runs"], doc["scale_runs"], args)
         md = markdown(s, args)
         doc.update({"summary": s, "plots": plots(doc["runs"], doc["scale_runs"], s, args,
@@ -898,7 +908,7 @@ def main():
     if args.quick:
         args.repeats = args.repeats or 1
         args.key_counts = [100000, 1000000]
-        args.load_requests = 600000
+        args.load_requests = args.load_requests or 600000
         args.latency_count = 300
         args.fanouts = [1, 4, 64, 256]
         args.window_s = 2.0
@@ -906,7 +916,7 @@ def main():
     else:
         args.repeats = args.repeats or 3
         args.key_counts = [100000, 1000000]
-        args.load_requests = 1500000
+        args.load_requests = args.load_requests or 1500000
         args.latency_count = 1000
         args.fanouts = [1, 4, 16, 64, 256]
         args.window_s = 4.0
