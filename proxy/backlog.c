@@ -131,15 +131,8 @@ void backlog_append(struct backlog *b, const void *data, size_t len)
 
 size_t backlog_tail_room(const struct backlog *b)
 {
-    if (b->count == 0)
-        return 0;
-    const struct backlog_block *tail = slot(b, b->count - 1);
-    return b->block_size - tail->len;
-}
-
-size_t backlog_block_size(const struct backlog *b)
-{
-    return b->block_size;
+    const struct backlog_block *tail = b->count ? slot(b, b->count - 1) : NULL;
+    return tail && tail->len < b->block_size ? b->block_size - tail->len : b->block_size;
 }
 
 void backlog_set_limit(struct backlog *b, size_t limit_bytes)

@@ -35,10 +35,9 @@ void backlog_reset(struct backlog *b, int64_t next);
 /* Append bytes; trims the head past the limit (never the last block). */
 void backlog_append(struct backlog *b, const void *data, size_t len);
 
-/* Bytes the next append can put in the last block: appending at most this much (or, when it
- * is 0, at most one block) fills exactly one block, which the trim keeps. */
+/* Bytes the next append can put in one block: what the last block has left, or a whole new
+ * block. Appending at most this much fills exactly one block, which the trim keeps. */
 size_t backlog_tail_room(const struct backlog *b);
-size_t backlog_block_size(const struct backlog *b);
 
 void backlog_set_limit(struct backlog *b, size_t limit_bytes);
 

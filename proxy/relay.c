@@ -99,6 +99,12 @@ static bool store_usable(const struct relay *r)
     return r->store && !r->store_broken;
 }
 
+/* Disk first: a replica is never sent a byte the log could lose in a crash of ours. */
+static void feed_replicas(struct relay *r)
+{
+    replica_set_feed(r->replicas, store_usable(r) ? store_durable_end(r->store) : INT64_MAX);
+}
+
 /* First offset the relay can serve: from memory, or from the disk log below it. */
 static int64_t held_start(const struct relay *r)
 {
@@ -379,7 +385,7 @@ static void up_on_snapshot(void *ctx, struct snapshot *s)
             if (store_reset(r->store, s->offset + 1, err, sizeof(err)) != 0)
                 log_warning("relay", "-", "cannot reset the disk log: %s", err);
             r->store_broken = false;
-            replica_set_feed(r->replicas, store_durable_end(r->store));
+            feed_replicas(r);
         }
         memcpy(r->replid, s->replid, 41);
         memcpy(r->replid2, NULL_REPLID, 41);
@@ -391,12 +397,6 @@ static void up_on_snapshot(void *ctx, struct snapshot *s)
     if (gen)
         replica_set_rdb_progress(r->replicas, gen, s->size, true);
     serve_waiting(r);
-}
-
-/* Disk first: a replica is never sent a byte the log could lose in a crash of ours. */
-static void feed_replicas(struct relay *r)
-{
-    replica_set_feed(r->replicas, store_usable(r) ? store_durable_end(r->store) : INT64_MAX);
 }
 
 static void store_failed(struct relay *r, const char *err)
@@ -444,8 +444,6 @@ static void up_on_stream(void *ctx, const char *buf, size_t len, ssize_t boundar
     size_t done = 0;
     while (done < len) {
         size_t k = backlog_tail_room(r->backlog);
-        if (k == 0)
-            k = backlog_block_size(r->backlog);
         if (k > len - done)
             k = len - done;
         int64_t off = backlog_end(r->backlog) + 1;

@@ -156,6 +156,23 @@ static void unref_block_cb(const void *data, size_t len, void *extra)
     backlog_block_unref(extra);
 }
 
+/* Last offset replicas may be sent now: what the backlog holds, up to the log's end. */
+static int64_t stream_end(const struct replica_set *set)
+{
+    return backlog_end(set->backlog) < set->feed_end ? backlog_end(set->backlog) : set->feed_end;
+}
+
+/* The run of sendable bytes at `offset` in one backlog block; 0 if not in memory or none. */
+static size_t peek_sendable(const struct replica_set *set, int64_t offset, const char **data,
+                            struct backlog_block **blk)
+{
+    int64_t left = stream_end(set) - offset + 1;
+    if (left <= 0)
+        return 0;
+    size_t n = backlog_peek(set->backlog, offset, data, blk);
+    return (int64_t)n > left ? (size_t)left : n;
+}
+
 /* Queue up to `room` bytes from the log on disk (the offset has left memory). */
 static int feed_from_disk(struct replica *r, int64_t room)
 {
@@ -191,8 +208,7 @@ static void feed(struct replica *r)
     int64_t window =
         r->state == REPLICA_SEND_RDB && !st ? set->lim.output_limit_bytes : REFILL_WINDOW;
     struct evbuffer *out = bufferevent_get_output(r->bev);
-    int64_t end = backlog_end(bl) < set->feed_end ? backlog_end(bl) : set->feed_end;
-    while (r->next_offset <= end && stream_in_output(r) < window) {
+    while (r->next_offset <= stream_end(set) && stream_in_output(r) < window) {
         if (r->next_offset < backlog_start(bl)) {
             if (!st || r->next_offset < store_start(st) ||
                 feed_from_disk(r, window - stream_in_output(r)) != 0) {
@@ -203,11 +219,9 @@ static void feed(struct replica *r)
         }
         const char *data;
         struct backlog_block *blk;
-        size_t n = backlog_peek(bl, r->next_offset, &data, &blk);
+        size_t n = peek_sendable(set, r->next_offset, &data, &blk);
         if (n == 0)
             break;
-        if ((int64_t)n > end - r->next_offset + 1)
-            n = (size_t)(end - r->next_offset + 1);
         backlog_block_ref(blk);
         if (evbuffer_add_reference(out, data, n, unref_block_cb, blk) != 0) {
             backlog_block_unref(blk);
@@ -617,18 +631,14 @@ static void write_direct(struct replica *r)
     if (r->dead || r->state != REPLICA_ONLINE || r->hello.tls ||
         evbuffer_get_length(bufferevent_get_output(r->bev)) > 0)
         return;
-    int64_t end =
-        backlog_end(set->backlog) < set->feed_end ? backlog_end(set->backlog) : set->feed_end;
     struct iovec iov[16];
     int n = 0;
-    for (int64_t off = r->next_offset; n < 16 && off <= end;) {
+    for (int64_t off = r->next_offset; n < 16;) {
         const char *data;
         struct backlog_block *blk;
-        size_t len = backlog_peek(set->backlog, off, &data, &blk);
+        size_t len = peek_sendable(set, off, &data, &blk);
         if (len == 0)
-            break; /* not in memory: feed() reads it from disk */
-        if ((int64_t)len > end - off + 1)
-            len = (size_t)(end - off + 1);
+            break; /* all sent, or not in memory: feed() reads it from disk */
         iov[n++] = (struct iovec){.iov_base = (void *)data, .iov_len = len};
         off += (int64_t)len;
     }

@@ -4,6 +4,7 @@
  */
 #include "resp.h"
 
+#include <assert.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -257,20 +258,17 @@ static bool stream_arg_done(struct resp_stream *s, size_t i)
     return stream_command_done(s);
 }
 
-/* Keeps what GETACK detection needs of payload bytes buf[0..n) of the current argument. */
+/* Keeps what GETACK detection needs of payload bytes buf[0..n) of the current argument. Only
+ * arguments 0 and 1 of the lengths of REPLCONF and GETACK are kept, so they always fit;
+ * stream_header_done marks the others (head_len past the room), which are never copied. */
 static void stream_keep_head(struct resp_stream *s, const char *buf, size_t n)
 {
-    /* head_len > sizeof(head[0]) marks an argument too long to match: nothing to copy (the
-     * rest of it, arriving in later chunks, must not be copied either: room would wrap). */
     if (s->argi >= 2 || s->head_len[s->argi] > sizeof(s->head[0]))
         return;
     size_t *hl = &s->head_len[s->argi];
-    size_t room = sizeof(s->head[0]) - *hl;
-    size_t copy = n < room ? n : room;
-    memcpy(s->head[s->argi] + *hl, buf, copy);
-    *hl += copy;
-    if (copy < n)
-        *hl = sizeof(s->head[0]) + 1;
+    assert(*hl + n <= sizeof(s->head[0]));
+    memcpy(s->head[s->argi] + *hl, buf, n);
+    *hl += n;
 }
 
 /*

@@ -383,6 +383,15 @@ static void enqueue(struct store *s, const struct wjob *job)
     pthread_mutex_unlock(&w->mu);
 }
 
+static void writer_free(struct writer *w)
+{
+    pthread_mutex_destroy(&w->mu);
+    pthread_cond_destroy(&w->work);
+    pthread_cond_destroy(&w->room);
+    close(w->notify_fd);
+    free(w);
+}
+
 static void stop_writer(struct store *s)
 {
     struct writer *w = s->w;
@@ -394,11 +403,7 @@ static void stop_writer(struct store *s)
     pthread_mutex_unlock(&w->mu);
     pthread_join(w->thread, NULL);
     hand_back(s);
-    pthread_mutex_destroy(&w->mu);
-    pthread_cond_destroy(&w->work);
-    pthread_cond_destroy(&w->room);
-    close(w->notify_fd);
-    free(w);
+    writer_free(w);
     s->w = NULL;
 }
 
@@ -421,11 +426,7 @@ int store_start_writer(struct store *s, void (*done)(void *ctx, void *token), vo
     int rc = pthread_create(&w->thread, NULL, writer_main, w);
     if (rc != 0) {
         errf(err, errlen, "cannot start the log writer: %s", strerror(rc));
-        pthread_mutex_destroy(&w->mu);
-        pthread_cond_destroy(&w->work);
-        pthread_cond_destroy(&w->room);
-        close(w->notify_fd);
-        free(w);
+        writer_free(w);
         return -1;
     }
     s->w = w;
@@ -761,16 +762,16 @@ static int create_segment_files(struct store *s, int64_t start, int *fd, int *id
     char path[4096];
     seg_path(s, start, "seg", path, sizeof(path));
     *fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0600);
+    *idx_fd = -1;
     if (*fd >= 0) {
         seg_path(s, start, "idx", path, sizeof(path));
         *idx_fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0600);
-        if (*idx_fd >= 0)
-            return 0;
-        close(*fd);
-        seg_path(s, start, "seg", path, sizeof(path));
-        unlink(path);
     }
+    if (*fd >= 0 && *idx_fd >= 0)
+        return 0;
     errf(err, errlen, "cannot create segment %s: %s", path, strerror(errno));
+    struct segment g = {.start = start, .fd = *fd, .idx_fd = *idx_fd};
+    seg_unlink(s, &g);
     return -1;
 }
 
@@ -875,7 +876,8 @@ int store_append(struct store *s, const struct store_piece *pc, int n, int64_t b
     bool queue = s->w && (bulk || !writer_idle(s));
     /* Whatever can fail comes before anything is queued, so that on -1 no token is held. */
     int fd = -1, idx_fd = -1;
-    if (roll && create_segment_files(s, s->next + (int64_t)split, &fd, &idx_fd, err, errlen) != 0)
+    int64_t new_start = s->next + (int64_t)split;
+    if (roll && create_segment_files(s, new_start, &fd, &idx_fd, err, errlen) != 0)
         return -1;
     if (split > 0 && write_span(s, pc, n, 0, split, queue, err, errlen) != 0)
         goto fail;
@@ -894,14 +896,9 @@ int store_append(struct store *s, const struct store_piece *pc, int n, int64_t b
     return queue ? 1 : 0;
 fail:
     assert(!queue); /* queued appends cannot fail past the file creation */
-    if (fd >= 0) {
-        char path[4096];
-        close(fd);
-        close(idx_fd);
-        seg_path(s, s->next, "seg", path, sizeof(path));
-        unlink(path);
-        seg_path(s, s->next, "idx", path, sizeof(path));
-        unlink(path);
+    if (fd >= 0) {  /* the new segment was not taken into use */
+        struct segment g = {.start = new_start, .fd = fd, .idx_fd = idx_fd};
+        seg_unlink(s, &g);
     }
     return -1;
 }

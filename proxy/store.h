@@ -64,11 +64,11 @@ struct store_piece {
  * Append stream bytes: the pieces, in order (at most STORE_MAX_PIECES, 4 GB in all), with one
  * write and one index record when written at once. boundary: a position in these bytes (0 =
  * before the first) between two commands, -1 if none; a segment starts only at a boundary, so
- * a full segment ends there, and the first segment needs 0. Returns 0 once the bytes are written, or
- * -1 (nothing is held then). With a writer running (below), a bulk append, or any append
- * while others are queued, is queued instead: it returns 1, each piece's buf must stay valid
- * and unchanged until its token comes back through the writer's done callback.
- * (Small appends are cheaper written at once than handed over.)
+ * a full segment ends there, and the first segment needs 0. Returns 0 once the bytes are written,
+ * or -1 (nothing is held then). With a writer running (below), a bulk append, or any append while
+ * others are queued, is queued instead: it returns 1, each piece's buf must stay valid and
+ * unchanged until its token comes back through the writer's done callback. (Small appends are
+ * cheaper written at once than handed over.)
  */
 __attribute__((warn_unused_result)) int store_append(struct store *s,
                                                      const struct store_piece *pieces, int n,
