@@ -153,6 +153,19 @@ int bench_signalfd(void)
     return fd;
 }
 
+bool bench_signals_read(int sfd, void (*user)(int signo))
+{
+    bool stop = false;
+    struct signalfd_siginfo si;
+    while (read(sfd, &si, sizeof(si)) == sizeof(si)) {
+        if (si.ssi_signo == SIGUSR1 || si.ssi_signo == SIGUSR2)
+            user((int)si.ssi_signo);
+        else
+            stop = true;
+    }
+    return stop;
+}
+
 int bench_timerfd(int64_t period_ms)
 {
     int fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
@@ -315,7 +328,8 @@ int bench_cmd_parse(const char *p, size_t n, struct bench_cmd *cmd, size_t *used
 
 bool bench_arg_is(const struct bench_cmd *cmd, int i, const char *s)
 {
-    return i < cmd->argc && cmd->argl[i] == strlen(s) && strncasecmp(cmd->argv[i], s, cmd->argl[i]) == 0;
+    return i < cmd->argc && cmd->argl[i] == strlen(s) &&
+           strncasecmp(cmd->argv[i], s, cmd->argl[i]) == 0;
 }
 
 size_t bench_cmd_format(char *out, size_t cap, int argc, const char *const *argv)

@@ -31,6 +31,9 @@ int bench_write_all(int fd, const void *data, size_t len, int timeout_ms);
 /* Signals as a descriptor: SIGINT, SIGTERM, SIGUSR1, SIGUSR2 blocked and returned by a
  * signalfd (SIGPIPE ignored). */
 int bench_signalfd(void);
+/* Reads every pending signal from a bench_signalfd descriptor: SIGUSR1/SIGUSR2 go to user(signo)
+ * one by one; true if SIGINT or SIGTERM came (stop). */
+bool bench_signals_read(int sfd, void (*user)(int signo));
 /* A periodic timerfd. */
 int bench_timerfd(int64_t period_ms);
 
@@ -81,11 +84,11 @@ struct hs {
     enum hs_state state;
     int listening_port;
     char replid[41];
-    int64_t offset;      /* the offset of +FULLRESYNC (stream bytes follow it) */
-    int64_t rdb_left;    /* HS_RDB_LEN: bytes still to come */
-    int64_t rdb_bytes;   /* RDB payload bytes seen (an EOF RDB: without the mark) */
-    bool eof_format;     /* the RDB came in the $EOF: format */
-    char mark[40];       /* its mark */
+    int64_t offset;    /* the offset of +FULLRESYNC (stream bytes follow it) */
+    int64_t rdb_left;  /* HS_RDB_LEN: bytes still to come */
+    int64_t rdb_bytes; /* RDB payload bytes seen (an EOF RDB: without the mark) */
+    bool eof_format;   /* the RDB came in the $EOF: format */
+    char mark[40];     /* its mark */
     unsigned char tail[40];
     size_t tail_len;
     char err[160];

@@ -26,20 +26,20 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#define READ_MAX (1 << 20)
+#define READ_MAX   (1 << 20)
 #define TAG_SIGNAL (-1)
-#define TAG_TIMER (-2)
+#define TAG_TIMER  (-2)
 
 struct conn {
-    int fd;               /* -1 while not connected */
-    int idx;              /* position in the array, its listening-port offset */
-    struct hs hs;         /* handshake and RDB state */
-    struct bench_buf in;  /* bytes read before the stream (handshake, RDB) */
-    int64_t stream_bytes; /* stream bytes received, over all sessions */
+    int fd;                /* -1 while not connected */
+    int idx;               /* position in the array, its listening-port offset */
+    struct hs hs;          /* handshake and RDB state */
+    struct bench_buf in;   /* bytes read before the stream (handshake, RDB) */
+    int64_t stream_bytes;  /* stream bytes received, over all sessions */
     int64_t session_bytes; /* stream bytes of this session (the ACK offset is hs.offset + it) */
-    int64_t rdb_bytes;    /* RDB bytes received, over all sessions */
-    int64_t online_ns;    /* when the first session went online (0: not yet) */
-    int64_t retry_ns;     /* when to redial (fd == -1) */
+    int64_t rdb_bytes;     /* RDB bytes received, over all sessions */
+    int64_t online_ns;     /* when the first session went online (0: not yet) */
+    int64_t retry_ns;      /* when to redial (fd == -1) */
 };
 
 struct opts {
@@ -187,6 +187,13 @@ static void report(const char *why)
     json_end(&j);
 }
 
+/* SIGUSR1/SIGUSR2: report now. */
+static void report_on_signal(int signo)
+{
+    (void)signo;
+    report("signal");
+}
+
 static void usage(void)
 {
     fprintf(stderr, "usage: fake_replica --port P [--host H] [--conns N] [--seconds S]\n"
@@ -196,8 +203,12 @@ static void usage(void)
 
 int main(int argc, char **argv)
 {
-    o = (struct opts){.host = "127.0.0.1", .conns = 1, .seconds = 30, .report_every = 1,
-                      .listen_port_base = 20000, .per_conn = true};
+    o = (struct opts){.host = "127.0.0.1",
+                      .conns = 1,
+                      .seconds = 30,
+                      .report_every = 1,
+                      .listen_port_base = 20000,
+                      .per_conn = true};
     static const struct option lo[] = {
         {"host", required_argument, NULL, 'h'},
         {"port", required_argument, NULL, 'p'},
@@ -280,14 +291,9 @@ int main(int argc, char **argv)
         for (int k = 0; k < n; k++) {
             int32_t tag = (int32_t)evs[k].data.u32;
             if (tag == TAG_SIGNAL) {
-                struct signalfd_siginfo si;
-                while (read(sfd, &si, sizeof(si)) == sizeof(si)) {
-                    if (si.ssi_signo == SIGUSR1 || si.ssi_signo == SIGUSR2) {
-                        report("signal");
-                    } else {
-                        why = "stopped";
-                        stop = true;
-                    }
+                if (bench_signals_read(sfd, report_on_signal)) {
+                    why = "stopped";
+                    stop = true;
                 }
             } else if (tag == TAG_TIMER) {
                 uint64_t ticks;

@@ -36,13 +36,13 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-#define CHUNK_CAP (1 << 20)
+#define CHUNK_CAP      (1 << 20)
 #define CHUNK_MIN_FREE (64 << 10)
-#define MAX_IOV 16
-#define TAG_LISTEN 0xfffffff0u
-#define TAG_SIGNAL 0xfffffff1u
-#define TAG_TIMER 0xfffffff2u
-#define TAG_UPSTREAM 0xfffffff3u
+#define MAX_IOV        16
+#define TAG_LISTEN     0xfffffff0u
+#define TAG_SIGNAL     0xfffffff1u
+#define TAG_TIMER      0xfffffff2u
+#define TAG_UPSTREAM   0xfffffff3u
 
 /* A piece of the stream, shared by every replica that has not written it yet. */
 struct chunk {
@@ -61,15 +61,15 @@ enum down_state {
 };
 
 struct down {
-    int fd;                /* -1: free slot */
+    int fd; /* -1: free slot */
     enum down_state state;
-    struct bench_buf in;   /* unparsed commands */
-    struct bench_buf out;  /* replies and the RDB preamble */
-    size_t rdb_pos;        /* RDB bytes written */
-    struct chunk *cur;     /* stream cursor (set at FULLRESYNC) */
-    size_t pos;            /* within cur */
-    bool blocked;          /* last write hit EAGAIN: wait for EPOLLOUT */
-    int64_t sent;          /* stream bytes written */
+    struct bench_buf in;  /* unparsed commands */
+    struct bench_buf out; /* replies and the RDB preamble */
+    size_t rdb_pos;       /* RDB bytes written */
+    struct chunk *cur;    /* stream cursor (set at FULLRESYNC) */
+    size_t pos;           /* within cur */
+    bool blocked;         /* last write hit EAGAIN: wait for EPOLLOUT */
+    int64_t sent;         /* stream bytes written */
 };
 
 static struct {
@@ -176,8 +176,9 @@ static void down_flush(struct down *d)
     if (d->state != D_STREAM)
         return;
     if (stream_in - (d->cur->start + (int64_t)d->pos) > o.max_lag) {
-        fprintf(stderr, "min_forwarder: replica fd %d more than %" PRId64 " bytes behind: dropped\n",
-                d->fd, o.max_lag);
+        fprintf(stderr,
+                "min_forwarder: replica fd %d more than %" PRId64 " bytes behind: dropped\n", d->fd,
+                o.max_lag);
         dropped++;
         down_close(d);
         return;
@@ -206,8 +207,8 @@ static void down_flush(struct down *d)
         }
         if (total == 0)
             return;
-        ssize_t n = niov == 1 ? write(d->fd, iov[0].iov_base, iov[0].iov_len)
-                              : writev(d->fd, iov, niov);
+        ssize_t n =
+            niov == 1 ? write(d->fd, iov[0].iov_base, iov[0].iov_len) : writev(d->fd, iov, niov);
         if (n < 0) {
             if (errno == EAGAIN || errno == EINTR) {
                 d->blocked = true;
@@ -257,8 +258,8 @@ static void info_reply(struct down *d)
                       "# Replication\r\nrole:slave\r\nmaster_link_status:%s\r\n"
                       "master_repl_offset:%" PRId64 "\r\nslave_repl_offset:%" PRId64 "\r\n"
                       "connected_slaves:%zu\r\nmaster_replid:%s\r\n",
-                      ready ? "up" : "down", up_hs.offset + stream_in, up_hs.offset + stream_in,
-                      n, up_hs.replid);
+                      ready ? "up" : "down", up_hs.offset + stream_in, up_hs.offset + stream_in, n,
+                      up_hs.replid);
     snprintf(line, sizeof(line), "$%d\r\n%s\r\n", bl, body);
     reply(d, line);
 }
@@ -447,6 +448,13 @@ static void report(const char *why)
     json_end(&j);
 }
 
+/* SIGUSR1/SIGUSR2: report now. */
+static void report_on_signal(int signo)
+{
+    (void)signo;
+    report("signal");
+}
+
 static void accept_all(int lfd)
 {
     int fd;
@@ -474,7 +482,8 @@ static void accept_all(int lfd)
         memset(d, 0, sizeof(*d));
         d->fd = fd;
         d->state = D_COMMANDS;
-        struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLET, .data.u32 = (uint32_t)slot};
+        struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLET,
+                                 .data.u32 = (uint32_t)slot};
         epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev);
     }
 }
@@ -492,9 +501,12 @@ int main(int argc, char **argv)
     o.seconds = 3600;
     o.max_lag = 1000000000;
     static const struct option lo[] = {
-        {"upstream", required_argument, NULL, 'u'}, {"port", required_argument, NULL, 'p'},
-        {"bind", required_argument, NULL, 'h'},     {"seconds", required_argument, NULL, 's'},
-        {"max-lag", required_argument, NULL, 'l'},  {"report-every", required_argument, NULL, 'e'},
+        {"upstream", required_argument, NULL, 'u'},
+        {"port", required_argument, NULL, 'p'},
+        {"bind", required_argument, NULL, 'h'},
+        {"seconds", required_argument, NULL, 's'},
+        {"max-lag", required_argument, NULL, 'l'},
+        {"report-every", required_argument, NULL, 'e'},
         {NULL, 0, NULL, 0},
     };
     static char up_host[256];
@@ -573,14 +585,9 @@ int main(int argc, char **argv)
             } else if (tag == TAG_LISTEN) {
                 accept_all(lfd);
             } else if (tag == TAG_SIGNAL) {
-                struct signalfd_siginfo si;
-                while (read(sfd, &si, sizeof(si)) == sizeof(si)) {
-                    if (si.ssi_signo == SIGUSR1 || si.ssi_signo == SIGUSR2) {
-                        report("signal");
-                    } else {
-                        why = "stopped";
-                        stop = true;
-                    }
+                if (bench_signals_read(sfd, report_on_signal)) {
+                    why = "stopped";
+                    stop = true;
                 }
             } else if (tag == TAG_TIMER) {
                 uint64_t ticks;

@@ -30,11 +30,11 @@
 #include <unistd.h>
 
 #define MAX_LEAVES 64
-#define CHANNEL "cascade-bench-lat"
-#define TAG_PUB 0xfffffff0u
-#define TAG_LOAD 0xfffffff1u
-#define TAG_TIMER 0xfffffff2u
-#define LOAD_CMDS 8192
+#define CHANNEL    "cascade-bench-lat"
+#define TAG_PUB    0xfffffff0u
+#define TAG_LOAD   0xfffffff1u
+#define TAG_TIMER  0xfffffff2u
+#define LOAD_CMDS  8192
 
 struct leaf {
     int fd;

@@ -32,8 +32,8 @@
 #include <unistd.h>
 
 #define WRITE_BURST (4 << 20) /* bytes written to one connection before others get a turn */
-#define TAG_LISTEN 0xfffffff0u
-#define TAG_SIGNAL 0xfffffff1u
+#define TAG_LISTEN  0xfffffff0u
+#define TAG_SIGNAL  0xfffffff1u
 #define MAX_CLIENTS 64
 
 enum client_state {
@@ -44,16 +44,16 @@ enum client_state {
 };
 
 struct client {
-    int fd;                 /* -1: free slot */
+    int fd; /* -1: free slot */
     enum client_state state;
-    struct bench_buf in;    /* unparsed commands */
-    struct bench_buf out;   /* replies, the RDB */
-    bool rdb_only;          /* REPLCONF rdb-only 1 seen */
-    bool pollout;           /* EPOLLOUT is in the interest set */
-    bool done;              /* --bytes reached */
-    int64_t base;           /* the FULLRESYNC offset */
-    int64_t off;            /* absolute stream offset sent so far */
-    int64_t rdb_sent;       /* RDB bytes written */
+    struct bench_buf in;  /* unparsed commands */
+    struct bench_buf out; /* replies, the RDB */
+    bool rdb_only;        /* REPLCONF rdb-only 1 seen */
+    bool pollout;         /* EPOLLOUT is in the interest set */
+    bool done;            /* --bytes reached */
+    int64_t base;         /* the FULLRESYNC offset */
+    int64_t off;          /* absolute stream offset sent so far */
+    int64_t rdb_sent;     /* RDB bytes written */
 };
 
 struct opts {
@@ -111,9 +111,9 @@ static void build_rdb(void)
     }
     /* "REDIS0010", aux redis-ver 7.0.15, aux repl-stream-db 0 (int-encoded), EOF, CRC-64. */
     static const unsigned char body[] = {
-        'R', 'E', 'D', 'I', 'S', '0', '0', '1', '0', 0xfa, 9, 'r', 'e', 'd', 'i', 's', '-',
-        'v', 'e', 'r', 6, '7', '.', '0', '.', '1', '5', 0xfa, 14, 'r', 'e', 'p', 'l', '-',
-        's', 't', 'r', 'e', 'a', 'm', '-', 'd', 'b', 0xc0, 0, 0xff};
+        'R', 'E', 'D', 'I', 'S', '0', '0', '1', '0', 0xfa, 9,   'r',  'e', 'd', 'i', 's',
+        '-', 'v', 'e', 'r', 6,   '7', '.', '0', '.', '1',  '5', 0xfa, 14,  'r', 'e', 'p',
+        'l', '-', 's', 't', 'r', 'e', 'a', 'm', '-', 'd',  'b', 0xc0, 0,   0xff};
     rdb_len = sizeof(body) + 8;
     rdb = malloc(rdb_len);
     memcpy(rdb, body, sizeof(body));
@@ -138,8 +138,8 @@ static void build_stream(void)
             val[i] = (char)('a' + ((x >> ((i % 8) * 5)) + (uint64_t)i) % 26);
         char key[32];
         int kl = snprintf(key, sizeof(key), "key:%010" PRIu64, x % (uint64_t)o.keys);
-        int hl = snprintf(hdr, sizeof(hdr), "*3\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$%d\r\n", kl, key,
-                          o.value);
+        int hl =
+            snprintf(hdr, sizeof(hdr), "*3\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$%d\r\n", kl, key, o.value);
         bench_buf_append(&b, hdr, (size_t)hl);
         bench_buf_append(&b, val, (size_t)o.value);
         bench_buf_append(&b, "\r\n", 2);
@@ -384,6 +384,17 @@ static void start_streaming(void)
             set_pollout(&clients[i], true);
 }
 
+/* SIGUSR1 while holding starts the stream; otherwise SIGUSR1/SIGUSR2 report now. */
+static void on_user_signal(int signo)
+{
+    if (!streaming && signo == SIGUSR1) {
+        start_streaming();
+        report("start");
+    } else {
+        report("signal");
+    }
+}
+
 static void usage(void)
 {
     fprintf(stderr,
@@ -395,14 +406,14 @@ static void usage(void)
 
 int main(int argc, char **argv)
 {
-    o = (struct opts){.bind = "127.0.0.1", .seconds = 60, .value = 100, .keys = 100000,
-                      .buffer_bytes = 8 << 20};
+    o = (struct opts){
+        .bind = "127.0.0.1", .seconds = 60, .value = 100, .keys = 100000, .buffer_bytes = 8 << 20};
     static const struct option lo[] = {
-        {"port", required_argument, NULL, 'p'},   {"bind", required_argument, NULL, 'h'},
-        {"seconds", required_argument, NULL, 's'}, {"bytes", required_argument, NULL, 'B'},
-        {"rate", required_argument, NULL, 'r'},   {"value", required_argument, NULL, 'v'},
-        {"keys", required_argument, NULL, 'k'},   {"hold", no_argument, NULL, 'H'},
-        {"rdb", required_argument, NULL, 'f'},    {"report-every", required_argument, NULL, 'e'},
+        {"port", required_argument, NULL, 'p'},      {"bind", required_argument, NULL, 'h'},
+        {"seconds", required_argument, NULL, 's'},   {"bytes", required_argument, NULL, 'B'},
+        {"rate", required_argument, NULL, 'r'},      {"value", required_argument, NULL, 'v'},
+        {"keys", required_argument, NULL, 'k'},      {"hold", no_argument, NULL, 'H'},
+        {"rdb", required_argument, NULL, 'f'},       {"report-every", required_argument, NULL, 'e'},
         {"buffer-mb", required_argument, NULL, 'm'}, {NULL, 0, NULL, 0},
     };
     int ch;
@@ -529,19 +540,9 @@ int main(int argc, char **argv)
                     epoll_ctl(ep, EPOLL_CTL_ADD, fd, &cev);
                 }
             } else if (tag == TAG_SIGNAL) {
-                struct signalfd_siginfo si;
-                while (read(sfd, &si, sizeof(si)) == sizeof(si)) {
-                    if (si.ssi_signo == SIGUSR1 || si.ssi_signo == SIGUSR2) {
-                        if (!streaming && si.ssi_signo == SIGUSR1) {
-                            start_streaming();
-                            report("start");
-                        } else {
-                            report("signal");
-                        }
-                    } else {
-                        why = "stopped";
-                        stop = true;
-                    }
+                if (bench_signals_read(sfd, on_user_signal)) {
+                    why = "stopped";
+                    stop = true;
                 }
             } else if (tag < MAX_CLIENTS && clients[tag].fd >= 0) {
                 client_event(&clients[tag], evs[k].events, now);
