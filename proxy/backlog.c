@@ -1,12 +1,19 @@
 /*
  * backlog: a deque of equally sized blocks, so that the block holding an offset is found by
  * division instead of a walk. Every block but the last is full.
+ *
+ * A trimmed block nobody else references is kept as a spare for the next append (a few at
+ * most): in steady state every append trims one block, and reusing it keeps the stream in
+ * memory the process already touched instead of faulting fresh pages in (and giving them
+ * back) for every 64 KiB.
  */
 #include "backlog.h"
 
 #include <assert.h>
 #include <stdlib.h>
 #include <string.h>
+
+#define SPARE_MAX 8 /* trimmed blocks kept for reuse */
 
 struct backlog {
     struct backlog_block **ring; /* blocks, oldest at ring[head] */
@@ -17,6 +24,8 @@ struct backlog {
     size_t limit;                /* history to keep, in bytes */
     int64_t start;               /* offset of the first byte held */
     int64_t end;                 /* offset of the last byte held */
+    struct backlog_block *spare[SPARE_MAX]; /* unreferenced trimmed blocks, for reuse */
+    size_t nspare;
 };
 
 static void *xcalloc(size_t n, size_t sz)
@@ -51,7 +60,10 @@ static void drop_head(struct backlog *b)
     b->head = (b->head + 1) & (b->ring_cap - 1);
     b->count--;
     blk->detached = true;
-    backlog_block_unref(blk);
+    if (blk->refs == 1 && b->nspare < SPARE_MAX)
+        b->spare[b->nspare++] = blk; /* ours alone: reused by push_block */
+    else
+        backlog_block_unref(blk);
 }
 
 void backlog_free(struct backlog *b)
@@ -60,6 +72,8 @@ void backlog_free(struct backlog *b)
         return;
     while (b->count)
         drop_head(b);
+    while (b->nspare)
+        free(b->spare[--b->nspare]);
     free(b->ring);
     free(b);
 }
@@ -98,7 +112,8 @@ static struct backlog_block *push_block(struct backlog *b)
         b->ring_cap = ncap;
         b->head = 0;
     }
-    struct backlog_block *blk = malloc(sizeof(*blk) + b->block_size);
+    struct backlog_block *blk =
+        b->nspare ? b->spare[--b->nspare] : malloc(sizeof(*blk) + b->block_size);
     if (!blk)
         abort();
     blk->start = b->end + 1;
@@ -158,7 +173,7 @@ size_t backlog_histlen(const struct backlog *b)
 
 size_t backlog_memory(const struct backlog *b)
 {
-    return b->count * (sizeof(struct backlog_block) + b->block_size);
+    return (b->count + b->nspare) * (sizeof(struct backlog_block) + b->block_size);
 }
 
 size_t backlog_limit(const struct backlog *b)

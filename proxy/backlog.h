@@ -44,7 +44,7 @@ void backlog_set_limit(struct backlog *b, size_t limit_bytes);
 int64_t backlog_start(const struct backlog *b);  /* first byte held */
 int64_t backlog_end(const struct backlog *b);    /* last byte held (0 before any history) */
 size_t backlog_histlen(const struct backlog *b); /* end - start + 1 */
-size_t backlog_memory(const struct backlog *b);  /* bytes of blocks the backlog holds */
+size_t backlog_memory(const struct backlog *b);  /* bytes of blocks held, spares included */
 size_t backlog_limit(const struct backlog *b);
 
 /* True if a reader may continue at `offset`: start <= offset <= end + 1. */

@@ -33,7 +33,6 @@
 #define MAX_LINE        1024         /* longest handshake reply line accepted */
 #define ACK_INTERVAL_MS 1000         /* REPLCONF ACK period, as Redis' replicationCron */
 #define MAX_READ_BYTES  (256 * 1024) /* one TLS read */
-#define DRAIN_CHUNK     (256 * 1024) /* one plain read of our own */
 #define DRAIN_BYTES     (512 * 1024) /* read ahead per wakeup, at most */
 
 struct upstream {
@@ -52,6 +51,7 @@ struct upstream {
     struct bufferevent *bev; /* owned; NULL without a link */
     struct event *stream_ev; /* owned: a plain link's reads while streaming (the bufferevent's
                                 reads are off then); kept between links, freed with u */
+    char *rbuf;              /* owned: DRAIN_BYTES for stream_ev's reads, allocated once */
     char peer[NET_ADDR_LEN]; /* "host:port" for logs */
     redisReader *reader;     /* owned; parses handshake replies */
     int replies_pending;     /* HANDSHAKE: replies still expected */
@@ -494,55 +494,73 @@ static int read_rdb(struct upstream *u)
     return 0;
 }
 
-static void read_stream(struct upstream *u)
+/* Frame stream bytes and pass them on, answering GETACKs on the way. Returns the bytes taken
+ * (fewer than len if the link went down meanwhile), or -1 when the framing failed. */
+static ssize_t scan_stream(struct upstream *u, const char *data, size_t len)
 {
-    struct evbuffer *in = bufferevent_get_input(u->bev);
     char err[RESP_ERR_LEN];
-    while (u->state == UPSTREAM_STREAM && evbuffer_get_length(in) > 0) {
-        struct evbuffer_iovec v;
-        if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
-            break;
+    size_t done = 0;
+    while (u->state == UPSTREAM_STREAM && done < len) {
+        const char *p = data + done;
         bool getack = false;
         struct resp_stream saved = u->scan; /* a rejected chunk must not move the framing */
-        ssize_t n = resp_stream_scan(&u->scan, v.iov_base, v.iov_len, &getack, err, sizeof(err));
+        ssize_t n = resp_stream_scan(&u->scan, p, len - done, &getack, err, sizeof(err));
         if (n < 0) {
             u->scan = saved;
             char sample[96], why[384];
-            resp_escape(v.iov_base, v.iov_len < 48 ? v.iov_len : 48, sample, sizeof(sample));
+            resp_escape(p, len - done < 48 ? len - done : 48, sample, sizeof(sample));
             snprintf(why, sizeof(why),
                      "stream protocol error at offset %" PRId64 ": %s near \"%s\"", u->offset + 1,
                      err, sample);
             link_fail(u, why);
-            return;
+            return -1;
         }
         u->offset += n;
         u->stream_bytes += n;
+        done += (size_t)n;
         if (u->cb.on_stream) /* a boundary to start a log segment at: the first one there is */
-            u->cb.on_stream(u->cb.ctx, v.iov_base, (size_t)n,
+            u->cb.on_stream(u->cb.ctx, p, (size_t)n,
                             resp_stream_at_boundary(&saved) ? 0 : u->scan.last_boundary);
-        evbuffer_drain(in, (size_t)n);
         if (getack)
             send_ack(u);
     }
+    return (ssize_t)done;
 }
 
-/* A plain link in STREAM: read up to DRAIN_BYTES into the bufferevent's input, then frame it. */
+/* What the bufferevent's input holds (a TLS link's reads, or bytes read before STREAM). */
+static void read_stream(struct upstream *u)
+{
+    while (u->state == UPSTREAM_STREAM && u->bev) {
+        struct evbuffer *in = bufferevent_get_input(u->bev);
+        struct evbuffer_iovec v;
+        if (evbuffer_get_length(in) == 0 || evbuffer_peek(in, -1, NULL, &v, 1) < 1)
+            break;
+        ssize_t n = scan_stream(u, v.iov_base, v.iov_len);
+        if (n <= 0 || !u->bev)
+            break;
+        evbuffer_drain(bufferevent_get_input(u->bev), (size_t)n);
+    }
+}
+
+/* A plain link in STREAM: read up to DRAIN_BYTES into the link's own buffer, then frame it.
+ * The buffer lives as long as u, so the stream passes through memory already touched. */
 static void stream_read_cb(evutil_socket_t fd, short what, void *arg)
 {
     (void)what;
     struct upstream *u = arg;
     if (u->state != UPSTREAM_STREAM || !u->bev)
         return;
-    struct evbuffer *in = bufferevent_get_input(u->bev);
+    read_stream(u); /* anything the bufferevent read before we took over comes first */
+    if (u->state != UPSTREAM_STREAM)
+        return;
+    if (!u->rbuf && !(u->rbuf = malloc(DRAIN_BYTES)))
+        abort();
+    size_t have = 0;
     int err = 0;
-    bool eof = false, got_any = false;
-    evbuffer_unfreeze(in, 0); /* a socket bufferevent keeps its input's end frozen */
-    while (evbuffer_get_length(in) < DRAIN_BYTES) {
-        struct evbuffer_iovec v;
-        if (evbuffer_reserve_space(in, DRAIN_CHUNK, &v, 1) < 1)
-            break;
-        ssize_t got =
-            recv(fd, v.iov_base, v.iov_len < DRAIN_CHUNK ? v.iov_len : DRAIN_CHUNK, MSG_DONTWAIT);
+    bool eof = false;
+    while (have < DRAIN_BYTES) {
+        size_t want = DRAIN_BYTES - have;
+        ssize_t got = recv(fd, u->rbuf + have, want, MSG_DONTWAIT);
         if (got <= 0) {
             if (got == 0)
                 eof = true;
@@ -550,17 +568,15 @@ static void stream_read_cb(evutil_socket_t fd, short what, void *arg)
                 err = errno;
             break;
         }
-        got_any = true;
-        v.iov_len = (size_t)got;
-        if (evbuffer_commit_space(in, &v, 1) != 0 || got < DRAIN_CHUNK)
+        have += (size_t)got;
+        if ((size_t)got < want)
             break; /* short read: the socket is empty for now */
     }
-    evbuffer_freeze(in, 0);
-    if (got_any)
+    if (have)
         u->last_io_ms = net_now_ms();
-    read_stream(u); /* what arrived before an EOF or error is the stream's too */
-    if (u->state != UPSTREAM_STREAM)
-        return; /* the framing failed: the link is down already */
+    /* what arrived before an EOF or error is the stream's too */
+    if (scan_stream(u, u->rbuf, have) < 0 || u->state != UPSTREAM_STREAM)
+        return; /* the framing failed, or the link went down meanwhile */
     if (eof)
         link_fail(u, "connection closed by upstream");
     else if (err)
@@ -738,6 +754,7 @@ void upstream_free(struct upstream *u)
     close_link(u);
     if (u->stream_ev)
         event_free(u->stream_ev);
+    free(u->rbuf);
     free(u->host);
     free(u->user);
     free(u->password);

@@ -147,7 +147,8 @@ static void test_reset(void **state)
     assert_int_equal(backlog_end(b), x);
     assert_int_equal(backlog_start(b), x + 1);
     assert_int_equal(backlog_histlen(b), 0);
-    assert_int_equal(backlog_memory(b), 0);
+    /* Its two blocks are kept as spares, and counted. */
+    assert_int_equal(backlog_memory(b), 2 * (sizeof(struct backlog_block) + 16));
     assert_false(backlog_can_serve(b, x));
     assert_true(backlog_can_serve(b, x + 1));
     assert_false(backlog_can_serve(b, x + 2));
@@ -216,7 +217,8 @@ static void test_trim_whole_blocks(void **state)
     assert_int_equal(backlog_start(b), 9);
     assert_int_equal(backlog_end(b), 28);
     assert_int_equal(backlog_histlen(b), 20);
-    assert_int_equal(backlog_memory(b), 3 * (sizeof(struct backlog_block) + 8));
+    /* Three blocks held and the dropped one kept as a spare. */
+    assert_int_equal(backlog_memory(b), 4 * (sizeof(struct backlog_block) + 8));
 
     /* One large append drops several blocks at once, still keeping >= limit. */
     backlog_append(b, data + 28, 36); /* end 64 */
@@ -233,7 +235,8 @@ static void test_trim_whole_blocks(void **state)
     assert_int_equal(backlog_limit(b), 0);
     assert_int_equal(backlog_start(b), 57);
     assert_int_equal(backlog_histlen(b), 8);
-    assert_int_equal(backlog_memory(b), 1 * (sizeof(struct backlog_block) + 8));
+    /* The spare was reused by the large append, which malloc'd 3 more; 6 dropped since. */
+    assert_int_equal(backlog_memory(b), 7 * (sizeof(struct backlog_block) + 8));
     /* Raising it never brings anything back. */
     backlog_set_limit(b, 1000);
     assert_int_equal(backlog_start(b), 57);
@@ -326,6 +329,46 @@ static void test_ref_survives_trim(void **state)
     backlog_block_unref(blk3);
 }
 
+/* A trimmed block only the backlog held is the next one filled; a referenced one never is. */
+static void test_spare_reuse(void **state)
+{
+    (void)state;
+    struct backlog *b = backlog_new(8, 8);
+    append_str(b, "AAAAAAAABBBBBBBB"); /* [1..8] [9..16]: [1..8] is trimmed, kept as spare */
+    assert_int_equal(backlog_start(b), 9);
+    const char *d;
+    struct backlog_block *held, *next;
+    assert_int_equal(backlog_peek(b, 9, &d, &held), 8);
+    backlog_block_ref(held); /* [9..16] is referenced when it is trimmed below */
+    append_str(b, "CCCCCCCC");  /* [17..24] reuses the spare; [9..16] is trimmed, not kept */
+    assert_int_equal(backlog_peek(b, 17, &d, &next), 8);
+    assert_memory_equal(d, "CCCCCCCC", 8);
+    assert_int_equal(next->start, 17);
+    assert_int_equal(next->refs, 1);
+    assert_false(next->detached);
+    assert_int_equal(backlog_memory(b), 1 * (sizeof(struct backlog_block) + 8));
+    append_str(b, "DDDDDDDD"); /* [25..32]: a fresh block; [17..24] becomes the spare */
+    struct backlog_block *fresh;
+    assert_int_equal(backlog_peek(b, 25, &d, &fresh), 8);
+    assert_ptr_not_equal(fresh, held);
+    assert_memory_equal(held->data, "BBBBBBBB", 8);
+    append_str(b, "EEEEEEEE"); /* reuses [17..24]'s block */
+    struct backlog_block *again;
+    assert_int_equal(backlog_peek(b, 33, &d, &again), 8);
+    assert_ptr_equal(again, next);
+    assert_ptr_not_equal(again, held);
+    assert_memory_equal(held->data, "BBBBBBBB", 8);
+    backlog_block_unref(held);
+
+    /* At most a few spares: a reset of many blocks keeps 8 and frees the rest. */
+    backlog_set_limit(b, 1024);
+    for (int i = 0; i < 20; i++)
+        append_str(b, "FFFFFFFF");
+    backlog_reset(b, 1000);
+    assert_int_equal(backlog_memory(b), 8 * (sizeof(struct backlog_block) + 8));
+    backlog_free(b);
+}
+
 static void test_ref_on_live_block(void **state)
 {
     (void)state;
@@ -413,7 +456,9 @@ static void check_against_model(const struct backlog *b, const struct model *m, 
     size_t hist = (size_t)(end - m->start + 1);
     assert_int_equal(backlog_histlen(b), hist);
     size_t blocks = (hist + m->block - 1) / m->block;
-    assert_int_equal(backlog_memory(b), blocks * (sizeof(struct backlog_block) + m->block));
+    /* The blocks holding the history, and at most 8 spares. */
+    assert_in_range(backlog_memory(b), blocks * (sizeof(struct backlog_block) + m->block),
+                    (blocks + 8) * (sizeof(struct backlog_block) + m->block));
     /* Trimming is maximal: one block left, or dropping the head would go below the limit. */
     assert_true(hist <= m->block || hist - m->block < m->limit);
     /* A trim never leaves less than the limit. */
@@ -510,6 +555,7 @@ int main(void)
         cmocka_unit_test(test_trim_limit_not_block_multiple),
         cmocka_unit_test(test_many_blocks_ring_growth),
         cmocka_unit_test(test_ref_survives_trim),
+        cmocka_unit_test(test_spare_reuse),
         cmocka_unit_test(test_ref_on_live_block),
         cmocka_unit_test(test_random_vs_model),
     };
