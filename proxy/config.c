@@ -104,6 +104,8 @@ const struct config_key config_keys[] = {
         "also keep the stream in log segments in dir (restarts, long outages)"),
     KEY("backlog", "segment-size", CONFIG_BYTES, segment_bytes, "64mb", 1 << 10, TB, NULL, false,
         true, "size of one log segment file"),
+    KEY("backlog", "disk-direct", CONFIG_ENUM, disk_direct, "yes", 0, 0, "yes|no", false, false,
+        "bulk log writes go to the device with O_DIRECT, not through the page cache"),
     KEY("backlog", "disk-size", CONFIG_BYTES, disk_bytes, "4gb", 1 << 10, 1024 * TB, NULL, false,
         true, "retention: oldest segments are deleted past this total"),
     KEY("backlog", "disk-max-age", CONFIG_TIME, disk_max_age_ms, "0", 0, 3650 * DAY_MS, NULL, false,

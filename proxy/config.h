@@ -45,6 +45,7 @@ struct config {
     int64_t backlog_size_bytes; /* in-memory stream history kept for partial resyncs */
     char *backlog_disk;         /* yes | no: keep the stream in log segments in dir */
     int64_t segment_bytes;      /* log segment size */
+    char *disk_direct;          /* yes | no: bulk log writes bypass the page cache */
     int64_t disk_bytes;         /* retention: total log size */
     int64_t disk_max_age_ms;    /* retention: segment age (0 = no limit) */
     int64_t disk_min_bytes;     /* retention: always kept */

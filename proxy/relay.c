@@ -874,6 +874,7 @@ static struct store_params store_params_of(const struct config *cfg)
         .retain_bytes = cfg->disk_bytes,
         .retain_age_s = cfg->disk_max_age_ms / 1000,
         .retain_min_bytes = cfg->disk_min_bytes,
+        .direct = strcmp(cfg->disk_direct, "yes") == 0,
     };
     return sp;
 }

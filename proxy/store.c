@@ -30,6 +30,12 @@
 #define WQ_BYTES (16 << 20)
 #define WQ_BATCH 64 /* writes merged into one writev and one index record */
 
+/* Direct I/O (O_DIRECT) of the writer's batches: whole pages of at least DIRECT_MIN bytes go
+ * from a bounce buffer of DIRECT_BOUNCE bytes straight to the device. */
+#define DIRECT_ALIGN  4096
+#define DIRECT_MIN    (64 << 10)
+#define DIRECT_BOUNCE (2 << 20)
+
 struct index_record {
     int64_t start; /* stream offset of the first byte of this write */
     uint32_t len;  /* bytes written */
@@ -41,6 +47,8 @@ struct segment {
     int64_t len;   /* bytes held */
     int fd;        /* data file */
     int idx_fd;    /* index file while this is the active segment, else -1 */
+    int dfd;       /* the data file opened O_DIRECT for the writer thread, or -1 */
+    bool dfd_tried;
     time_t mtime;  /* last write */
 };
 
@@ -54,6 +62,8 @@ enum wjob_kind {
 struct wjob {
     enum wjob_kind kind;
     int fd, idx_fd;  /* the segment's files */
+    int dfd;         /* its data file opened O_DIRECT, or -1 */
+    off_t pos;       /* where buf[0] goes in the data file */
     int64_t start;   /* stream offset of buf[0] */
     const void *buf; /* the caller's bytes, unchanged until the job is collected */
     size_t len;
@@ -79,6 +89,9 @@ struct writer {
     bool stop;
     bool failed;
     char error[256];
+    /* The writer thread's alone: */
+    char *bounce;     /* DIRECT_BOUNCE bytes, DIRECT_ALIGN-aligned, allocated on first use */
+    bool direct_off;  /* direct I/O was refused: page cache only from then on */
 };
 
 struct store {
@@ -178,11 +191,12 @@ static int write_all(int fd, const void *buf, size_t len)
     return 0;
 }
 
-static int pread_all(int fd, void *buf, size_t len, off_t pos)
+/* pread or pwrite all of len bytes at pos. */
+static int pio_all(int fd, void *buf, size_t len, off_t pos, bool write)
 {
     char *p = buf;
     while (len > 0) {
-        ssize_t n = pread(fd, p, len, pos);
+        ssize_t n = write ? pwrite(fd, p, len, pos) : pread(fd, p, len, pos);
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0)
@@ -200,7 +214,9 @@ static void seg_close(struct segment *g)
         close(g->fd);
     if (g->idx_fd >= 0)
         close(g->idx_fd);
-    g->fd = g->idx_fd = -1;
+    if (g->dfd >= 0)
+        close(g->dfd);
+    g->fd = g->idx_fd = g->dfd = -1;
 }
 
 static void seg_unlink(struct store *s, struct segment *g)
@@ -223,7 +239,7 @@ static struct segment *seg_push(struct store *s)
     }
     struct segment *g = &s->segs[s->nseg++];
     memset(g, 0, sizeof(*g));
-    g->fd = g->idx_fd = -1;
+    g->fd = g->idx_fd = g->dfd = -1;
     return g;
 }
 
@@ -258,6 +274,67 @@ static int writev_all(int fd, struct iovec *iov, int n)
     return 0;
 }
 
+/* The part [from, to) of the bytes iov[0..n) describe, as iovecs in out; returns their count. */
+static int iov_slice(const struct iovec *iov, int n, size_t from, size_t to, struct iovec *out)
+{
+    int k = 0;
+    size_t pos = 0;
+    for (int i = 0; i < n && pos < to; pos += iov[i].iov_len, i++) {
+        size_t a = from > pos ? from - pos : 0;
+        size_t b = to - pos < iov[i].iov_len ? to - pos : iov[i].iov_len;
+        if (a < b)
+            out[k++] = (struct iovec){.iov_base = (char *)iov[i].iov_base + a, .iov_len = b - a};
+    }
+    return k;
+}
+
+/*
+ * Writes a batch (iov[0..n), total bytes) at the end of a segment's data file, where it holds
+ * pos bytes. The whole pages in it go through dfd from the bounce buffer, past the page cache:
+ * copying a stream into fresh page-cache pages costs the CPU more than all the relay's other
+ * work per byte (BENCHMARKS.md). The partial pages at either end are written through fd
+ * (O_APPEND), so the file never holds more than the stream and the page that the next batch
+ * completes stays in the cache. Direct I/O refused (EINVAL: a file system without it, or a
+ * larger alignment) means page cache only, from then on.
+ */
+static int write_batch(struct writer *w, int fd, int dfd, off_t pos, const struct iovec *iov,
+                       int n, size_t total)
+{
+    struct iovec part[WQ_BATCH];
+    off_t a = (pos + DIRECT_ALIGN - 1) / DIRECT_ALIGN * DIRECT_ALIGN;
+    off_t b = (pos + (off_t)total) / DIRECT_ALIGN * DIRECT_ALIGN;
+    if (dfd < 0 || w->direct_off || b - a < DIRECT_MIN) {
+        memcpy(part, iov, (size_t)n * sizeof(*iov)); /* writev_all moves its iovecs along */
+        return writev_all(fd, part, n);
+    }
+    if (!w->bounce && !(w->bounce = aligned_alloc(DIRECT_ALIGN, DIRECT_BOUNCE)))
+        abort();
+    size_t head = (size_t)(a - pos), mid_end = (size_t)(b - pos);
+    int k = iov_slice(iov, n, 0, head, part);
+    if (k > 0 && writev_all(fd, part, k) != 0)
+        return -1;
+    for (size_t at = head; at < mid_end;) {
+        size_t len = mid_end - at < DIRECT_BOUNCE ? mid_end - at : DIRECT_BOUNCE;
+        k = iov_slice(iov, n, at, at + len, part);
+        char *o = w->bounce;
+        for (int i = 0; i < k; o += part[i].iov_len, i++)
+            memcpy(o, part[i].iov_base, part[i].iov_len);
+        if (pio_all(dfd, w->bounce, len, pos + (off_t)at, true) != 0) {
+            if (errno != EINVAL)
+                return -1;
+            w->direct_off = true; /* nothing was written: the page cache takes it all */
+            break;
+        }
+        at += len;
+    }
+    /* What the device did not take: the tail, or everything from a refused page on. */
+    struct stat st;
+    if (fstat(fd, &st) != 0)
+        return -1;
+    k = iov_slice(iov, n, (size_t)(st.st_size - pos), total, part);
+    return k > 0 ? writev_all(fd, part, k) : 0;
+}
+
 /* Runs jobs [from, to) of one kind and file; why gets the error, if any. */
 static void writer_run(struct writer *w, uint64_t from, uint64_t to, char *why, size_t whylen)
 {
@@ -265,8 +342,11 @@ static void writer_run(struct writer *w, uint64_t from, uint64_t to, char *why, 
     if (j0->kind != WJOB_WRITE) {
         if (fsync(j0->fd) != 0 || fsync(j0->idx_fd) != 0)
             errf(why, whylen, "fsync segment: %s", strerror(errno));
-        if (j0->kind == WJOB_SYNC_CLOSE)
+        if (j0->kind == WJOB_SYNC_CLOSE) {
             close(j0->idx_fd);
+            if (j0->dfd >= 0)
+                close(j0->dfd);
+        }
         return;
     }
     struct iovec iov[WQ_BATCH];
@@ -281,7 +361,8 @@ static void writer_run(struct writer *w, uint64_t from, uint64_t to, char *why, 
     }
     /* One index record for the batch: data first, so a record never points at lost bytes. */
     struct index_record rec = {.start = j0->start, .len = (uint32_t)total, .crc = crc};
-    if (writev_all(j0->fd, iov, n) != 0 || write_all(j0->idx_fd, &rec, sizeof(rec)) != 0)
+    if (write_batch(w, j0->fd, j0->dfd, j0->pos, iov, n, total) != 0 ||
+        write_all(j0->idx_fd, &rec, sizeof(rec)) != 0)
         errf(why, whylen, "write segment: %s", strerror(errno));
 }
 
@@ -389,6 +470,7 @@ static void writer_free(struct writer *w)
     pthread_cond_destroy(&w->work);
     pthread_cond_destroy(&w->room);
     close(w->notify_fd);
+    free(w->bounce);
     free(w);
 }
 
@@ -442,8 +524,8 @@ int store_collect(struct store *s, char *err, size_t errlen)
     if (!w)
         return 0;
     uint64_t n;
-    while (read(w->notify_fd, &n, sizeof(n)) > 0) {
-        /* drained: the counter only says "look" */
+    if (read(w->notify_fd, &n, sizeof(n)) < 0) {
+        /* EAGAIN: nothing new said; one read empties the counter, which only says "look" */
     }
     hand_back(s);
     pthread_mutex_lock(&w->mu);
@@ -507,7 +589,7 @@ static int recover_tail(struct store *s, struct segment *g, char *err, size_t er
         char *buf = malloc(READ_CHUNK);
         if (!buf)
             abort();
-        while (pread_all(idx, &rec, sizeof(rec), idx_good) == 0) {
+        while (pio_all(idx, &rec, sizeof(rec), idx_good, false) == 0) {
             if (rec.start != g->start + good || rec.len == 0 || good + rec.len > data_len)
                 break;
             uint32_t crc = 0;
@@ -515,7 +597,7 @@ static int recover_tail(struct store *s, struct segment *g, char *err, size_t er
             int ok = 1;
             while (done < rec.len) {
                 size_t n = rec.len - done < READ_CHUNK ? (size_t)(rec.len - done) : READ_CHUNK;
-                if (pread_all(g->fd, buf, n, (off_t)(good + done)) != 0) {
+                if (pio_all(g->fd, buf, n, (off_t)(good + done), false) != 0) {
                     ok = 0;
                     break;
                 }
@@ -770,7 +852,7 @@ static int create_segment_files(struct store *s, int64_t start, int *fd, int *id
     if (*fd >= 0 && *idx_fd >= 0)
         return 0;
     errf(err, errlen, "cannot create segment %s: %s", path, strerror(errno));
-    struct segment g = {.start = start, .fd = *fd, .idx_fd = *idx_fd};
+    struct segment g = {.start = start, .fd = *fd, .idx_fd = *idx_fd, .dfd = -1};
     seg_unlink(s, &g);
     return -1;
 }
@@ -780,14 +862,17 @@ static int finish_segment(struct store *s, bool queue, char *err, size_t errlen)
 {
     struct segment *prev = &s->segs[s->nseg - 1];
     if (queue) {
-        struct wjob job = {.kind = WJOB_SYNC_CLOSE, .fd = prev->fd, .idx_fd = prev->idx_fd};
+        struct wjob job = {
+            .kind = WJOB_SYNC_CLOSE, .fd = prev->fd, .idx_fd = prev->idx_fd, .dfd = prev->dfd};
         enqueue(s, &job);
     } else {
         if (fsync_segment(prev, err, errlen) != 0)
             return -1;
         close(prev->idx_fd);
+        if (prev->dfd >= 0)
+            close(prev->dfd);
     }
-    prev->idx_fd = -1;
+    prev->idx_fd = prev->dfd = -1;
     return 0;
 }
 
@@ -800,6 +885,13 @@ static int write_span(struct store *s, const struct store_piece *pc, int n, size
                       bool queue, char *err, size_t errlen)
 {
     struct segment *g = &s->segs[s->nseg - 1];
+    if (queue && s->p.direct && !g->dfd_tried) {
+        /* The writer's direct descriptor; without one (no O_DIRECT here) it uses fd. */
+        char path[4096];
+        seg_path(s, g->start, "seg", path, sizeof(path));
+        g->dfd = open(path, O_WRONLY | O_DIRECT | O_CLOEXEC);
+        g->dfd_tried = true;
+    }
     struct iovec iov[STORE_MAX_PIECES];
     int k = 0;
     uint32_t crc = 0;
@@ -813,6 +905,8 @@ static int write_span(struct store *s, const struct store_piece *pc, int n, size
         if (queue) {
             struct wjob job = {.fd = g->fd,
                                .idx_fd = g->idx_fd,
+                               .dfd = g->dfd,
+                               .pos = (off_t)g->len,
                                .start = s->next,
                                .buf = p,
                                .len = b - a,
@@ -897,7 +991,7 @@ int store_append(struct store *s, const struct store_piece *pc, int n, int64_t b
 fail:
     assert(!queue); /* queued appends cannot fail past the file creation */
     if (fd >= 0) {  /* the new segment was not taken into use */
-        struct segment g = {.start = new_start, .fd = fd, .idx_fd = idx_fd};
+        struct segment g = {.start = new_start, .fd = fd, .idx_fd = idx_fd, .dfd = -1};
         seg_unlink(s, &g);
     }
     return -1;
@@ -1021,7 +1115,7 @@ int store_read(const struct store *s, int64_t offset, void *buf, size_t len)
         if (store_locate(s, offset, &fd, &pos, &avail) != 0)
             return -1;
         size_t n = (int64_t)len < avail ? len : (size_t)avail;
-        if (pread_all(fd, p, n, pos) != 0)
+        if (pio_all(fd, p, n, pos, false) != 0)
             return -1;
         p += n;
         offset += (int64_t)n;

@@ -24,6 +24,7 @@ struct store_params {
     int64_t retain_bytes;     /* delete old segments past this total ... */
     int64_t retain_age_s;     /* ... or older than this (0 = no age limit) ... */
     int64_t retain_min_bytes; /* ... but always keep this much */
+    bool direct;              /* the writer thread writes whole pages with O_DIRECT */
 };
 
 /* What meta holds besides the offsets (those are derived from the segments). */
