@@ -11,10 +11,10 @@
  * backlog's offsets. It never invents ids or bytes (PROTOCOL.md, "the relay is transparent").
  * One cron (every 100 ms) drives timeouts, ACKs, reconnects, keepalives and deferred frees.
  *
- * Everything runs on the event loop but the disk log's writes: store.c copies the stream to
- * the page cache from a thread of its own (the copy costs as much CPU as sending the stream to
- * a few replicas), reading the backlog's blocks, which stay referenced until the write is
- * collected here. Replicas are fed only up to what the log holds (disk first), so a crash of
+ * Everything runs on the event loop but the disk log's bulk writes: store.c writes them from
+ * a thread of its own (whole pages with O_DIRECT; a copy into fresh page-cache pages costs
+ * more CPU than sending the stream to a few replicas), reading the backlog's blocks, which
+ * stay referenced until the write is collected here. Replicas are fed only up to what the log holds (disk first), so a crash of
  * ours never leaves a replica ahead of the log it resumes from.
  */
 #include "relay.h"
