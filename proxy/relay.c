@@ -642,6 +642,7 @@ static void info_relay(struct relay *r, struct sbuf *o)
                 "disk_log_last_offset:%" PRId64 "\r\n"
                 "disk_log_bytes:%" PRId64 "\r\n"
                 "disk_log_segments:%zu\r\n"
+                "disk_log_direct_io:%d\r\n"
                 "held_first_offset:%" PRId64 "\r\n",
                 upstream_state_name(upstream_state(r->up)),
                 snapshot_state_name(s ? s->state : SNAPSHOT_EMPTY), s ? s->offset : -1,
@@ -649,7 +650,8 @@ static void info_relay(struct relay *r, struct sbuf *o)
                 r->fetch && !r->fetch_finished ? 1 : 0, replica_set_waiting(r->replicas),
                 store_usable(r) ? 1 : 0, r->store ? store_start(r->store) : -1,
                 r->store ? store_end(r->store) : -1, r->store ? store_bytes(r->store) : 0,
-                r->store ? store_segments(r->store) : 0, held_start(r));
+                r->store ? store_segments(r->store) : 0,
+                store_usable(r) && store_direct_io(r->store) ? 1 : 0, held_start(r));
     sbuf_printf(o,
                 "full_syncs_served:%" PRId64 "\r\n"
                 "partial_syncs_served:%" PRId64 "\r\n"

@@ -91,7 +91,8 @@ struct writer {
     char error[256];
     /* The writer thread's alone: */
     char *bounce;     /* DIRECT_BOUNCE bytes, DIRECT_ALIGN-aligned, allocated on first use */
-    bool direct_off;  /* direct I/O was refused: page cache only from then on */
+    bool direct_off;  /* direct I/O was refused: page cache only from then on (atomic: read
+                         by store_direct_io) */
 };
 
 struct store {
@@ -322,7 +323,8 @@ static int write_batch(struct writer *w, int fd, int dfd, off_t pos, const struc
         if (pio_all(dfd, w->bounce, len, pos + (off_t)at, true) != 0) {
             if (errno != EINVAL)
                 return -1;
-            w->direct_off = true; /* nothing was written: the page cache takes it all */
+            /* nothing was written: the page cache takes it all */
+            __atomic_store_n(&w->direct_off, true, __ATOMIC_RELAXED);
             break;
         }
         at += len;
@@ -537,6 +539,11 @@ int store_collect(struct store *s, char *err, size_t errlen)
     }
     pthread_mutex_unlock(&w->mu);
     return rc;
+}
+
+bool store_direct_io(const struct store *s)
+{
+    return s->p.direct && s->w && !__atomic_load_n(&s->w->direct_off, __ATOMIC_RELAXED);
 }
 
 int64_t store_durable_end(const struct store *s)

@@ -94,6 +94,10 @@ __attribute__((warn_unused_result)) int store_start_writer(struct store *s,
  * from then on, and appends fail until store_reset. */
 __attribute__((warn_unused_result)) int store_collect(struct store *s, char *err, size_t errlen);
 
+/* True while the writer sends bulk writes' whole pages with O_DIRECT (params.direct, a
+ * writer running, and no write refused it yet). */
+bool store_direct_io(const struct store *s);
+
 /* Last byte written to the log (queued bytes are not): replicas are never sent more. */
 int64_t store_durable_end(const struct store *s);
 

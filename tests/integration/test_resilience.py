@@ -287,6 +287,18 @@ def test_upstream_outage_beyond_master_backlog(cluster, how):
 # 4. a replica away for 100x the in-memory backlog resumes partially from disk
 
 
+def takes_direct_io(path):
+    probe = os.path.join(path, "direct-probe")
+    try:
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_DIRECT, 0o600))
+        return True
+    except OSError:
+        return False
+    finally:
+        if os.path.exists(probe):
+            os.unlink(probe)
+
+
 @pytest.mark.relay_only
 def test_replica_away_100x_backlog_resumes_from_disk(cluster):
     m = cluster.master()
@@ -317,6 +329,9 @@ def test_replica_away_100x_backlog_resumes_from_disk(cluster):
     assert int(ri["held_first_offset"]) <= parked + 1, ri
     assert int(ri["disk_log_segments"]) >= 2, ri
     assert int(ri["disk_log_bytes"]) >= written, ri
+    # The bulk part of the log went to the device past the page cache (the default), unless
+    # the file system refuses O_DIRECT; r1 below reads it back from disk.
+    assert int(ri["disk_log_direct_io"]) == (1 if takes_direct_io(relay.dir) else 0), ri
 
     base_ok = stat(relay, "sync_partial_ok")
     base_full = stat(relay, "sync_full")

@@ -1121,7 +1121,9 @@ static void writer_round(struct fx *f, bool direct)
     open_store(f);
     struct handed h = {.next = 1};
     int nfd = -1;
+    assert_false(store_direct_io(f->s)); /* no writer yet: every write goes through the cache */
     assert_int_equal(store_start_writer(f->s, token_back, &h, &nfd, f->err, sizeof(f->err)), 0);
+    assert_int_equal(store_direct_io(f->s), direct);
     assert_true(nfd >= 0);
     unsigned char *model = malloc(WSTREAM);
     assert_non_null(model);
@@ -1156,9 +1158,10 @@ static void writer_round(struct fx *f, bool direct)
     size_t missing = pages_not_cached(f);
     if (!direct)
         assert_int_equal(missing, 0);
-    else if (dir_takes_direct_io(f))
+    else if (dir_takes_direct_io(f)) {
         assert_true(missing >= 16);
-    else
+        assert_true(store_direct_io(f->s));
+    } else
         print_message("note: %s refuses O_DIRECT: the page cache fallback was tested\n", f->dir);
     unsigned char *back = malloc(WSTREAM);
     assert_non_null(back);
