@@ -352,7 +352,9 @@ def test_replica_away_100x_backlog_resumes_from_disk(cluster):
     assert stat(relay, "sync_full") == base_full
     sess = relay_sessions(relay)
     assert laddr in sess, (laddr, sess)
-    assert int(sess[laddr]["from_disk_bytes"]) >= written - 64 * 1024, sess[laddr]
+    # All but what memory held when r1 caught up came from disk: the backlog keeps between its
+    # limit and the limit plus one block (64 KiB each here).
+    assert int(sess[laddr]["from_disk_bytes"]) >= written - 2 * 64 * 1024, sess[laddr]
 
 
 # ------------------------------------------------------------------------------------------------
