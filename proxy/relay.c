@@ -14,8 +14,9 @@
  * Everything runs on the event loop but the disk log's bulk writes: store.c writes them from
  * a thread of its own (whole pages with O_DIRECT; a copy into fresh page-cache pages costs
  * more CPU than sending the stream to a few replicas), reading the backlog's blocks, which
- * stay referenced until the write is collected here. Replicas are fed only up to what the log holds (disk first), so a crash of
- * ours never leaves a replica ahead of the log it resumes from.
+ * stay referenced until the write is collected here. Replicas are fed only up to what the log
+ * holds (disk first), so a crash of ours never leaves a replica ahead of the log it resumes
+ * from.
  */
 #include "relay.h"
 

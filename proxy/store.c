@@ -275,15 +275,23 @@ static int writev_all(int fd, struct iovec *iov, int n)
     return 0;
 }
 
+/* Of a run of len bytes at position pos < to of a sequence, the part within [from, to), as
+ * [*a, *b) in the run; false if none. */
+static bool clip_run(size_t pos, size_t len, size_t from, size_t to, size_t *a, size_t *b)
+{
+    *a = from > pos ? from - pos : 0;
+    *b = to - pos < len ? to - pos : len;
+    return *a < *b;
+}
+
 /* The part [from, to) of the bytes iov[0..n) describe, as iovecs in out; returns their count. */
 static int iov_slice(const struct iovec *iov, int n, size_t from, size_t to, struct iovec *out)
 {
     int k = 0;
     size_t pos = 0;
     for (int i = 0; i < n && pos < to; pos += iov[i].iov_len, i++) {
-        size_t a = from > pos ? from - pos : 0;
-        size_t b = to - pos < iov[i].iov_len ? to - pos : iov[i].iov_len;
-        if (a < b)
+        size_t a, b;
+        if (clip_run(pos, iov[i].iov_len, from, to, &a, &b))
             out[k++] = (struct iovec){.iov_base = (char *)iov[i].iov_base + a, .iov_len = b - a};
     }
     return k;
@@ -314,7 +322,8 @@ static int write_batch(struct writer *w, int fd, int dfd, off_t pos, const struc
     int k = iov_slice(iov, n, 0, head, part);
     if (k > 0 && writev_all(fd, part, k) != 0)
         return -1;
-    for (size_t at = head; at < mid_end;) {
+    size_t at = head;
+    while (at < mid_end) {
         size_t len = mid_end - at < DIRECT_BOUNCE ? mid_end - at : DIRECT_BOUNCE;
         k = iov_slice(iov, n, at, at + len, part);
         char *o = w->bounce;
@@ -323,17 +332,18 @@ static int write_batch(struct writer *w, int fd, int dfd, off_t pos, const struc
         if (pio_all(dfd, w->bounce, len, pos + (off_t)at, true) != 0) {
             if (errno != EINVAL)
                 return -1;
-            /* nothing was written: the page cache takes it all */
+            /* The page cache takes the rest, from wherever the device stopped. */
             __atomic_store_n(&w->direct_off, true, __ATOMIC_RELAXED);
+            struct stat st;
+            if (fstat(fd, &st) != 0)
+                return -1;
+            at = (size_t)(st.st_size - pos);
             break;
         }
         at += len;
     }
     /* What the device did not take: the tail, or everything from a refused page on. */
-    struct stat st;
-    if (fstat(fd, &st) != 0)
-        return -1;
-    k = iov_slice(iov, n, (size_t)(st.st_size - pos), total, part);
+    k = iov_slice(iov, n, at, total, part);
     return k > 0 ? writev_all(fd, part, k) : 0;
 }
 
@@ -904,9 +914,8 @@ static int write_span(struct store *s, const struct store_piece *pc, int n, size
     uint32_t crc = 0;
     size_t pos = 0;
     for (int i = 0; i < n && pos < to; pos += pc[i].len, i++) {
-        size_t a = from > pos ? from - pos : 0;
-        size_t b = to - pos < pc[i].len ? to - pos : pc[i].len;
-        if (a >= b)
+        size_t a, b;
+        if (!clip_run(pos, pc[i].len, from, to, &a, &b))
             continue;
         const char *p = (const char *)pc[i].buf + a;
         if (queue) {

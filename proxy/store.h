@@ -79,11 +79,11 @@ __attribute__((warn_unused_result)) int store_append(struct store *s,
 /*
  * Move the log's writes to a background thread: the stream is written (whole pages with
  * O_DIRECT when params.direct, else through the page cache) and checksummed off the caller's
- * thread, in batches, for bulk appends. Others, while nothing
- * is queued, are still written at once. *notify_fd becomes readable
- * when queued appends completed: then call store_collect, which calls done(ctx, token) for
- * each of them, oldest first, on the caller's thread. Only this thread's own state and the
- * descriptors of queued jobs are shared; every other call waits for the queue as needed.
+ * thread, in batches, for bulk appends. Others, while nothing is queued, are still written at
+ * once. *notify_fd becomes readable when queued appends completed: then call store_collect,
+ * which calls done(ctx, token) for each of them, oldest first, on the caller's thread. Only
+ * this thread's own state and the descriptors of queued jobs are shared; every other call
+ * waits for the queue as needed.
  */
 __attribute__((warn_unused_result)) int store_start_writer(struct store *s,
                                                            void (*done)(void *ctx, void *token),

@@ -555,23 +555,14 @@ static void stream_read_cb(evutil_socket_t fd, short what, void *arg)
         return;
     if (!u->rbuf && !(u->rbuf = malloc(DRAIN_BYTES)))
         abort();
-    size_t have = 0;
     int err = 0;
     bool eof = false;
-    while (have < DRAIN_BYTES) {
-        size_t want = DRAIN_BYTES - have;
-        ssize_t got = recv(fd, u->rbuf + have, want, MSG_DONTWAIT);
-        if (got <= 0) {
-            if (got == 0)
-                eof = true;
-            else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
-                err = errno;
-            break;
-        }
-        have += (size_t)got;
-        if ((size_t)got < want)
-            break; /* short read: the socket is empty for now */
-    }
+    ssize_t got = recv(fd, u->rbuf, DRAIN_BYTES, MSG_DONTWAIT);
+    if (got == 0)
+        eof = true;
+    else if (got < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+        err = errno;
+    size_t have = got > 0 ? (size_t)got : 0;
     if (have)
         u->last_io_ms = net_now_ms();
     /* what arrived before an EOF or error is the stream's too */
