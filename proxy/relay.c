@@ -14,9 +14,9 @@
  * Everything runs on the event loop but the disk log's bulk writes: store.c writes them from
  * a thread of its own (whole pages with O_DIRECT; a copy into fresh page-cache pages costs
  * more CPU than sending the stream to a few replicas), reading the backlog's blocks, which
- * stay referenced until the write is collected here. Replicas are fed only up to what the log
- * holds (disk first), so a crash of ours never leaves a replica ahead of the log it resumes
- * from.
+ * stay referenced until the write is collected here. Replicas are fed from memory as the
+ * stream arrives, not after the log wrote it; after a crash of ours a replica may be ahead of
+ * the log we resume from, and can_continue() lets it wait for the stream there.
  */
 #include "relay.h"
 
@@ -53,6 +53,7 @@
 #define STOP_FLUSH_MS   2000        /* graceful stop: at most this long flushing replicas */
 #define NULL_REPLID     "0000000000000000000000000000000000000000"
 #define QUEUE_MIN_BYTES (128 * 1024) /* upstream reads this large are logged by the writer */
+#define AHEAD_MAX       (64 << 20)  /* a PSYNC this far ahead of us may wait for the stream */
 
 struct relay {
     struct event_base *base; /* borrowed */
@@ -100,10 +101,9 @@ static bool store_usable(const struct relay *r)
     return r->store && !r->store_broken;
 }
 
-/* Disk first: a replica is never sent a byte the log could lose in a crash of ours. */
 static void feed_replicas(struct relay *r)
 {
-    replica_set_feed(r->replicas, store_usable(r) ? store_durable_end(r->store) : INT64_MAX);
+    replica_set_feed(r->replicas);
 }
 
 /* First offset the relay can serve: from memory, or from the disk log below it. */
@@ -437,7 +437,8 @@ static void up_on_stream(void *ctx, const char *buf, size_t len, ssize_t boundar
      * them is queued (the writer thread only reads them; only this thread counts references).
      * One block at a time: the trim of a later append could drop an earlier block. Only large
      * reads go to the writer thread: handing a small one over costs more CPU (two wakeups)
-     * than the copy, and adds latency. */
+     * than the copy. Replicas are sent the bytes before the log writes them (can_continue()
+     * says why that is safe). */
     bool bulk = len >= QUEUE_MIN_BYTES;
     struct store_piece pc[STORE_MAX_PIECES];
     int n = 0;
@@ -457,6 +458,7 @@ static void up_on_stream(void *ctx, const char *buf, size_t len, ssize_t boundar
         pc[n++] = (struct store_piece){.buf = data, .len = got, .token = blk};
         done += k;
         if (n == STORE_MAX_PIECES || done == len) {
+            feed_replicas(r); /* replicas first: the log's write is not on their path */
             int64_t b =
                 boundary >= (ssize_t)at && (size_t)boundary <= done ? boundary - (ssize_t)at : -1;
             char err[256];
@@ -471,7 +473,6 @@ static void up_on_stream(void *ctx, const char *buf, size_t len, ssize_t boundar
             n = 0;
         }
     }
-    feed_replicas(r);
 }
 
 static void up_on_down(void *ctx)
@@ -991,11 +992,22 @@ static int relay_config_set(void *ctx, const char *key, const char *value, char 
     return rc;
 }
 
+/*
+ * PSYNC's partial case. A replica of our current id may also be a little ahead of us: replicas
+ * are sent the stream as it arrives, before the log has written it, so after a crash of ours
+ * the log can end behind them (by at most what the writer had queued). The same id means the
+ * same upstream history, so such a replica is continued and gets bytes once the stream reaches
+ * its offset; a change of id or history drops it like every replica.
+ */
 static bool can_continue(const struct relay *r, const char *replid, int64_t offset)
 {
-    bool id_ok = strcmp(replid, r->replid) == 0 ||
-                 (strcmp(replid, r->replid2) == 0 && offset <= r->second_replid_offset);
-    return id_ok && offset >= held_start(r) && offset <= backlog_end(r->backlog) + 1;
+    int64_t next = backlog_end(r->backlog) + 1;
+    if (!r->has_history)
+        return false;
+    if (strcmp(replid, r->replid) == 0)
+        return offset >= held_start(r) && offset <= next + AHEAD_MAX;
+    return strcmp(replid, r->replid2) == 0 && offset <= r->second_replid_offset &&
+           offset >= held_start(r) && offset <= next;
 }
 
 static int relay_sync(void *ctx, struct bufferevent *bev, const struct server_sync_request *req,
@@ -1050,6 +1062,12 @@ static int relay_sync(void *ctx, struct bufferevent *bev, const struct server_sy
     struct replica *rep = replica_attach(r->replicas, bev, &h);
     if (!req->plain_sync && !req->rdb_only && can_continue(r, replid, offset)) {
         r->stats.sync_partial_ok++;
+        if (offset > backlog_end(r->backlog) + 1)
+            log_notice("relay", req->peer,
+                       "PSYNC at %" PRId64 " is %" PRId64
+                       " bytes ahead of the stream (our log ended behind it): continued, it "
+                       "gets bytes from there on",
+                       offset, offset - backlog_end(r->backlog) - 1);
         replica_start_partial(rep, offset, r->replid);
         return 0;
     }

@@ -40,7 +40,6 @@ struct replica_set {
     struct store *store;              /* borrowed; NULL without a disk log */
     struct ev_token_bucket_cfg *rate; /* RDB transfer rate limit, NULL for none */
     int64_t last_limits_ms;           /* last output-limit check */
-    int64_t feed_end;                 /* last offset replicas may be sent (the log's end) */
     struct event *reaper;             /* frees dead sessions outside their callbacks */
     size_t count;
 };
@@ -157,22 +156,6 @@ static void unref_block_cb(const void *data, size_t len, void *extra)
 }
 
 /* Last offset replicas may be sent now: what the backlog holds, up to the log's end. */
-static int64_t stream_end(const struct replica_set *set)
-{
-    return backlog_end(set->backlog) < set->feed_end ? backlog_end(set->backlog) : set->feed_end;
-}
-
-/* The run of sendable bytes at `offset` in one backlog block; 0 if not in memory or none. */
-static size_t peek_sendable(const struct replica_set *set, int64_t offset, const char **data,
-                            struct backlog_block **blk)
-{
-    int64_t left = stream_end(set) - offset + 1;
-    if (left <= 0)
-        return 0;
-    size_t n = backlog_peek(set->backlog, offset, data, blk);
-    return (int64_t)n > left ? (size_t)left : n;
-}
-
 /* Queue up to `room` bytes from the log on disk (the offset has left memory). */
 static int feed_from_disk(struct replica *r, int64_t room)
 {
@@ -208,8 +191,10 @@ static void feed(struct replica *r)
     int64_t window =
         r->state == REPLICA_SEND_RDB && !st ? set->lim.output_limit_bytes : REFILL_WINDOW;
     struct evbuffer *out = bufferevent_get_output(r->bev);
-    while (r->next_offset <= stream_end(set) && stream_in_output(r) < window) {
+    while (r->next_offset <= backlog_end(bl) && stream_in_output(r) < window) {
         if (r->next_offset < backlog_start(bl)) {
+            if (st && r->next_offset >= store_start(st) && r->next_offset > store_durable_end(st))
+                break; /* left memory while still queued for the log: fed again once written */
             if (!st || r->next_offset < store_start(st) ||
                 feed_from_disk(r, window - stream_in_output(r)) != 0) {
                 drop(r, "its offset is no longer held");
@@ -219,7 +204,7 @@ static void feed(struct replica *r)
         }
         const char *data;
         struct backlog_block *blk;
-        size_t n = peek_sendable(set, r->next_offset, &data, &blk);
+        size_t n = backlog_peek(set->backlog, r->next_offset, &data, &blk);
         if (n == 0)
             break;
         backlog_block_ref(blk);
@@ -438,7 +423,6 @@ struct replica_set *replica_set_new(struct event_base *base, struct backlog *bac
     set->backlog = backlog;
     set->stats = stats;
     set->lim = *lim;
-    set->feed_end = INT64_MAX;
     set->reaper = event_new(base, -1, 0, reap_cb, set);
     if (!set->reaper)
         abort();
@@ -636,7 +620,7 @@ static void write_direct(struct replica *r)
     for (int64_t off = r->next_offset; n < 16;) {
         const char *data;
         struct backlog_block *blk;
-        size_t len = peek_sendable(set, off, &data, &blk);
+        size_t len = backlog_peek(set->backlog, off, &data, &blk);
         if (len == 0)
             break; /* all sent, or not in memory: feed() reads it from disk */
         iov[n++] = (struct iovec){.iov_base = (void *)data, .iov_len = len};
@@ -651,9 +635,8 @@ static void write_direct(struct replica *r)
     set->stats->total_net_repl_output_bytes += w;
 }
 
-void replica_set_feed(struct replica_set *set, int64_t end)
+void replica_set_feed(struct replica_set *set)
 {
-    set->feed_end = end;
     struct replica *next;
     for (struct replica *r = set->head; r; r = next) {
         next = r->next; /* feed may bury r */

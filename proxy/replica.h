@@ -130,9 +130,9 @@ void replica_set_rdb_progress(struct replica_set *set, uint64_t gen, int64_t siz
 /* The filling snapshot `gen` failed: drop the replicas it was being streamed to. */
 void replica_set_rdb_abort(struct replica_set *set, uint64_t gen, const char *why);
 
-/* Queue new stream bytes to every streaming replica (after backlog appends), up to offset
- * end and no further until the next call (the disk log's end: disk first). */
-void replica_set_feed(struct replica_set *set, int64_t end);
+/* Queue new stream bytes to every streaming replica (after backlog appends, and after the disk
+ * log wrote bytes a replica reading from disk waits for). */
+void replica_set_feed(struct replica_set *set);
 
 /* Close sessions: all of them, or only those past WAIT_SNAPSHOT; sessions following the filling
  * snapshot keep_gen (0: none) are kept too. */

@@ -232,6 +232,82 @@ def test_relay_restart_under_load_no_full_sync(cluster, hard):
         assert part == part0 + rounds, (r.name, part0, part)
 
 
+class RawReplica:
+    """A raw PSYNC session: the handshake a stock replica does, then the stream's bytes."""
+
+    def __init__(self, port, replid, offset):
+        self.s = h.socket.create_connection((h.HOST, port), timeout=5)
+        self.buf = b""
+        self.s.sendall(b"REPLCONF listening-port 1\r\nREPLCONF capa eof capa psync2\r\n")
+        self._read_until(lambda: self.buf.count(b"\r\n") >= 2, "REPLCONF replies")
+        assert self.buf == b"+OK\r\n+OK\r\n", self.buf
+        self.buf = b""
+        self.s.sendall(b"PSYNC %s %d\r\n" % (replid.encode(), offset))
+        self._read_until(lambda: b"\r\n" in self.buf.lstrip(b"\n"), "the PSYNC reply")
+        self.buf = self.buf.lstrip(b"\n")
+        self.reply, _, self.buf = self.buf.partition(b"\r\n")
+
+    def _read_until(self, cond, what, timeout=10):
+        deadline = time.monotonic() + timeout
+        for _ in range(100000):
+            if cond():
+                return
+            left = deadline - time.monotonic()
+            assert left > 0, "timed out waiting for %s; got %r" % (what, self.buf[:200])
+            self.s.settimeout(left)
+            chunk = self.s.recv(65536)
+            assert chunk, "connection closed waiting for %s; got %r" % (what, self.buf[:200])
+            self.buf += chunk
+
+    def stream(self, n):
+        """The first n stream bytes after the reply (waits for them)."""
+        self._read_until(lambda: len(self.buf) >= n, "%d stream bytes" % n)
+        return self.buf[:n]
+
+    def close(self):
+        self.s.close()
+
+
+@pytest.mark.relay_only
+def test_psync_ahead_of_the_relay_waits_for_the_stream(cluster):
+    """Replicas get the stream before the disk log has written it, so after a crash of the
+    relay a replica may be ahead of the log the relay resumes from. A PSYNC with the relay's id
+    and an offset a little ahead is continued: the replica gets exactly the stream's bytes from
+    its offset on, once they arrive. Too far ahead, or ahead under the previous id, is a full
+    sync."""
+    m = cluster.master()
+    relay = cluster.relay(m)
+    wait_link_up(relay)
+    r = cluster.replica(relay, "r")
+    preload(m.port, dbs=(0,), keys_per_db=200)
+    converge(m, [r], [relay])
+    ri = relay.info("replication")
+    replid, off = ri["master_replid"], int(ri["master_repl_offset"])
+    ahead = 3000
+    base_ok = stat(relay, "sync_partial_ok")
+    ref = RawReplica(relay.port, replid, off + 1)
+    early = RawReplica(relay.port, replid, off + 1 + ahead)
+    far = RawReplica(relay.port, replid, off + 1 + 65 * MB)
+    try:
+        assert ref.reply == b"+CONTINUE " + replid.encode(), ref.reply
+        assert early.reply == b"+CONTINUE " + replid.encode(), early.reply
+        assert far.reply.startswith(b"+FULLRESYNC "), far.reply
+        assert early.buf == b"", "bytes before the stream reached the offset: %r" % early.buf
+        c = m.client()
+        for i in range(60):
+            c.set("ahead:%d" % i, "v%03d" % i * 40)
+        want = ref.stream(ahead + 4000)
+        got = early.stream(4000)
+        assert got == want[ahead:], "the early replica's bytes are not the stream's from its offset"
+        assert stat(relay, "sync_partial_ok") == base_ok + 2
+        assert any("ahead of the stream" in line for line in grep_log(relay, "ahead"))
+    finally:
+        for s in (ref, early, far):
+            s.close()
+    converge(m, [r], [relay])
+    assert relay.alive(), relay.describe()
+
+
 # ------------------------------------------------------------------------------------------------
 # 3. upstream outage longer than the master's backlog: one full sync from the master
 
