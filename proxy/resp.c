@@ -289,6 +289,37 @@ static size_t stream_quick_header(const char *buf, size_t i, size_t len, int64_t
     return j + 2;
 }
 
+/*
+ * The common case: a whole command of plain headers at buf[i], a command boundary. Walks it
+ * header to header without touching the scanner's state until it is done. Returns the index
+ * just past it, or 0 for anything else (cut by the end of buf, an empty command, an odd or
+ * bad header): the state machine below then takes it byte by byte, with its own errors.
+ */
+static size_t stream_quick_command(struct resp_stream *s, const char *buf, size_t i, size_t len,
+                                   bool *getack)
+{
+    int64_t argc;
+    size_t j = stream_quick_header(buf, i, len, &argc);
+    if (!j || argc <= 0)
+        return 0;
+    bool ga = argc >= 2;
+    for (int64_t a = 0; a < argc; a++) {
+        int64_t v;
+        size_t k = j < len && buf[j] == '$' ? stream_quick_header(buf, j, len, &v) : 0;
+        if (!k || (uint64_t)v + 2 > len - k || buf[k + v] != '\r' || buf[k + v + 1] != '\n')
+            return 0;
+        if (a == 0)
+            ga = ga && v == 8 && strncasecmp(buf + k, "REPLCONF", 8) == 0;
+        else if (a == 1)
+            ga = ga && v == 6 && strncasecmp(buf + k, "GETACK", 6) == 0;
+        j = k + (size_t)v + 2;
+    }
+    s->commands++;
+    s->last_boundary = (ssize_t)j;
+    *getack = ga;
+    return j;
+}
+
 ssize_t resp_stream_scan(struct resp_stream *s, const char *buf, size_t len, bool *getack,
                          char *err, size_t errlen)
 {
@@ -301,6 +332,15 @@ ssize_t resp_stream_scan(struct resp_stream *s, const char *buf, size_t len, boo
         case STREAM_BULK_HEADER: {
             if (s->line_len == 0) {
                 char want = s->state == STREAM_MB_HEADER ? '*' : '$';
+                if (want == '*' && buf[i] == '*') {
+                    size_t end = stream_quick_command(s, buf, i, len, getack);
+                    if (end && *getack)
+                        return (ssize_t)end;
+                    if (end) {
+                        i = end;
+                        continue;
+                    }
+                }
                 if (buf[i] != want) {
                     set_err(err, errlen,
                             want == '*' ? "expected '*' at command start" : "expected '$'");
