@@ -52,7 +52,7 @@
 #define SYNC_MS         1000        /* fsync of the disk log, like appendfsync everysec */
 #define STOP_FLUSH_MS   2000        /* graceful stop: at most this long flushing replicas */
 #define NULL_REPLID     "0000000000000000000000000000000000000000"
-#define QUEUE_MIN_BYTES (128 * 1024) /* upstream reads this large are logged by the writer */
+#define QUEUE_MIN_BYTES (1024 * 1024) /* stream bytes handed to the log at once, at least */
 #define AHEAD_MAX       (64 << 20)  /* a PSYNC this far ahead of us may wait for the stream */
 
 struct relay {
@@ -83,6 +83,10 @@ struct relay {
     SSL_CTX *tls_server;          /* owned: the downstream TLS port's context, or NULL */
     SSL_CTX *tls_client;          /* owned: the upstream TLS context, or NULL */
     bool store_broken;            /* an append failed: the log stops until a new history */
+    struct store_piece pend[STORE_MAX_PIECES]; /* stream bytes not yet handed to the log */
+    int npend;
+    size_t pend_bytes;
+    int64_t pend_boundary; /* a command boundary in them (position), -1 if none */
     struct event *store_done;     /* owned: the log writer finished queued appends */
     int64_t last_sync_ms;         /* last fsync of the log */
     int64_t last_fetch_ms;        /* last fresh snapshot started (side link or main sync) */
@@ -104,6 +108,38 @@ static bool store_usable(const struct relay *r)
 static void feed_replicas(struct relay *r)
 {
     replica_set_feed(r->replicas);
+}
+
+static void store_failed(struct relay *r, const char *err)
+{
+    log_warning("relay", "-", "disk log disabled until the next history: %s", err);
+    r->store_broken = true;
+}
+
+/* Forget the pending stream bytes (their history is being replaced, or the log took them). */
+static void drop_pending(struct relay *r)
+{
+    for (int i = 0; i < r->npend; i++)
+        backlog_block_unref(r->pend[i].token);
+    r->npend = 0;
+    r->pend_bytes = 0;
+    r->pend_boundary = -1;
+}
+
+/* Hand the pending stream bytes to the log (queued for its writer thread when it has one). */
+static void flush_pending(struct relay *r)
+{
+    if (r->npend == 0)
+        return;
+    char err[256];
+    int rc = store_usable(r) ? store_append(r->store, r->pend, r->npend, r->pend_boundary, true,
+                                            err, sizeof(err))
+                             : 0;
+    if (rc == 1)
+        r->npend = 0; /* queued: the writer hands the references back */
+    else if (rc < 0)
+        store_failed(r, err);
+    drop_pending(r);
 }
 
 /* First offset the relay can serve: from memory, or from the disk log below it. */
@@ -380,6 +416,7 @@ static void up_on_snapshot(void *ctx, struct snapshot *s)
             log_notice("relay", "-", "new history %s at offset %" PRId64 " replaces %s", s->replid,
                        s->offset, r->replid);
         replica_set_drop(r->replicas, false, gen, "upstream started a new history");
+        drop_pending(r);
         backlog_reset(r->backlog, s->offset + 1);
         if (r->store) {
             char err[256];
@@ -400,12 +437,6 @@ static void up_on_snapshot(void *ctx, struct snapshot *s)
     serve_waiting(r);
 }
 
-static void store_failed(struct relay *r, const char *err)
-{
-    log_warning("relay", "-", "disk log disabled until the next history: %s", err);
-    r->store_broken = true;
-}
-
 /* A queued log write completed: its backlog block may go. */
 static void store_token_done(void *ctx, void *token)
 {
@@ -424,6 +455,16 @@ static void store_done_cb(evutil_socket_t fd, short what, void *arg)
     feed_replicas(r);
 }
 
+/*
+ * New stream bytes: into the backlog, out to the replicas, then to the log. Replicas do not
+ * wait for the log (can_continue() says why that is safe), so the log takes the stream in
+ * batches of at least QUEUE_MIN_BYTES (or what the cron finds pending): its writer thread
+ * writes them whole pages at a time past the page cache, where a write per small upstream read
+ * would copy each into fresh page-cache pages. The log is written from the backlog's blocks,
+ * which stay referenced until the write is collected (the writer thread only reads them; only
+ * this thread counts references). One block at a time: the trim of a later append could drop
+ * an earlier block.
+ */
 static void up_on_stream(void *ctx, const char *buf, size_t len, ssize_t boundary)
 {
     struct relay *r = ctx;
@@ -433,16 +474,6 @@ static void up_on_stream(void *ctx, const char *buf, size_t len, ssize_t boundar
         feed_replicas(r);
         return;
     }
-    /* The log is written from the backlog's blocks, which stay referenced while a write of
-     * them is queued (the writer thread only reads them; only this thread counts references).
-     * One block at a time: the trim of a later append could drop an earlier block. Only large
-     * reads go to the writer thread: handing a small one over costs more CPU (two wakeups)
-     * than the copy. Replicas are sent the bytes before the log writes them (can_continue()
-     * says why that is safe). */
-    bool bulk = len >= QUEUE_MIN_BYTES;
-    struct store_piece pc[STORE_MAX_PIECES];
-    int n = 0;
-    size_t at = 0; /* position in buf of pc[0] */
     size_t done = 0;
     while (done < len) {
         size_t k = backlog_tail_room(r->backlog);
@@ -454,25 +485,26 @@ static void up_on_stream(void *ctx, const char *buf, size_t len, ssize_t boundar
         const char *data;
         size_t got = backlog_peek(r->backlog, off, &data, &blk);
         assert(got == k);
-        backlog_block_ref(blk);
-        pc[n++] = (struct store_piece){.buf = data, .len = got, .token = blk};
-        done += k;
-        if (n == STORE_MAX_PIECES || done == len) {
-            feed_replicas(r); /* replicas first: the log's write is not on their path */
-            int64_t b =
-                boundary >= (ssize_t)at && (size_t)boundary <= done ? boundary - (ssize_t)at : -1;
-            char err[256];
-            int rc = store_usable(r) ? store_append(r->store, pc, n, b, bulk, err, sizeof(err)) : 0;
-            if (rc != 1) {
-                for (int i = 0; i < n; i++)
-                    backlog_block_unref(pc[i].token);
-            }
-            if (rc < 0)
-                store_failed(r, err);
-            at = done;
-            n = 0;
+        if (r->pend_boundary < 0 && boundary >= (ssize_t)done && (size_t)boundary <= done + k)
+            r->pend_boundary = (int64_t)(r->pend_bytes + ((size_t)boundary - done));
+        struct store_piece *last = r->npend ? &r->pend[r->npend - 1] : NULL;
+        if (last && last->token == blk && (const char *)last->buf + last->len == data) {
+            last->len += k; /* the same block, right after: one piece */
+        } else {
+            backlog_block_ref(blk);
+            r->pend[r->npend++] = (struct store_piece){.buf = data, .len = k, .token = blk};
         }
+        r->pend_bytes += k;
+        done += k;
+        if (r->npend == STORE_MAX_PIECES)
+            flush_pending(r);
     }
+    feed_replicas(r);
+    /* At most the backlog's limit pending: the log then always reaches the backlog's start,
+     * so every offset between the log's start and the stream's end stays servable. */
+    size_t limit = backlog_limit(r->backlog);
+    if (r->pend_bytes >= (limit < QUEUE_MIN_BYTES ? limit : QUEUE_MIN_BYTES))
+        flush_pending(r);
 }
 
 static void up_on_down(void *ctx)
@@ -1110,6 +1142,7 @@ static void store_cron(struct relay *r, int64_t now)
 {
     (void)now;
     char err[256];
+    flush_pending(r);
     if (store_usable(r) && store_sync(r->store, err, sizeof(err)) != 0)
         log_warning("relay", "-", "%s", err);
     int64_t keep_from = replica_set_min_offset(r->replicas);
@@ -1128,6 +1161,7 @@ static void cron_cb(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     int64_t now = net_now_ms();
+    flush_pending(r); /* a slow stream reaches the log within a cron tick */
     upstream_cron(r->up, now);
     if (r->fetch) {
         if (r->fetch_finished) {
@@ -1186,6 +1220,7 @@ struct relay *relay_new(struct event_base *base, struct config *cfg, const char 
     memcpy(r->replid, NULL_REPLID, 41);
     memcpy(r->replid2, NULL_REPLID, 41);
     r->second_replid_offset = -1;
+    r->pend_boundary = -1;
     r->backlog = backlog_new(BLOCK_SIZE, (size_t)cfg->backlog_size_bytes);
     struct replica_limits lim = replica_limits_of(cfg);
     r->replicas = replica_set_new(base, r->backlog, &r->stats, &lim);
@@ -1440,6 +1475,7 @@ void relay_free(struct relay *r)
     if (r->store) {
         /* Keep what a restart continues from: the log, the snapshot and meta. */
         char err[256];
+        flush_pending(r);
         if (store_usable(r) && store_sync(r->store, err, sizeof(err)) != 0)
             log_warning("relay", "-", "%s", err);
         write_meta(r);

@@ -98,7 +98,7 @@ __attribute__((warn_unused_result)) int store_collect(struct store *s, char *err
  * writer running, and no write refused it yet). */
 bool store_direct_io(const struct store *s);
 
-/* Last byte written to the log (queued bytes are not): replicas are never sent more. */
+/* Last byte written to the log (queued bytes are not): what a reader of the log may read. */
 int64_t store_durable_end(const struct store *s);
 
 /* fsync the active segment and its index (queued behind the writes, with a writer). */
