@@ -397,6 +397,9 @@ def test_replica_away_100x_backlog_resumes_from_disk(cluster):
     written = blast(m.port, 7 * MB, value_size=32 * 1024)
     assert written >= 100 * 64 * 1024
     wait_for(lambda: repl_offset(relay) == repl_offset(m), 20, "relay to catch up")
+    # the log takes the stream in batches: the last one within a cron tick (100 ms)
+    wait_for(lambda: int(relay_info(relay)["disk_log_last_offset"]) == repl_offset(m), 5,
+             "the disk log to take the last batch")
     ri = relay_info(relay)
     rr = relay.info("replication")
     assert int(rr["repl_backlog_first_byte_offset"]) > parked + 1, (
