@@ -52,7 +52,7 @@
 #define SYNC_MS         1000        /* fsync of the disk log, like appendfsync everysec */
 #define STOP_FLUSH_MS   2000        /* graceful stop: at most this long flushing replicas */
 #define NULL_REPLID     "0000000000000000000000000000000000000000"
-#define QUEUE_MIN_BYTES (1024 * 1024) /* stream bytes handed to the log at once, at least */
+#define LOG_BATCH_BYTES (1024 * 1024) /* stream bytes handed to the log at once, at least */
 #define AHEAD_MAX       (64 << 20)  /* a PSYNC this far ahead of us may wait for the stream */
 
 struct relay {
@@ -458,7 +458,7 @@ static void store_done_cb(evutil_socket_t fd, short what, void *arg)
 /*
  * New stream bytes: into the backlog, out to the replicas, then to the log. Replicas do not
  * wait for the log (can_continue() says why that is safe), so the log takes the stream in
- * batches of at least QUEUE_MIN_BYTES (or what the cron finds pending): its writer thread
+ * batches of at least LOG_BATCH_BYTES (or what the cron finds pending): its writer thread
  * writes them whole pages at a time past the page cache, where a write per small upstream read
  * would copy each into fresh page-cache pages. The log is written from the backlog's blocks,
  * which stay referenced until the write is collected (the writer thread only reads them; only
@@ -503,7 +503,7 @@ static void up_on_stream(void *ctx, const char *buf, size_t len, ssize_t boundar
     /* At most the backlog's limit pending: the log then always reaches the backlog's start,
      * so every offset between the log's start and the stream's end stays servable. */
     size_t limit = backlog_limit(r->backlog);
-    if (r->pend_bytes >= (limit < QUEUE_MIN_BYTES ? limit : QUEUE_MIN_BYTES))
+    if (r->pend_bytes >= (limit < LOG_BATCH_BYTES ? limit : LOG_BATCH_BYTES))
         flush_pending(r);
 }
 
@@ -1142,7 +1142,6 @@ static void store_cron(struct relay *r, int64_t now)
 {
     (void)now;
     char err[256];
-    flush_pending(r);
     if (store_usable(r) && store_sync(r->store, err, sizeof(err)) != 0)
         log_warning("relay", "-", "%s", err);
     int64_t keep_from = replica_set_min_offset(r->replicas);

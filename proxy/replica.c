@@ -155,7 +155,6 @@ static void unref_block_cb(const void *data, size_t len, void *extra)
     backlog_block_unref(extra);
 }
 
-/* Last offset replicas may be sent now: what the backlog holds, up to the log's end. */
 /* Queue up to `room` bytes from the log on disk (the offset has left memory). */
 static int feed_from_disk(struct replica *r, int64_t room)
 {

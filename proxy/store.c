@@ -235,20 +235,32 @@ static void seg_path(const struct store *s, int64_t start, const char *ext, char
     snprintf(out, n, "%s/" SEG_PREFIX "%020" PRId64 ".%s", s->dir, start, ext);
 }
 
-static int write_all(int fd, const void *buf, size_t len)
+static int writev_all(int fd, struct iovec *iov, int n)
 {
-    const char *p = buf;
-    while (len > 0) {
-        ssize_t n = write(fd, p, len);
-        if (n < 0) {
+    while (n > 0) {
+        ssize_t got = writev(fd, iov, n);
+        if (got < 0) {
             if (errno == EINTR)
                 continue;
             return -1;
         }
-        p += n;
-        len -= (size_t)n;
+        while (n > 0 && (size_t)got >= iov->iov_len) {
+            got -= (ssize_t)iov->iov_len;
+            iov++;
+            n--;
+        }
+        if (n > 0) {
+            iov->iov_base = (char *)iov->iov_base + got;
+            iov->iov_len -= (size_t)got;
+        }
     }
     return 0;
+}
+
+static int write_all(int fd, const void *buf, size_t len)
+{
+    struct iovec v = {.iov_base = (void *)buf, .iov_len = len};
+    return writev_all(fd, &v, 1);
 }
 
 /* pread or pwrite all of len bytes at pos. */
@@ -311,28 +323,6 @@ static void seg_remove_at(struct store *s, size_t i)
 }
 
 /* ---- the background writer ---- */
-
-static int writev_all(int fd, struct iovec *iov, int n)
-{
-    while (n > 0) {
-        ssize_t got = writev(fd, iov, n);
-        if (got < 0) {
-            if (errno == EINTR)
-                continue;
-            return -1;
-        }
-        while (n > 0 && (size_t)got >= iov->iov_len) {
-            got -= (ssize_t)iov->iov_len;
-            iov++;
-            n--;
-        }
-        if (n > 0) {
-            iov->iov_base = (char *)iov->iov_base + got;
-            iov->iov_len -= (size_t)got;
-        }
-    }
-    return 0;
-}
 
 /* Of a run of len bytes at position pos < to of a sequence, the part within [from, to), as
  * [*a, *b) in the run; false if none. */

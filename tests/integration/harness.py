@@ -795,6 +795,49 @@ def raw_exchange(port, payload, timeout=3.0, want_line=True, lines=1):
     return data, closed
 
 
+class RawReplica:
+    """A raw PSYNC session: the handshake a stock replica does (the REPLCONF replies are read
+    before PSYNC is sent: Redis refuses "SYNC and PSYNC ... with pending output"), then the
+    stream's bytes. rcvbuf: a receive buffer size set before connecting (a replica that reads
+    nothing then holds little in socket buffers)."""
+
+    def __init__(self, port, replid, offset, rcvbuf=None):
+        self.s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        if rcvbuf:
+            self.s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        self.s.settimeout(5)
+        self.s.connect((HOST, port))
+        self.buf = b""
+        self.s.sendall(b"REPLCONF listening-port 1\r\nREPLCONF capa eof capa psync2\r\n")
+        self._read_until(lambda: self.buf.count(b"\r\n") >= 2, "REPLCONF replies")
+        assert self.buf == b"+OK\r\n+OK\r\n", self.buf
+        self.buf = b""
+        self.s.sendall(b"PSYNC %s %d\r\n" % (replid.encode(), offset))
+        self._read_until(lambda: b"\r\n" in self.buf.lstrip(b"\n"), "the PSYNC reply")
+        self.buf = self.buf.lstrip(b"\n")
+        self.reply, _, self.buf = self.buf.partition(b"\r\n")
+
+    def _read_until(self, cond, what, timeout=10):
+        deadline = time.monotonic() + timeout
+        for _ in range(100000):
+            if cond():
+                return
+            left = deadline - time.monotonic()
+            assert left > 0, "timed out waiting for %s; got %r" % (what, self.buf[:200])
+            self.s.settimeout(left)
+            chunk = self.s.recv(65536)
+            assert chunk, "connection closed waiting for %s; got %r" % (what, self.buf[:200])
+            self.buf += chunk
+
+    def stream(self, n):
+        """The first n stream bytes after the reply (waits for them)."""
+        self._read_until(lambda: len(self.buf) >= n, "%d stream bytes" % n)
+        return self.buf[:n]
+
+    def close(self):
+        self.s.close()
+
+
 # --------------------------------------------------------------------------------------------
 # TCP fault proxy
 

@@ -232,42 +232,6 @@ def test_relay_restart_under_load_no_full_sync(cluster, hard):
         assert part == part0 + rounds, (r.name, part0, part)
 
 
-class RawReplica:
-    """A raw PSYNC session: the handshake a stock replica does, then the stream's bytes."""
-
-    def __init__(self, port, replid, offset):
-        self.s = h.socket.create_connection((h.HOST, port), timeout=5)
-        self.buf = b""
-        self.s.sendall(b"REPLCONF listening-port 1\r\nREPLCONF capa eof capa psync2\r\n")
-        self._read_until(lambda: self.buf.count(b"\r\n") >= 2, "REPLCONF replies")
-        assert self.buf == b"+OK\r\n+OK\r\n", self.buf
-        self.buf = b""
-        self.s.sendall(b"PSYNC %s %d\r\n" % (replid.encode(), offset))
-        self._read_until(lambda: b"\r\n" in self.buf.lstrip(b"\n"), "the PSYNC reply")
-        self.buf = self.buf.lstrip(b"\n")
-        self.reply, _, self.buf = self.buf.partition(b"\r\n")
-
-    def _read_until(self, cond, what, timeout=10):
-        deadline = time.monotonic() + timeout
-        for _ in range(100000):
-            if cond():
-                return
-            left = deadline - time.monotonic()
-            assert left > 0, "timed out waiting for %s; got %r" % (what, self.buf[:200])
-            self.s.settimeout(left)
-            chunk = self.s.recv(65536)
-            assert chunk, "connection closed waiting for %s; got %r" % (what, self.buf[:200])
-            self.buf += chunk
-
-    def stream(self, n):
-        """The first n stream bytes after the reply (waits for them)."""
-        self._read_until(lambda: len(self.buf) >= n, "%d stream bytes" % n)
-        return self.buf[:n]
-
-    def close(self):
-        self.s.close()
-
-
 @pytest.mark.relay_only
 def test_psync_ahead_of_the_relay_waits_for_the_stream(cluster):
     """Replicas get the stream before the disk log has written it, so after a crash of the
@@ -285,9 +249,9 @@ def test_psync_ahead_of_the_relay_waits_for_the_stream(cluster):
     replid, off = ri["master_replid"], int(ri["master_repl_offset"])
     ahead = 3000
     base_ok = stat(relay, "sync_partial_ok")
-    ref = RawReplica(relay.port, replid, off + 1)
-    early = RawReplica(relay.port, replid, off + 1 + ahead)
-    far = RawReplica(relay.port, replid, off + 1 + 65 * MB)
+    ref = h.RawReplica(relay.port, replid, off + 1)
+    early = h.RawReplica(relay.port, replid, off + 1 + ahead)
+    far = h.RawReplica(relay.port, replid, off + 1 + 65 * MB)
     try:
         assert ref.reply == b"+CONTINUE " + replid.encode(), ref.reply
         assert early.reply == b"+CONTINUE " + replid.encode(), early.reply
