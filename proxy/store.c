@@ -71,28 +71,57 @@ struct wjob {
 };
 
 /*
- * The background writer (store_start_writer). The loop thread enqueues at `end`, the writer
- * completes jobs from `done` on, and store_collect hands back [first, done). Everything below
- * `mu` is guarded by it; the writer touches nothing else of the store but the descriptors its
- * jobs name, so the segment table stays the loop thread's alone.
+ * The background writer (store_start_writer) is two threads in a pipeline. The loop thread
+ * enqueues jobs at `end`. The preparing thread takes them from `taken` on, merges them into
+ * batches, checksums them and copies their whole pages into bounce buffers, and hands the I/O
+ * thread a list of steps (wops). The I/O thread does every write, in order, and completes jobs
+ * from `done` on; store_collect hands back [first, done). So a batch's copy and checksum run
+ * while the device writes the one before (the device's time is most of a batch's). Everything
+ * below `mu` is guarded by it; the threads touch nothing else of the store but the descriptors
+ * their jobs name, so the segment table stays the loop thread's alone.
  */
+#define WOP_RING 32 /* a power of two */
+#define NBOUNCE  2  /* bounce buffers: one filled while the other is written */
+
+enum wop_kind {
+    WOP_CACHED, /* bytes [a, b) of the batch through fd, from the jobs' buffers */
+    WOP_DIRECT, /* bytes [a, b) of the batch through dfd, from bounce buffer `bounce` */
+    WOP_END,    /* the jobs [from, to) are done: write rec, or fsync for sync jobs */
+};
+
+struct wop {
+    enum wop_kind kind;
+    uint64_t from, to; /* the batch's jobs */
+    size_t a, b;
+    int bounce;
+    size_t total;             /* WOP_END: the batch's bytes */
+    struct index_record rec; /* WOP_END of a write batch */
+};
+
 struct writer {
-    pthread_t thread;
+    pthread_t prep_thread, io_thread;
+    bool io_started;
     pthread_mutex_t mu;
-    pthread_cond_t work; /* jobs arrived, or stop */
-    pthread_cond_t room; /* jobs completed */
-    int notify_fd;       /* eventfd: readable once jobs completed */
+    pthread_cond_t work;    /* jobs arrived, or stop: for the preparing thread */
+    pthread_cond_t room;    /* jobs completed: for the loop thread */
+    pthread_cond_t io_work; /* steps arrived, or nothing more will: for the I/O thread */
+    pthread_cond_t io_room; /* a step ran, a bounce buffer came free: for the preparing one */
+    int notify_fd;          /* eventfd: readable once jobs completed */
     struct wjob jobs[WQ_JOBS];
-    uint64_t first, done, end; /* ring positions, monotonic */
-    size_t queued_bytes;       /* bytes of the jobs in [done, end) */
-    int64_t durable;           /* last stream byte written to its segment */
-    bool stop;
+    uint64_t first, taken, done, end; /* job ring positions, monotonic */
+    size_t queued_bytes;              /* bytes of the jobs in [done, end) */
+    struct wop wops[WOP_RING];
+    uint64_t wop_head, wop_tail;           /* step ring positions, monotonic */
+    uint64_t bounce_filled, bounce_freed;  /* bounce buffers used in turn */
+    int64_t durable;                       /* last stream byte written to its segment */
+    bool stop;                             /* for the preparing thread */
+    bool prepared_all;                     /* it stopped: the I/O thread ends when idle */
     bool failed;
     char error[256];
-    /* The writer thread's alone: */
-    char *bounce;     /* DIRECT_BOUNCE bytes, DIRECT_ALIGN-aligned, allocated on first use */
-    bool direct_off;  /* direct I/O was refused: page cache only from then on (atomic: read
-                         by store_direct_io) */
+    char *bounce[NBOUNCE]; /* DIRECT_BOUNCE bytes, DIRECT_ALIGN-aligned, allocated on first use
+                              by the preparing thread */
+    bool direct_off; /* direct I/O was refused: page cache only from then on (atomic: read by
+                        store_direct_io and the preparing thread, set by the I/O thread) */
 };
 
 struct store {
@@ -346,61 +375,181 @@ static int iov_slice(const struct iovec *iov, int n, size_t from, size_t to, str
     return k;
 }
 
-/*
- * Writes a batch (iov[0..n), total bytes) at the end of a segment's data file, where it holds
- * pos bytes. The whole pages in it go through dfd from the bounce buffer, past the page cache:
- * copying a stream into fresh page-cache pages costs the CPU more than all the relay's other
- * work per byte (BENCHMARKS.md). The partial pages at either end are written through fd
- * (O_APPEND), so the file never holds more than the stream and the page that the next batch
- * completes stays in the cache. Direct I/O refused (EINVAL: a file system without it, or a
- * larger alignment) means page cache only, from then on.
- */
-static int write_batch(struct writer *w, int fd, int dfd, off_t pos, const struct iovec *iov,
-                       int n, size_t total)
+static const struct wjob *job_at(const struct writer *w, uint64_t k)
 {
-    struct iovec part[WQ_BATCH];
-    off_t a = (pos + DIRECT_ALIGN - 1) / DIRECT_ALIGN * DIRECT_ALIGN;
-    off_t b = (pos + (off_t)total) / DIRECT_ALIGN * DIRECT_ALIGN;
-    if (dfd < 0 || w->direct_off || b - a < DIRECT_MIN) {
-        memcpy(part, iov, (size_t)n * sizeof(*iov)); /* writev_all moves its iovecs along */
-        return writev_all(fd, part, n);
-    }
-    if (!w->bounce && !(w->bounce = aligned_alloc(DIRECT_ALIGN, DIRECT_BOUNCE)))
-        abort();
-    size_t head = (size_t)(a - pos), mid_end = (size_t)(b - pos);
-    int k = iov_slice(iov, n, 0, head, part);
-    if (k > 0 && writev_all(fd, part, k) != 0)
-        return -1;
-    size_t at = head;
-    while (at < mid_end) {
-        size_t len = mid_end - at < DIRECT_BOUNCE ? mid_end - at : DIRECT_BOUNCE;
-        k = iov_slice(iov, n, at, at + len, part);
-        char *o = w->bounce;
-        for (int i = 0; i < k; o += part[i].iov_len, i++)
-            memcpy(o, part[i].iov_base, part[i].iov_len);
-        if (pio_all(dfd, w->bounce, len, pos + (off_t)at, true) != 0) {
-            if (errno != EINVAL)
-                return -1;
-            /* The page cache takes the rest, from wherever the device stopped. */
-            __atomic_store_n(&w->direct_off, true, __ATOMIC_RELAXED);
-            struct stat st;
-            if (fstat(fd, &st) != 0)
-                return -1;
-            at = (size_t)(st.st_size - pos);
-            break;
-        }
-        at += len;
-    }
-    /* What the device did not take: the tail, or everything from a refused page on. */
-    k = iov_slice(iov, n, at, total, part);
-    return k > 0 ? writev_all(fd, part, k) : 0;
+    return &w->jobs[k & (WQ_JOBS - 1)];
 }
 
-/* Runs jobs [from, to) of one kind and file; why gets the error, if any. */
-static void writer_run(struct writer *w, uint64_t from, uint64_t to, char *why, size_t whylen)
+/* Bytes [a, b) of the batch of jobs [from, to), as iovecs into the jobs' buffers (which stay
+ * put until the jobs are done); returns their count. */
+static int batch_slice(const struct writer *w, uint64_t from, uint64_t to, size_t a, size_t b,
+                       struct iovec *out)
 {
-    const struct wjob *j0 = &w->jobs[from & (WQ_JOBS - 1)];
-    if (j0->kind != WJOB_WRITE) {
+    struct iovec iov[WQ_BATCH];
+    int n = 0;
+    for (uint64_t k = from; k < to; k++) {
+        const struct wjob *j = job_at(w, k);
+        iov[n++] = (struct iovec){.iov_base = (void *)j->buf, .iov_len = j->len};
+    }
+    return iov_slice(iov, n, a, b, out);
+}
+
+static uint32_t crc_iov(uint32_t crc, const struct iovec *iov, int n)
+{
+    for (int i = 0; i < n; i++)
+        crc = store_crc32c(crc, iov[i].iov_base, iov[i].iov_len);
+    return crc;
+}
+
+/* Hands the I/O thread a step; waits while its ring is full. Called with mu held. */
+static void push_wop(struct writer *w, const struct wop *op)
+{
+    while (w->wop_tail - w->wop_head == WOP_RING)
+        pthread_cond_wait(&w->io_room, &w->mu);
+    w->wops[w->wop_tail++ & (WOP_RING - 1)] = *op;
+    pthread_cond_signal(&w->io_work);
+}
+
+/* The next bounce buffer, once the I/O thread is done with it. Called with mu held. */
+static int take_bounce(struct writer *w)
+{
+    while (w->bounce_filled - w->bounce_freed == NBOUNCE)
+        pthread_cond_wait(&w->io_room, &w->mu);
+    return (int)(w->bounce_filled++ % NBOUNCE);
+}
+
+/*
+ * Turns the batch of jobs [from, to) (total bytes; a file position pos of the segment's data
+ * file, where it holds pos bytes) into steps. The whole pages go through dfd from the bounce
+ * buffers, past the page cache: copying a stream into fresh page-cache pages costs the CPU more
+ * than all the relay's other work per byte (BENCHMARKS.md). The partial pages at either end go
+ * through fd (O_APPEND), so the file never holds more than the stream and the page that the
+ * next batch completes stays in the cache. The checksum is taken in stream order on the way.
+ * Called with mu held; drops it while copying.
+ */
+static void prepare_batch(struct writer *w, uint64_t from, uint64_t to, size_t total, bool skip)
+{
+    const struct wjob *j0 = job_at(w, from);
+    struct wop end = {.kind = WOP_END, .from = from, .to = to, .total = total};
+    if (j0->kind != WJOB_WRITE || skip) {
+        push_wop(w, &end); /* after a failure, jobs only go back to their owner */
+        return;
+    }
+    struct iovec part[WQ_BATCH];
+    off_t pos = j0->pos;
+    off_t a = (pos + DIRECT_ALIGN - 1) / DIRECT_ALIGN * DIRECT_ALIGN;
+    off_t b = (pos + (off_t)total) / DIRECT_ALIGN * DIRECT_ALIGN;
+    uint32_t crc = 0;
+    if (j0->dfd < 0 || __atomic_load_n(&w->direct_off, __ATOMIC_RELAXED) || b - a < DIRECT_MIN) {
+        a = b = pos + (off_t)total; /* all of it through the page cache */
+    }
+    size_t head = (size_t)(a - pos), mid_end = (size_t)(b - pos);
+    if (head > 0) {
+        crc = crc_iov(crc, part, batch_slice(w, from, to, 0, head, part));
+        push_wop(w, &(struct wop){.kind = WOP_CACHED, .from = from, .to = to, .b = head});
+    }
+    for (size_t at = head; at < mid_end;) {
+        size_t len = mid_end - at < DIRECT_BOUNCE ? mid_end - at : DIRECT_BOUNCE;
+        int k = take_bounce(w);
+        pthread_mutex_unlock(&w->mu);
+        if (!w->bounce[k] && !(w->bounce[k] = aligned_alloc(DIRECT_ALIGN, DIRECT_BOUNCE)))
+            abort();
+        char *o = w->bounce[k];
+        int n = batch_slice(w, from, to, at, at + len, part);
+        for (int i = 0; i < n; o += part[i].iov_len, i++)
+            memcpy(o, part[i].iov_base, part[i].iov_len);
+        crc = store_crc32c(crc, w->bounce[k], len); /* still in the cache */
+        pthread_mutex_lock(&w->mu);
+        push_wop(w, &(struct wop){.kind = WOP_DIRECT,
+                                  .from = from,
+                                  .to = to,
+                                  .a = at,
+                                  .b = at + len,
+                                  .bounce = k});
+        at += len;
+    }
+    if (mid_end < total) {
+        crc = crc_iov(crc, part, batch_slice(w, from, to, mid_end, total, part));
+        struct wop tail = {.kind = WOP_CACHED, .from = from, .to = to, .a = mid_end, .b = total};
+        push_wop(w, &tail);
+    }
+    /* One index record for the batch, after its data: a record never points at lost bytes. */
+    end.rec = (struct index_record){.start = j0->start, .len = (uint32_t)total, .crc = crc};
+    push_wop(w, &end);
+}
+
+/* The preparing thread: takes jobs in batches of consecutive writes to one file. */
+static void *writer_prepare_main(void *arg)
+{
+    struct writer *w = arg;
+    pthread_mutex_lock(&w->mu);
+    for (;;) {
+        while (w->taken == w->end && !w->stop)
+            pthread_cond_wait(&w->work, &w->mu);
+        if (w->taken == w->end)
+            break; /* stopping, and nothing left */
+        uint64_t from = w->taken, to = from + 1;
+        const struct wjob *j0 = job_at(w, from);
+        size_t total = j0->len;
+        while (j0->kind == WJOB_WRITE && to < w->end && to - from < WQ_BATCH) {
+            const struct wjob *j = job_at(w, to);
+            if (j->kind != WJOB_WRITE || j->fd != j0->fd ||
+                j->start != j0->start + (int64_t)total || total + j->len > UINT32_MAX)
+                break;
+            total += j->len;
+            to++;
+        }
+        w->taken = to;
+        prepare_batch(w, from, to, total, w->failed);
+    }
+    w->prepared_all = true;
+    pthread_cond_signal(&w->io_work);
+    pthread_mutex_unlock(&w->mu);
+    return NULL;
+}
+
+/* Bytes [a, b) of a batch that dfd refused (EINVAL: a file system without direct I/O, or a
+ * larger alignment) from buf: through fd from wherever the device stopped. */
+static int write_refused(int fd, off_t pos, size_t a, size_t b, const char *buf)
+{
+    struct stat st;
+    if (fstat(fd, &st) != 0)
+        return -1;
+    size_t at = (size_t)(st.st_size - pos);
+    return at < b ? write_all(fd, buf + (at - a), b - at) : 0;
+}
+
+/* Runs one step; why gets the error, if any. */
+static void run_wop(struct writer *w, const struct wop *op, char *why, size_t whylen)
+{
+    const struct wjob *j0 = job_at(w, op->from);
+    struct iovec part[WQ_BATCH];
+    switch (op->kind) {
+    case WOP_CACHED:
+        if (writev_all(j0->fd, part, batch_slice(w, op->from, op->to, op->a, op->b, part)) != 0)
+            errf(why, whylen, "write segment: %s", strerror(errno));
+        return;
+    case WOP_DIRECT: {
+        const char *buf = w->bounce[op->bounce];
+        int rc;
+        if (__atomic_load_n(&w->direct_off, __ATOMIC_RELAXED)) {
+            rc = write_all(j0->fd, buf, op->b - op->a);
+        } else if ((rc = pio_all(j0->dfd, (void *)buf, op->b - op->a, j0->pos + (off_t)op->a,
+                                 true)) != 0 &&
+                   errno == EINVAL) {
+            __atomic_store_n(&w->direct_off, true, __ATOMIC_RELAXED); /* page cache from now */
+            rc = write_refused(j0->fd, j0->pos, op->a, op->b, buf);
+        }
+        if (rc != 0)
+            errf(why, whylen, "write segment: %s", strerror(errno));
+        return;
+    }
+    case WOP_END:
+        if (j0->kind == WJOB_WRITE) {
+            if (write_all(j0->idx_fd, &op->rec, sizeof(op->rec)) != 0)
+                errf(why, whylen, "write segment index: %s", strerror(errno));
+            return;
+        }
         if (fsync(j0->fd) != 0 || fsync(j0->idx_fd) != 0)
             errf(why, whylen, "fsync segment: %s", strerror(errno));
         if (j0->kind == WJOB_SYNC_CLOSE) {
@@ -410,59 +559,39 @@ static void writer_run(struct writer *w, uint64_t from, uint64_t to, char *why, 
         }
         return;
     }
-    struct iovec iov[WQ_BATCH];
-    int n = 0;
-    uint32_t crc = 0;
-    size_t total = 0;
-    for (uint64_t k = from; k < to; k++) {
-        const struct wjob *j = &w->jobs[k & (WQ_JOBS - 1)];
-        iov[n++] = (struct iovec){.iov_base = (void *)j->buf, .iov_len = j->len};
-        crc = store_crc32c(crc, j->buf, j->len);
-        total += j->len;
-    }
-    /* One index record for the batch: data first, so a record never points at lost bytes. */
-    struct index_record rec = {.start = j0->start, .len = (uint32_t)total, .crc = crc};
-    if (write_batch(w, j0->fd, j0->dfd, j0->pos, iov, n, total) != 0 ||
-        write_all(j0->idx_fd, &rec, sizeof(rec)) != 0)
-        errf(why, whylen, "write segment: %s", strerror(errno));
 }
 
-static void *writer_main(void *arg)
+/* The I/O thread: runs the steps in order and completes the jobs. */
+static void *writer_io_main(void *arg)
 {
     struct writer *w = arg;
     pthread_mutex_lock(&w->mu);
     for (;;) {
-        while (w->done == w->end && !w->stop)
-            pthread_cond_wait(&w->work, &w->mu);
-        if (w->done == w->end)
-            break; /* stopping, and nothing left */
-        /* Merge consecutive writes to one file into a batch. */
-        uint64_t from = w->done, to = from + 1;
-        const struct wjob *j0 = &w->jobs[from & (WQ_JOBS - 1)];
-        size_t total = j0->len;
-        while (j0->kind == WJOB_WRITE && to < w->end && to - from < WQ_BATCH) {
-            const struct wjob *j = &w->jobs[to & (WQ_JOBS - 1)];
-            if (j->kind != WJOB_WRITE || j->fd != j0->fd ||
-                j->start != j0->start + (int64_t)total || total + j->len > UINT32_MAX)
-                break;
-            total += j->len;
-            to++;
-        }
-        bool skip = w->failed; /* after a failure jobs only go back to their owner */
+        while (w->wop_head == w->wop_tail && !w->prepared_all)
+            pthread_cond_wait(&w->io_work, &w->mu);
+        if (w->wop_head == w->wop_tail)
+            break;
+        struct wop op = w->wops[w->wop_head & (WOP_RING - 1)];
+        bool skip = w->failed;
         pthread_mutex_unlock(&w->mu);
         char why[sizeof(w->error)] = "";
         if (!skip)
-            writer_run(w, from, to, why, sizeof(why));
+            run_wop(w, &op, why, sizeof(why));
         pthread_mutex_lock(&w->mu);
-        const struct wjob *last = &w->jobs[(to - 1) & (WQ_JOBS - 1)];
+        w->wop_head++;
+        w->bounce_freed += op.kind == WOP_DIRECT;
+        pthread_cond_signal(&w->io_room);
         if (why[0] && !w->failed) {
             w->failed = true;
             snprintf(w->error, sizeof(w->error), "%s", why);
-        } else if (!w->failed && last->kind == WJOB_WRITE) {
-            w->durable = last->start + (int64_t)last->len - 1;
         }
-        w->queued_bytes -= j0->kind == WJOB_WRITE ? total : 0;
-        w->done = to;
+        if (op.kind != WOP_END)
+            continue;
+        const struct wjob *last = job_at(w, op.to - 1);
+        if (!w->failed && last->kind == WJOB_WRITE)
+            w->durable = last->start + (int64_t)last->len - 1;
+        w->queued_bytes -= last->kind == WJOB_WRITE ? op.total : 0;
+        w->done = op.to;
         pthread_cond_broadcast(&w->room);
         pthread_mutex_unlock(&w->mu);
         uint64_t one = 1;
@@ -484,7 +613,7 @@ static void hand_back(struct store *s)
     pthread_mutex_unlock(&w->mu);
     /* [first, done) is the loop thread's alone now. */
     for (; w->first < done; w->first++) {
-        const struct wjob *j = &w->jobs[w->first & (WQ_JOBS - 1)];
+        const struct wjob *j = job_at(w, w->first);
         if (j->kind == WJOB_WRITE && j->token && s->done_cb)
             s->done_cb(s->done_ctx, j->token);
     }
@@ -530,9 +659,24 @@ static void writer_free(struct writer *w)
     pthread_mutex_destroy(&w->mu);
     pthread_cond_destroy(&w->work);
     pthread_cond_destroy(&w->room);
+    pthread_cond_destroy(&w->io_work);
+    pthread_cond_destroy(&w->io_room);
     close(w->notify_fd);
-    free(w->bounce);
+    for (int i = 0; i < NBOUNCE; i++)
+        free(w->bounce[i]);
     free(w);
+}
+
+/* Lets the preparing thread finish what is queued and stop, then the I/O thread. */
+static void join_writer(struct writer *w)
+{
+    pthread_mutex_lock(&w->mu);
+    w->stop = true;
+    pthread_cond_signal(&w->work);
+    pthread_mutex_unlock(&w->mu);
+    pthread_join(w->prep_thread, NULL);
+    if (w->io_started)
+        pthread_join(w->io_thread, NULL);
 }
 
 static void stop_writer(struct store *s)
@@ -540,11 +684,7 @@ static void stop_writer(struct store *s)
     struct writer *w = s->w;
     if (!w)
         return;
-    pthread_mutex_lock(&w->mu);
-    w->stop = true;
-    pthread_cond_signal(&w->work);
-    pthread_mutex_unlock(&w->mu);
-    pthread_join(w->thread, NULL);
+    join_writer(w);
     hand_back(s);
     writer_free(w);
     s->w = NULL;
@@ -565,13 +705,23 @@ int store_start_writer(struct store *s, void (*done)(void *ctx, void *token), vo
     pthread_mutex_init(&w->mu, NULL);
     pthread_cond_init(&w->work, NULL);
     pthread_cond_init(&w->room, NULL);
+    pthread_cond_init(&w->io_work, NULL);
+    pthread_cond_init(&w->io_room, NULL);
     w->durable = s->next - 1;
-    int rc = pthread_create(&w->thread, NULL, writer_main, w);
+    int rc = pthread_create(&w->prep_thread, NULL, writer_prepare_main, w);
     if (rc != 0) {
         errf(err, errlen, "cannot start the log writer: %s", strerror(rc));
         writer_free(w);
         return -1;
     }
+    rc = pthread_create(&w->io_thread, NULL, writer_io_main, w);
+    if (rc != 0) {
+        errf(err, errlen, "cannot start the log writer: %s", strerror(rc));
+        join_writer(w); /* nothing queued: it stops at once */
+        writer_free(w);
+        return -1;
+    }
+    w->io_started = true;
     s->w = w;
     s->done_cb = done;
     s->done_ctx = ctx;

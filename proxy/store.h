@@ -77,13 +77,14 @@ __attribute__((warn_unused_result)) int store_append(struct store *s,
                                                      size_t errlen);
 
 /*
- * Move the log's writes to a background thread: the stream is written (whole pages with
- * O_DIRECT when params.direct, else through the page cache) and checksummed off the caller's
- * thread, in batches, for bulk appends. Others, while nothing is queued, are still written at
- * once. *notify_fd becomes readable when queued appends completed: then call store_collect,
- * which calls done(ctx, token) for each of them, oldest first, on the caller's thread. Only
- * this thread's own state and the descriptors of queued jobs are shared; every other call
- * waits for the queue as needed.
+ * Move the log's writes to background threads: the stream is checksummed and written (whole
+ * pages with O_DIRECT when params.direct, else through the page cache) off the caller's thread,
+ * in batches, for bulk appends; one thread prepares a batch while the other writes the one
+ * before. Others, while nothing is queued, are still written at once. *notify_fd becomes
+ * readable when queued appends completed: then call store_collect, which calls done(ctx,
+ * token) for each of them, oldest first, on the caller's thread. Only the threads' own state
+ * and the descriptors of queued jobs are shared; every other call waits for the queue as
+ * needed.
  */
 __attribute__((warn_unused_result)) int store_start_writer(struct store *s,
                                                            void (*done)(void *ctx, void *token),

@@ -1114,9 +1114,10 @@ static bool dir_takes_direct_io(const struct fx *f)
     return fd >= 0;
 }
 
-static void writer_round(struct fx *f, bool direct)
+static void writer_round(struct fx *f, bool direct, size_t wstream, int64_t segment_bytes,
+                         const size_t *sizes, size_t nsizes)
 {
-    f->p.segment_bytes = 128 * 1024;
+    f->p.segment_bytes = segment_bytes;
     f->p.direct = direct;
     open_store(f);
     struct handed h = {.next = 1};
@@ -1125,19 +1126,19 @@ static void writer_round(struct fx *f, bool direct)
     assert_int_equal(store_start_writer(f->s, token_back, &h, &nfd, f->err, sizeof(f->err)), 0);
     assert_int_equal(store_direct_io(f->s), direct);
     assert_true(nfd >= 0);
-    unsigned char *model = malloc(WSTREAM);
+    unsigned char *model = malloc(wstream);
     assert_non_null(model);
-    for (size_t i = 0; i < WSTREAM; i++)
+    for (size_t i = 0; i < wstream; i++)
         model[i] = (unsigned char)(i * 131 + (i >> 9));
-    /* Pieces of every size, boundaries now and then: big ones are queued, small ones are
-     * written at once when nothing is queued, or queued behind the others. */
-    size_t pos = 0, sizes[] = {3, 70000, 10, 9000, 65536, 1, 200, 120000, 40, 8192, 8193};
+    /* Pieces of the sizes given in turn, boundaries now and then: big ones are queued, small
+     * ones are written at once when nothing is queued, or queued behind the others. */
+    size_t pos = 0;
     int queued = 0, k = 0;
     uintptr_t token = 1;
-    while (pos < WSTREAM) {
-        size_t n = sizes[k++ % (sizeof(sizes) / sizeof(sizes[0]))];
-        if (n > WSTREAM - pos)
-            n = WSTREAM - pos;
+    while (pos < wstream) {
+        size_t n = sizes[k++ % nsizes];
+        if (n > wstream - pos)
+            n = wstream - pos;
         int rc = append1(f->s, model + pos, n, k % 3 == 1, n > 8192, (void *)token, f->err,
                          sizeof(f->err));
         assert_true(rc == 0 || rc == 1);
@@ -1149,9 +1150,9 @@ static void writer_round(struct fx *f, bool direct)
         pos += n;
     }
     assert_true(queued > 0);
-    assert_int_equal(store_end(f->s), (int64_t)WSTREAM);
+    assert_int_equal(store_end(f->s), (int64_t)wstream);
     collect_until(f, nfd, &h, queued);
-    assert_int_equal(store_durable_end(f->s), (int64_t)WSTREAM);
+    assert_int_equal(store_durable_end(f->s), (int64_t)wstream);
     assert_true(store_segments(f->s) >= 4);
     /* Direct I/O: the bulk writes' whole pages went past the page cache; without it, none
      * did. (Before any read back, which brings pages in.) */
@@ -1163,31 +1164,42 @@ static void writer_round(struct fx *f, bool direct)
         assert_true(store_direct_io(f->s));
     } else
         print_message("note: %s refuses O_DIRECT: the page cache fallback was tested\n", f->dir);
-    unsigned char *back = malloc(WSTREAM);
+    unsigned char *back = malloc(wstream);
     assert_non_null(back);
-    assert_int_equal(store_read(f->s, 1, back, WSTREAM), 0);
-    assert_memory_equal(back, model, WSTREAM);
+    assert_int_equal(store_read(f->s, 1, back, wstream), 0);
+    assert_memory_equal(back, model, wstream);
     assert_int_equal(store_sync(f->s, f->err, sizeof(f->err)), 0);
 
     /* What the writer wrote recovers whole: its batches' index records check out. */
     write_some_meta(f);
     reopen_store(f);
-    assert_int_equal(store_end(f->s), (int64_t)WSTREAM);
-    memset(back, 0, WSTREAM);
-    assert_int_equal(store_read(f->s, 1, back, WSTREAM), 0);
-    assert_memory_equal(back, model, WSTREAM);
+    assert_int_equal(store_end(f->s), (int64_t)wstream);
+    memset(back, 0, wstream);
+    assert_int_equal(store_read(f->s, 1, back, wstream), 0);
+    assert_memory_equal(back, model, wstream);
     free(back);
     free(model);
 }
 
+static const size_t small_sizes[] = {3, 70000, 10, 9000, 65536, 1, 200, 120000, 40, 8192, 8193};
+
 static void test_writer(void **state)
 {
-    writer_round(*state, false);
+    writer_round(*state, false, WSTREAM, 128 * 1024, small_sizes, 11);
 }
 
 static void test_writer_direct(void **state)
 {
-    writer_round(*state, true);
+    writer_round(*state, true, WSTREAM, 128 * 1024, small_sizes, 11);
+}
+
+/* Batches of many bounce buffers' worth: the copies run ahead of the device writes, and the
+ * buffers are reused while a batch is still being written. */
+static void test_writer_direct_large(void **state)
+{
+    static const size_t sizes[] = {3,         5 << 20, 10,        (3 << 20) + 17, 4096, 1,
+                                   (2 << 20), 77777,   (1 << 20), 8193,           40};
+    writer_round(*state, true, 40 << 20, 8 << 20, sizes, 11);
 }
 
 int main(void)
@@ -1221,6 +1233,7 @@ int main(void)
         T(test_trim_age),
         T(test_writer),
         T(test_writer_direct),
+        T(test_writer_direct_large),
         T(test_append_pieces_split),
     };
 #undef T
