@@ -13,7 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define SPARE_MAX 8 /* trimmed blocks kept for reuse */
+#define SPARE_MAX   8  /* trimmed blocks kept for reuse */
+#define RESERVE_MAX 16 /* fresh blocks lent out by backlog_reserve */
 
 struct backlog {
     struct backlog_block **ring; /* blocks, oldest at ring[head] */
@@ -26,6 +27,8 @@ struct backlog {
     int64_t end;                 /* offset of the last byte held */
     struct backlog_block *spare[SPARE_MAX]; /* unreferenced trimmed blocks, for reuse */
     size_t nspare;
+    struct backlog_block *reserved[RESERVE_MAX]; /* the next blocks to fill, in order */
+    size_t nres;
 };
 
 static void *xcalloc(size_t n, size_t sz)
@@ -74,6 +77,8 @@ void backlog_free(struct backlog *b)
         drop_head(b);
     while (b->nspare)
         free(b->spare[--b->nspare]);
+    while (b->nres)
+        free(b->reserved[--b->nres]);
     free(b->ring);
     free(b);
 }
@@ -100,6 +105,15 @@ static void trim(struct backlog *b)
     }
 }
 
+static struct backlog_block *new_block(struct backlog *b)
+{
+    struct backlog_block *blk =
+        b->nspare ? b->spare[--b->nspare] : malloc(sizeof(*blk) + b->block_size);
+    if (!blk)
+        abort();
+    return blk;
+}
+
 static struct backlog_block *push_block(struct backlog *b)
 {
     if (b->count == b->ring_cap) {
@@ -112,10 +126,13 @@ static struct backlog_block *push_block(struct backlog *b)
         b->ring_cap = ncap;
         b->head = 0;
     }
-    struct backlog_block *blk =
-        b->nspare ? b->spare[--b->nspare] : malloc(sizeof(*blk) + b->block_size);
-    if (!blk)
-        abort();
+    struct backlog_block *blk;
+    if (b->nres) { /* lent out by backlog_reserve: it may hold the bytes being appended */
+        blk = b->reserved[0];
+        memmove(b->reserved, b->reserved + 1, --b->nres * sizeof(*b->reserved));
+    } else {
+        blk = new_block(b);
+    }
     blk->start = b->end + 1;
     blk->len = 0;
     blk->refs = 1;
@@ -135,13 +152,38 @@ void backlog_append(struct backlog *b, const void *data, size_t len)
         size_t n = b->block_size - tail->len;
         if (n > len)
             n = len;
-        memcpy(tail->data + tail->len, p, n);
+        if (tail->data + tail->len != p) /* else it was read in place (backlog_reserve) */
+            memcpy(tail->data + tail->len, p, n);
         tail->len += n;
         b->end += (int64_t)n;
         p += n;
         len -= n;
     }
     trim(b);
+}
+
+int backlog_reserve(struct backlog *b, size_t max, struct iovec *iov, int n)
+{
+    int k = 0;
+    size_t room = 0;
+    struct backlog_block *tail = b->count ? slot(b, b->count - 1) : NULL;
+    if (tail && tail->len < b->block_size && n > 0) {
+        iov[k++] = (struct iovec){.iov_base = tail->data + tail->len,
+                                  .iov_len = b->block_size - tail->len};
+        room += b->block_size - tail->len;
+    }
+    for (size_t i = 0; room < max && k < n; i++) {
+        if (i == b->nres) {
+            if (b->nres == RESERVE_MAX)
+                break;
+            b->reserved[b->nres++] = new_block(b);
+        }
+        iov[k++] = (struct iovec){.iov_base = b->reserved[i]->data, .iov_len = b->block_size};
+        room += b->block_size;
+    }
+    if (room > max) /* the last one only partly */
+        iov[k - 1].iov_len -= room - max;
+    return k;
 }
 
 size_t backlog_tail_room(const struct backlog *b)
@@ -173,7 +215,7 @@ size_t backlog_histlen(const struct backlog *b)
 
 size_t backlog_memory(const struct backlog *b)
 {
-    return (b->count + b->nspare) * (sizeof(struct backlog_block) + b->block_size);
+    return (b->count + b->nspare + b->nres) * (sizeof(struct backlog_block) + b->block_size);
 }
 
 size_t backlog_limit(const struct backlog *b)

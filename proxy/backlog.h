@@ -14,6 +14,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/uio.h>
 
 struct backlog_block {
     int64_t start; /* stream offset of data[0] */
@@ -34,6 +35,14 @@ void backlog_reset(struct backlog *b, int64_t next);
 
 /* Append bytes; trims the head past the limit (never the last block). */
 void backlog_append(struct backlog *b, const void *data, size_t len);
+
+/*
+ * Room for up to max bytes after the end, as at most n iovecs in order: the last block's free
+ * part, then fresh blocks lent out until they are filled. Bytes read into them are appended by
+ * passing backlog_append exactly those addresses, in order, and are then not copied. The room
+ * stays valid until anything else is appended or the backlog is reset. Returns the count.
+ */
+int backlog_reserve(struct backlog *b, size_t max, struct iovec *iov, int n);
 
 /* Bytes the next append can put in one block: what the last block has left, or a whole new
  * block. Appending at most this much fills exactly one block, which the trim keeps. */

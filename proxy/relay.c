@@ -471,8 +471,7 @@ static void up_on_stream(void *ctx, const char *buf, size_t len, ssize_t boundar
     r->stats.total_net_repl_input_bytes += (int64_t)len;
     if (!store_usable(r)) {
         backlog_append(r->backlog, buf, len);
-        feed_replicas(r);
-        return;
+        return; /* replicas get it in up_on_stream_end */
     }
     size_t done = 0;
     while (done < len) {
@@ -499,12 +498,24 @@ static void up_on_stream(void *ctx, const char *buf, size_t len, ssize_t boundar
         if (r->npend == STORE_MAX_PIECES)
             flush_pending(r);
     }
-    feed_replicas(r);
     /* At most the backlog's limit pending: the log then always reaches the backlog's start,
      * so every offset between the log's start and the stream's end stays servable. */
     size_t limit = backlog_limit(r->backlog);
     if (r->pend_bytes >= (limit < LOG_BATCH_BYTES ? limit : LOG_BATCH_BYTES))
         flush_pending(r);
+}
+
+/* A read's worth of stream is in the backlog: one write per replica for all of it. */
+static void up_on_stream_end(void *ctx)
+{
+    feed_replicas(ctx);
+}
+
+/* The upstream reads the stream straight into the backlog's free space. */
+static int up_stream_room(void *ctx, size_t max, struct iovec *iov, int n)
+{
+    struct relay *r = ctx;
+    return backlog_reserve(r->backlog, max, iov, n);
 }
 
 static void up_on_down(void *ctx)
@@ -1357,6 +1368,8 @@ static struct upstream *new_main_upstream(struct relay *r)
         .on_fullresync = up_on_fullresync,
         .on_snapshot = up_on_snapshot,
         .on_stream = up_on_stream,
+        .on_stream_end = up_on_stream_end,
+        .stream_room = up_stream_room,
         .on_down = up_on_down,
         .on_rdb_progress = main_on_rdb_progress,
     };

@@ -34,6 +34,7 @@
 #define ACK_INTERVAL_MS 1000         /* REPLCONF ACK period, as Redis' replicationCron */
 #define MAX_READ_BYTES  (256 * 1024) /* one TLS read */
 #define DRAIN_BYTES     (512 * 1024) /* read ahead per wakeup, at most */
+#define DRAIN_IOV       16           /* pieces of one read, at most */
 
 struct upstream {
     struct event_base *base; /* borrowed */
@@ -66,6 +67,7 @@ struct upstream {
     int64_t rdb_size;      /* payload bytes expected ($len), -1 for EOF format */
     int64_t rdb_got;       /* payload bytes received */
     int64_t stream_bytes;  /* stream bytes over the life of the object */
+    bool fed;              /* on_stream had bytes since the last on_stream_end */
     char full_replid[41];  /* +FULLRESYNC replid being loaded */
     int64_t full_offset;   /* +FULLRESYNC offset being loaded */
     struct snapshot *snap; /* owned while FILLING */
@@ -518,6 +520,7 @@ static ssize_t scan_stream(struct upstream *u, const char *data, size_t len)
         u->offset += n;
         u->stream_bytes += n;
         done += (size_t)n;
+        u->fed = true;
         if (u->cb.on_stream) /* a boundary to start a log segment at: the first one there is */
             u->cb.on_stream(u->cb.ctx, p, (size_t)n,
                             resp_stream_at_boundary(&saved) ? 0 : u->scan.last_boundary);
@@ -525,6 +528,14 @@ static ssize_t scan_stream(struct upstream *u, const char *data, size_t len)
             send_ack(u);
     }
     return (ssize_t)done;
+}
+
+/* The bytes of one read were all passed on (however many on_stream calls they took). */
+static void stream_end(struct upstream *u)
+{
+    if (u->fed && u->cb.on_stream_end)
+        u->cb.on_stream_end(u->cb.ctx);
+    u->fed = false;
 }
 
 /* What the bufferevent's input holds (a TLS link's reads, or bytes read before STREAM). */
@@ -540,24 +551,30 @@ static void read_stream(struct upstream *u)
             break;
         evbuffer_drain(bufferevent_get_input(u->bev), (size_t)n);
     }
+    stream_end(u);
 }
 
-/* A plain link in STREAM: read up to DRAIN_BYTES into the link's own buffer, then frame it.
- * The buffer lives as long as u, so the stream passes through memory already touched. */
-static void stream_read_cb(evutil_socket_t fd, short what, void *arg)
+/* A plain link in STREAM: read up to DRAIN_BYTES where the owner keeps the stream (its
+ * backlog's blocks, so the bytes are not copied again), or into the link's own buffer, which
+ * lives as long as u; then frame it. */
+static void stream_read(struct upstream *u, evutil_socket_t fd)
 {
-    (void)what;
-    struct upstream *u = arg;
     if (u->state != UPSTREAM_STREAM || !u->bev)
         return;
     read_stream(u); /* anything the bufferevent read before we took over comes first */
     if (u->state != UPSTREAM_STREAM)
         return;
-    if (!u->rbuf && !(u->rbuf = malloc(DRAIN_BYTES)))
-        abort();
+    struct iovec iov[DRAIN_IOV];
+    int n = u->cb.stream_room ? u->cb.stream_room(u->cb.ctx, DRAIN_BYTES, iov, DRAIN_IOV) : 0;
+    if (n == 0) {
+        if (!u->rbuf && !(u->rbuf = malloc(DRAIN_BYTES)))
+            abort();
+        iov[n++] = (struct iovec){.iov_base = u->rbuf, .iov_len = DRAIN_BYTES};
+    }
     int err = 0;
     bool eof = false;
-    ssize_t got = recv(fd, u->rbuf, DRAIN_BYTES, MSG_DONTWAIT);
+    struct msghdr msg = {.msg_iov = iov, .msg_iovlen = (size_t)n};
+    ssize_t got = recvmsg(fd, &msg, MSG_DONTWAIT);
     if (got == 0)
         eof = true;
     else if (got < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
@@ -566,12 +583,26 @@ static void stream_read_cb(evutil_socket_t fd, short what, void *arg)
     if (have)
         u->last_io_ms = net_now_ms();
     /* what arrived before an EOF or error is the stream's too */
-    if (scan_stream(u, u->rbuf, have) < 0 || u->state != UPSTREAM_STREAM)
-        return; /* the framing failed, or the link went down meanwhile */
+    for (int i = 0; i < n && have > 0; i++) {
+        size_t k = have < iov[i].iov_len ? have : iov[i].iov_len;
+        if (scan_stream(u, iov[i].iov_base, k) < 0 || u->state != UPSTREAM_STREAM)
+            return; /* the framing failed, or the link went down meanwhile */
+        have -= k;
+    }
+    if (u->state != UPSTREAM_STREAM)
+        return;
     if (eof)
         link_fail(u, "connection closed by upstream");
     else if (err)
         link_fail(u, strerror(err));
+}
+
+static void stream_read_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)what;
+    struct upstream *u = arg;
+    stream_read(u, fd);
+    stream_end(u);
 }
 
 static void read_cb(struct bufferevent *bev, void *arg)

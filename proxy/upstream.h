@@ -11,6 +11,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <sys/uio.h>
 
 #include "snapshot.h"
 
@@ -50,6 +51,12 @@ struct upstream_callbacks {
     /* Stream bytes, in order, exactly as received; boundary: a position in buf between two
      * commands (0 if buf starts at one, else the last one in buf), -1 if there is none. */
     void (*on_stream)(void *ctx, const char *buf, size_t len, ssize_t boundary);
+    /* The bytes of one read were all passed to on_stream (which may have taken several calls):
+     * the moment to send them on. */
+    void (*on_stream_end)(void *ctx);
+    /* Optional: where to read up to max stream bytes, as at most n iovecs (returns their count;
+     * 0: the link's own buffer). Each on_stream then gets a part of one iovec, in order. */
+    int (*stream_room)(void *ctx, size_t max, struct iovec *iov, int n);
     /* The link went down (or a side fetch failed); the reason is logged already. */
     void (*on_down)(void *ctx);
     /* More RDB bytes are in the snapshot file being filled (see upstream_filling). */

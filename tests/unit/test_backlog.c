@@ -534,6 +534,61 @@ static void run_random(size_t block, uint64_t seed)
     free(m.bytes);
 }
 
+/* Bytes read into backlog_reserve's room and appended from there land in place (the block
+ * holds them at the very address read into: no copy); the room left over is lent again. */
+static void test_reserve_in_place(void **state)
+{
+    (void)state;
+    struct backlog *b = backlog_new(8, 24);
+    append_str(b, "abc"); /* 5 bytes free in the tail block */
+    struct iovec iov[8];
+    int n = backlog_reserve(b, 20, iov, 8);
+    assert_int_equal(n, 3); /* 5 + 8 + 7: the last cut to the 20 asked for */
+    assert_int_equal(iov[0].iov_len, 5);
+    assert_int_equal(iov[1].iov_len, 8);
+    assert_int_equal(iov[2].iov_len, 7);
+    assert_int_equal(backlog_reserve(b, 20, iov, 2), 2); /* n caps it; the same room again */
+    assert_int_equal(iov[1].iov_len, 8);
+    void *second = iov[1].iov_base;
+    n = backlog_reserve(b, 20, iov, 8);
+    assert_ptr_equal(iov[1].iov_base, second);
+    char want[64];
+    pattern(want, 4, 15);
+    /* "read" 15 bytes into the room, then append them piece by piece, as the upstream does */
+    size_t left = 15, at = 0;
+    for (int i = 0; i < n && left > 0; i++) {
+        size_t k = left < iov[i].iov_len ? left : iov[i].iov_len;
+        memcpy(iov[i].iov_base, want + at, k);
+        backlog_append(b, iov[i].iov_base, k);
+        at += k;
+        left -= k;
+    }
+    assert_int_equal(backlog_end(b), 18);
+    const char *data;
+    struct backlog_block *blk;
+    assert_int_equal(backlog_peek(b, 9, &data, &blk), 8);
+    assert_ptr_equal(data, iov[1].iov_base);
+    assert_int_equal(backlog_peek(b, 17, &data, &blk), 2);
+    assert_ptr_equal(data, iov[2].iov_base);
+    char got[64];
+    assert_int_equal(backlog_copy(b, 4, got, 15), 0);
+    assert_memory_equal(got, want, 15);
+
+    /* What is left of the room is lent again: the rest of the last block filled first. */
+    char *rest = (char *)iov[2].iov_base + 2;
+    n = backlog_reserve(b, 100, iov, 3);
+    assert_int_equal(n, 3);
+    assert_int_equal(iov[0].iov_len, 6);
+    assert_ptr_equal(iov[0].iov_base, rest);
+    /* Other bytes appended meanwhile are copied: the room is spent, the history still right. */
+    pattern(want, 19, 20);
+    backlog_append(b, want, 20);
+    assert_int_equal(backlog_copy(b, 19, got, 20), 0);
+    assert_memory_equal(got, want, 20);
+    assert_true(backlog_memory(b) >= 4 * 8);
+    backlog_free(b); /* lent blocks are freed too (ASan) */
+}
+
 static void test_random_vs_model(void **state)
 {
     (void)state;
@@ -557,6 +612,7 @@ int main(void)
         cmocka_unit_test(test_ref_survives_trim),
         cmocka_unit_test(test_spare_reuse),
         cmocka_unit_test(test_ref_on_live_block),
+        cmocka_unit_test(test_reserve_in_place),
         cmocka_unit_test(test_random_vs_model),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
