@@ -15,7 +15,9 @@
 #include <string.h>
 #include <dirent.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/select.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -1202,6 +1204,72 @@ static void test_writer_direct_large(void **state)
     writer_round(*state, true, 40 << 20, 8 << 20, sizes, 11);
 }
 
+/*
+ * A write the device refuses (here EFBIG past RLIMIT_FSIZE, in the middle of a batch): the
+ * error is reported once, every queued piece's token still comes back in order, later appends
+ * fail with the error, and what was written before it reads back.
+ */
+static void test_writer_write_error(void **state)
+{
+    struct fx *f = *state;
+    f->p.segment_bytes = 64 << 20;
+    f->p.direct = true;
+    open_store(f);
+    struct handed h = {.next = 1};
+    int nfd = -1;
+    assert_int_equal(store_start_writer(f->s, token_back, &h, &nfd, f->err, sizeof(f->err)), 0);
+    enum { PIECE = 64 << 10, PIECES = 48, LIMIT = (1 << 20) + 8192 };
+    unsigned char *model = malloc(PIECE * PIECES);
+    assert_non_null(model);
+    for (size_t i = 0; i < PIECE * PIECES; i++)
+        model[i] = (unsigned char)(i * 7 + (i >> 11));
+    struct rlimit old, lim;
+    assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
+    void (*prev)(int) = signal(SIGXFSZ, SIG_IGN);
+    lim = (struct rlimit){.rlim_cur = LIMIT, .rlim_max = old.rlim_max};
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &lim), 0);
+
+    int queued = 0, refused = 0, errors = 0;
+    for (int i = 0; i < PIECES; i++) {
+        int rc = append1(f->s, model + (size_t)i * PIECE, PIECE, i == 0, true,
+                         (void *)(uintptr_t)(queued + 1), f->err, sizeof(f->err));
+        if (rc == 1)
+            queued++;
+        else
+            refused += rc == -1;
+    }
+    for (int i = 0; i < 2000 && (h.count < queued || errors == 0); i++) {
+        fd_set rd;
+        FD_ZERO(&rd);
+        FD_SET(nfd, &rd);
+        struct timeval tv = {.tv_sec = 0, .tv_usec = 10000};
+        (void)select(nfd + 1, &rd, NULL, NULL, &tv);
+        if (store_collect(f->s, f->err, sizeof(f->err)) != 0) {
+            errors++;
+            if (!strstr(f->err, "too large"))
+                fail_msg("collect: %s", f->err);
+        }
+    }
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
+    signal(SIGXFSZ, prev);
+    assert_int_equal(queued + refused, PIECES);
+    assert_int_equal(h.count, queued);
+    assert_int_equal(errors, 1);
+    assert_int_equal(store_collect(f->s, f->err, sizeof(f->err)), 0); /* said once */
+    assert_int_equal(append1(f->s, model, 10, false, true, (void *)1, f->err, sizeof(f->err)), -1);
+    assert_non_null(strstr(f->err, "the log writer failed")); /* the cause was said already */
+    int64_t durable = store_durable_end(f->s);
+    assert_true(durable >= 0 && durable <= LIMIT);
+    if (durable > 0) {
+        unsigned char *back = malloc((size_t)durable);
+        assert_non_null(back);
+        assert_int_equal(store_read(f->s, 1, back, (size_t)durable), 0);
+        assert_memory_equal(back, model, (size_t)durable);
+        free(back);
+    }
+    free(model);
+}
+
 int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup_dir, teardown_dir)
@@ -1234,6 +1302,7 @@ int main(void)
         T(test_writer),
         T(test_writer_direct),
         T(test_writer_direct_large),
+        T(test_writer_write_error),
         T(test_append_pieces_split),
     };
 #undef T
