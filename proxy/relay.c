@@ -456,14 +456,14 @@ static void store_done_cb(evutil_socket_t fd, short what, void *arg)
 }
 
 /*
- * New stream bytes: into the backlog, out to the replicas, then to the log. Replicas do not
- * wait for the log (can_continue() says why that is safe), so the log takes the stream in
- * batches of at least LOG_BATCH_BYTES (or what the cron finds pending): its writer thread
- * writes them whole pages at a time past the page cache, where a write per small upstream read
- * would copy each into fresh page-cache pages. The log is written from the backlog's blocks,
- * which stay referenced until the write is collected (the writer thread only reads them; only
- * this thread counts references). One block at a time: the trim of a later append could drop
- * an earlier block.
+ * New stream bytes: into the backlog, and on to the log; the replicas get them once the whole
+ * read is in (up_on_stream_end), one write each. Replicas do not wait for the log
+ * (can_continue() says why that is safe), so the log takes the stream in batches of at least
+ * LOG_BATCH_BYTES (or what the cron finds pending): its writer threads write them whole pages
+ * at a time past the page cache, where a write per small upstream read would copy each into
+ * fresh page-cache pages. The log is written from the backlog's blocks, which stay referenced
+ * until the write is collected (the writer threads only read them; only this thread counts
+ * references). One block at a time: the trim of a later append could drop an earlier block.
  */
 static void up_on_stream(void *ctx, const char *buf, size_t len, ssize_t boundary)
 {

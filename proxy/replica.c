@@ -203,7 +203,7 @@ static void feed(struct replica *r)
         }
         const char *data;
         struct backlog_block *blk;
-        size_t n = backlog_peek(set->backlog, r->next_offset, &data, &blk);
+        size_t n = backlog_peek(bl, r->next_offset, &data, &blk);
         if (n == 0)
             break;
         backlog_block_ref(blk);

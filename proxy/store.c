@@ -119,7 +119,7 @@ struct writer {
     bool prepared_all;                     /* it stopped: the I/O thread ends when idle */
     bool failed;
     char error[256];
-    char *bounce[NBOUNCE]; /* DIRECT_BOUNCE bytes, DIRECT_ALIGN-aligned, allocated on first use
+    char *bounce[NBOUNCE]; /* DIRECT_BOUNCE bytes each (bounce_alloc), allocated on first use
                               by the preparing thread */
     bool direct_off; /* direct I/O was refused: page cache only from then on (atomic: read by
                         store_direct_io and the preparing thread, set by the I/O thread) */
@@ -363,19 +363,6 @@ static bool clip_run(size_t pos, size_t len, size_t from, size_t to, size_t *a, 
     return *a < *b;
 }
 
-/* The part [from, to) of the bytes iov[0..n) describe, as iovecs in out; returns their count. */
-static int iov_slice(const struct iovec *iov, int n, size_t from, size_t to, struct iovec *out)
-{
-    int k = 0;
-    size_t pos = 0;
-    for (int i = 0; i < n && pos < to; pos += iov[i].iov_len, i++) {
-        size_t a, b;
-        if (clip_run(pos, iov[i].iov_len, from, to, &a, &b))
-            out[k++] = (struct iovec){.iov_base = (char *)iov[i].iov_base + a, .iov_len = b - a};
-    }
-    return k;
-}
-
 static const struct wjob *job_at(const struct writer *w, uint64_t k)
 {
     return &w->jobs[k & (WQ_JOBS - 1)];
@@ -386,13 +373,15 @@ static const struct wjob *job_at(const struct writer *w, uint64_t k)
 static int batch_slice(const struct writer *w, uint64_t from, uint64_t to, size_t a, size_t b,
                        struct iovec *out)
 {
-    struct iovec iov[WQ_BATCH];
-    int n = 0;
-    for (uint64_t k = from; k < to; k++) {
-        const struct wjob *j = job_at(w, k);
-        iov[n++] = (struct iovec){.iov_base = (void *)j->buf, .iov_len = j->len};
+    int k = 0;
+    size_t pos = 0;
+    for (uint64_t i = from; i < to && pos < b; pos += job_at(w, i)->len, i++) {
+        const struct wjob *j = job_at(w, i);
+        size_t x, y;
+        if (clip_run(pos, j->len, a, b, &x, &y))
+            out[k++] = (struct iovec){.iov_base = (char *)j->buf + x, .iov_len = y - x};
     }
-    return iov_slice(iov, n, a, b, out);
+    return k;
 }
 
 static uint32_t crc_iov(uint32_t crc, const struct iovec *iov, int n)

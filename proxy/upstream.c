@@ -589,8 +589,6 @@ static void stream_read(struct upstream *u, evutil_socket_t fd)
             return; /* the framing failed, or the link went down meanwhile */
         have -= k;
     }
-    if (u->state != UPSTREAM_STREAM)
-        return;
     if (eof)
         link_fail(u, "connection closed by upstream");
     else if (err)
