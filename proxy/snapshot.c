@@ -42,6 +42,7 @@ struct snapshot *snapshot_new(const char *dir, const char *tag, const char *repl
     s->state = SNAPSHOT_FILLING;
     snprintf(s->replid, sizeof(s->replid), "%s", replid);
     s->offset = offset;
+    rdb_check_init(&s->check);
     s->path = xasprintf("%s/snapshot-%s.rdb", dir, tag);
     s->tmp_path = xasprintf("%s/temp-snapshot-%s.rdb", dir, tag);
     s->fd = open(s->tmp_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
@@ -81,6 +82,7 @@ int snapshot_write(struct snapshot *s, const void *buf, size_t len, char *err, s
             snprintf(err, errlen, "write %s: %s", s->tmp_path, strerror(errno));
             return -1;
         }
+        rdb_check_feed(&s->check, p, (size_t)n);
         p += n;
         len -= (size_t)n;
         s->size += n;
@@ -98,6 +100,12 @@ int snapshot_finish(struct snapshot *s, int64_t drop, char *err, size_t errlen)
 {
     if (drop < 0 || drop > s->size) {
         snprintf(err, errlen, "snapshot shorter than its end mark");
+        return -1;
+    }
+    char why[160];
+    s->verdict = rdb_check_end(&s->check, (size_t)drop, &s->header, why, sizeof(why));
+    if (s->verdict == RDB_CORRUPT) {
+        snprintf(err, errlen, "RDB rejected: %s", why);
         return -1;
     }
     if (ftruncate(s->fd, s->size - drop) != 0 || fsync(s->fd) != 0) {
@@ -132,10 +140,20 @@ struct snapshot *snapshot_adopt(const char *dir, const char *name, const char *r
         free(path);
         return NULL;
     }
+    struct rdb_header hd;
+    char why[160];
+    enum rdb_verdict v = rdb_check_file(path, &hd, why, sizeof(why));
+    if (v == RDB_CORRUPT) {
+        snprintf(err, errlen, "snapshot %s fails its check: %s", path, why);
+        free(path);
+        return NULL;
+    }
     struct snapshot *s = calloc(1, sizeof(*s));
     if (!s)
         abort();
     s->state = SNAPSHOT_READY;
+    s->verdict = v;
+    s->header = hd;
     snprintf(s->replid, sizeof(s->replid), "%s", replid);
     s->offset = offset;
     s->size = size;

@@ -12,6 +12,8 @@
 #include <stdint.h>
 #include <time.h>
 
+#include "rdb.h"
+
 enum snapshot_state {
     SNAPSHOT_EMPTY,   /* nothing yet */
     SNAPSHOT_FILLING, /* bytes arriving into the temp file */
@@ -27,6 +29,9 @@ struct snapshot {
     char *tmp_path;    /* file being filled */
     int fd;            /* write descriptor while FILLING, else -1 */
     time_t ready_time; /* when it became READY */
+    struct rdb_check check;    /* of the bytes written, while FILLING */
+    enum rdb_verdict verdict;  /* READY: RDB_VERIFIED or RDB_UNCHECKED (never RDB_CORRUPT) */
+    struct rdb_header header;  /* READY: the RDB's magic and format version */
 };
 
 const char *snapshot_state_name(enum snapshot_state s);
@@ -41,15 +46,18 @@ void snapshot_free(struct snapshot *s);
 __attribute__((warn_unused_result)) int snapshot_write(struct snapshot *s, const void *buf,
                                                        size_t len, char *err, size_t errlen);
 
-/* Cut the last `drop` bytes (the EOF mark written through), fsync, rename: READY. */
+/* Cut the last `drop` bytes (the EOF mark written through), check the RDB end to end (its
+ * CRC-64 trailer), fsync, rename: READY. -1 with a message, and nothing renamed, if the bytes
+ * are not a whole RDB (header, checksum): such a file is never served. */
 __attribute__((warn_unused_result)) int snapshot_finish(struct snapshot *s, int64_t drop, char *err,
                                                         size_t errlen);
 
 /* Change the offset (and replid) before finish: the RDB's own repl-offset may be known late. */
 void snapshot_set_position(struct snapshot *s, const char *replid, int64_t offset);
 
-/* A READY snapshot for an existing file `name` in dir (after a restart). NULL with a message
- * if the file is missing or its size differs. */
+/* A READY snapshot for an existing file `name` in dir (after a restart), read through once to
+ * check it end to end. NULL with a message if the file is missing, its size differs or its
+ * checksum does not match. */
 struct snapshot *snapshot_adopt(const char *dir, const char *name, const char *replid,
                                 int64_t offset, int64_t size, char *err, size_t errlen);
 

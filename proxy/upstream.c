@@ -27,6 +27,7 @@
 
 #include "log.h"
 #include "net.h"
+#include "rdb.h"
 #include "resp.h"
 #include "tls.h"
 
@@ -470,11 +471,14 @@ static int read_rdb(struct upstream *u)
                 done = true;
             }
         }
-        /* A payload that does not open with the RDB magic is not an RDB: never serve it. */
-        if (u->rdb_got < 5) {
-            size_t k = n < (size_t)(5 - u->rdb_got) ? n : (size_t)(5 - u->rdb_got);
-            if (memcmp((const char *)v.iov_base, &"REDIS"[u->rdb_got], k) != 0 ||
-                (done && u->rdb_got + (int64_t)n < 5)) {
+        /* A payload that does not open with the RDB magic is not an RDB: never serve it.
+         * (The rest is checked against its CRC-64 trailer by snapshot_finish.) */
+        if (u->rdb_got < RDB_HEADER_LEN) {
+            unsigned char head[RDB_HEADER_LEN];
+            size_t had = (size_t)u->rdb_got, k = RDB_HEADER_LEN - had < n ? RDB_HEADER_LEN - had : n;
+            memcpy(head, u->snap->check.head, had);
+            memcpy(head + had, v.iov_base, k);
+            if (!rdb_header_prefix_ok(head, had + k)) {
                 link_fail(u, "payload is not an RDB (bad magic)");
                 return -1;
             }

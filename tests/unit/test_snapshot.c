@@ -56,6 +56,21 @@ static int teardown_dir(void **state)
     return left == 0 && rc == 0 ? 0 : -1;
 }
 
+/* A small whole RDB: header, body, EOF opcode, CRC-64 trailer (zero: written unchecked). */
+static size_t make_rdb(char *out, const char *body, bool checksum)
+{
+    size_t n = 0;
+    memcpy(out, "REDIS0010", 9);
+    n = 9;
+    memcpy(out + n, body, strlen(body));
+    n += strlen(body);
+    out[n++] = (char)0xff;
+    uint64_t crc = checksum ? rdb_crc64(0, out, n) : 0;
+    for (int i = 0; i < 8; i++)
+        out[n++] = (char)(crc >> (8 * i));
+    return n;
+}
+
 static bool exists(const char *path)
 {
     struct stat st;
@@ -104,9 +119,11 @@ static void test_fill_and_finish(void **state)
     assert_int_equal(snapshot_open(s), -1);
 
     /* Payload then a 40-byte EOF mark, written in pieces. */
-    const char *payload = "REDIS0010\xfa\x09redis-ver\x05"
-                          "7.0.15\xff";
-    size_t plen = strlen(payload);
+    char payload[64];
+    size_t plen = make_rdb(payload,
+                           "\xfa\x09redis-ver\x05"
+                           "7.0.15",
+                           true);
     const char *mark = "0123456789012345678901234567890123456789";
     assert_int_equal(snapshot_write(s, payload, 5, err, sizeof(err)), 0);
     assert_int_equal(snapshot_write(s, payload + 5, plen - 5, err, sizeof(err)), 0);
@@ -121,6 +138,8 @@ static void test_fill_and_finish(void **state)
     assert_int_equal(s->state, SNAPSHOT_READY);
     assert_int_equal(s->size, (int64_t)plen);
     assert_int_equal(s->fd, -1);
+    assert_int_equal(s->verdict, RDB_VERIFIED);
+    assert_int_equal(s->header.version, 10);
     assert_true(s->ready_time > 0);
     assert_false(exists(s->tmp_path));
     assert_true(exists(s->path));
@@ -144,14 +163,16 @@ static void test_finish_without_drop(void **state)
 {
     const char *dir = *state;
     char err[256];
+    char rdb[64];
+    size_t n = make_rdb(rdb, "", true);
     struct snapshot *s = snapshot_new(dir, "plain", replid_a, 0, err, sizeof(err));
     assert_non_null(s);
-    assert_int_equal(snapshot_write(s, "abc", 3, err, sizeof(err)), 0);
+    assert_int_equal(snapshot_write(s, rdb, n, err, sizeof(err)), 0);
     assert_int_equal(snapshot_finish(s, 0, err, sizeof(err)), 0);
-    assert_int_equal(s->size, 3);
+    assert_int_equal(s->size, (int64_t)n);
     struct stat st;
     assert_int_equal(stat(s->path, &st), 0);
-    assert_int_equal(st.st_size, 3);
+    assert_int_equal(st.st_size, (off_t)n);
     assert_int_equal(st.st_mode & 0777, 0600);
     snapshot_free(s);
 }
@@ -176,27 +197,106 @@ static void test_drop_too_large(void **state)
     snapshot_free(NULL);
 }
 
+/* One flipped bit anywhere, a cut, or a payload that is not an RDB: never READY. */
+static void test_finish_rejects_corrupt(void **state)
+{
+    const char *dir = *state;
+    char err[256];
+    char rdb[64];
+    size_t n = make_rdb(rdb, "\x03\x01k\x01v", true);
+    for (size_t bit = 0; bit < n * 8; bit += 7) {
+        char bad[64];
+        memcpy(bad, rdb, n);
+        bad[bit / 8] ^= (char)(1 << (bit % 8));
+        struct snapshot *s = snapshot_new(dir, "bad", replid_a, 0, err, sizeof(err));
+        assert_non_null(s);
+        assert_int_equal(snapshot_write(s, bad, n, err, sizeof(err)), 0);
+        assert_int_equal(snapshot_finish(s, 0, err, sizeof(err)), -1);
+        assert_int_equal(s->state, SNAPSHOT_FILLING);
+        assert_false(exists(s->path));
+        snapshot_free(s);
+    }
+    /* the end mark recognized one byte too early (a value holding it): the cut RDB fails */
+    struct snapshot *s = snapshot_new(dir, "cut", replid_a, 0, err, sizeof(err));
+    assert_non_null(s);
+    assert_int_equal(snapshot_write(s, rdb, n - 1, err, sizeof(err)), 0);
+    assert_int_equal(snapshot_finish(s, 0, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "RDB rejected: RDB checksum mismatch"));
+    snapshot_free(s);
+    s = snapshot_new(dir, "text", replid_a, 0, err, sizeof(err));
+    assert_non_null(s);
+    assert_int_equal(snapshot_write(s, "abc", 3, err, sizeof(err)), 0);
+    assert_int_equal(snapshot_finish(s, 0, err, sizeof(err)), -1);
+    snapshot_free(s);
+}
+
+/* rdbchecksum off on the writer: served, but marked unchecked. */
+static void test_finish_unchecked(void **state)
+{
+    const char *dir = *state;
+    char err[256];
+    char rdb[64];
+    size_t n = make_rdb(rdb, "", false);
+    struct snapshot *s = snapshot_new(dir, "zero", replid_a, 0, err, sizeof(err));
+    assert_non_null(s);
+    assert_int_equal(snapshot_write(s, rdb, n, err, sizeof(err)), 0);
+    assert_int_equal(snapshot_finish(s, 0, err, sizeof(err)), 0);
+    assert_int_equal(s->verdict, RDB_UNCHECKED);
+    snapshot_free(s);
+}
+
+/* After a restart the file is read through again: a bit flipped on disk is refused. */
+static void test_adopt_checks_the_file(void **state)
+{
+    const char *dir = *state;
+    char err[512];
+    char rdb[64];
+    size_t n = make_rdb(rdb, "\x03\x01k\x01v", true);
+    struct snapshot *s = snapshot_new(dir, "adopt", replid_a, 5, err, sizeof(err));
+    assert_non_null(s);
+    assert_int_equal(snapshot_write(s, rdb, n, err, sizeof(err)), 0);
+    assert_int_equal(snapshot_finish(s, 0, err, sizeof(err)), 0);
+    char name[256];
+    snprintf(name, sizeof(name), "%s", snapshot_file_name(s));
+    snapshot_release(s); /* keeps the file */
+    struct snapshot *a = snapshot_adopt(dir, name, replid_a, 5, (int64_t)n, err, sizeof(err));
+    assert_non_null(a);
+    assert_int_equal(a->verdict, RDB_VERIFIED);
+    char path[512];
+    snprintf(path, sizeof(path), "%s", a->path);
+    snapshot_release(a);
+    int fd = open(path, O_WRONLY);
+    assert_true(fd >= 0);
+    assert_int_equal(pwrite(fd, "K", 1, 11), 1);
+    close(fd);
+    assert_null(snapshot_adopt(dir, name, replid_a, 5, (int64_t)n, err, sizeof(err)));
+    assert_non_null(strstr(err, "fails its check: RDB checksum mismatch"));
+    assert_int_equal(unlink(path), 0);
+}
+
 static void test_replace(void **state)
 {
     const char *dir = *state;
     char err[256];
+    char ra[64], rb[64];
+    size_t na = make_rdb(ra, "\x03\x01a\x01A", true), nb = make_rdb(rb, "", true);
     /* A second snapshot under another tag coexists with the first; each removes its own. */
     struct snapshot *a = snapshot_new(dir, "a", replid_a, 10, err, sizeof(err));
     struct snapshot *b = snapshot_new(dir, "b", replid_b, 20, err, sizeof(err));
     assert_non_null(a);
     assert_non_null(b);
-    assert_int_equal(snapshot_write(a, "AAAA", 4, err, sizeof(err)), 0);
+    assert_int_equal(snapshot_write(a, ra, na, err, sizeof(err)), 0);
     assert_int_equal(snapshot_finish(a, 0, err, sizeof(err)), 0);
-    assert_int_equal(snapshot_write(b, "BB", 2, err, sizeof(err)), 0);
+    assert_int_equal(snapshot_write(b, rb, nb, err, sizeof(err)), 0);
     assert_int_equal(count_entries(dir), 2);
     int fd = snapshot_open(a);
     assert_true(fd >= 0);
     assert_int_equal(snapshot_finish(b, 0, err, sizeof(err)), 0);
     snapshot_free(a);
     assert_int_equal(count_entries(dir), 1);
-    char buf[4];
-    read_all(fd, buf, 4);
-    assert_memory_equal(buf, "AAAA", 4);
+    char buf[64];
+    read_all(fd, buf, na);
+    assert_memory_equal(buf, ra, na);
     close(fd);
     snapshot_free(b);
 }
@@ -223,6 +323,9 @@ int main(void)
         T(test_fill_and_finish),
         T(test_finish_without_drop),
         T(test_drop_too_large),
+        T(test_finish_rejects_corrupt),
+        T(test_finish_unchecked),
+        T(test_adopt_checks_the_file),
         T(test_replace),
         T(test_new_fails),
     };
