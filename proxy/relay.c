@@ -261,6 +261,14 @@ static void rdb_progress(struct relay *r, const struct upstream *link, uint64_t 
         serve_waiting(r);
 }
 
+/* Either link's RDB failed its check; the link logs why and fails. */
+static void on_rdb_rejected(void *ctx, const char *why)
+{
+    struct relay *r = ctx;
+    (void)why;
+    r->stats.snapshots_rejected++;
+}
+
 static void main_on_rdb_progress(void *ctx)
 {
     struct relay *r = ctx;
@@ -351,6 +359,7 @@ static void request_snapshot(struct relay *r)
         .on_snapshot = fetch_on_snapshot,
         .on_down = fetch_on_down,
         .on_rdb_progress = fetch_on_rdb_progress,
+        .on_rdb_rejected = on_rdb_rejected,
     };
     r->fetch = upstream_new(r->base, &p, &cb);
     r->fetch_finished = false;
@@ -1045,8 +1054,8 @@ static int relay_config_set(void *ctx, const char *key, const char *value, char 
 static bool can_continue(const struct relay *r, const char *replid, int64_t offset)
 {
     int64_t next = backlog_end(r->backlog) + 1;
-    if (!r->has_history)
-        return false;
+    if (!r->has_history || offset < 0 || offset > RESP_MAX_OFFSET)
+        return false; /* an offset no stream reaches: a full sync, as Redis gives */
     if (strcmp(replid, r->replid) == 0)
         return offset >= held_start(r) && offset <= next + AHEAD_MAX;
     return strcmp(replid, r->replid2) == 0 && offset <= r->second_replid_offset &&
@@ -1204,19 +1213,6 @@ static void cron_cb(evutil_socket_t fd, short what, void *arg)
     }
 }
 
-static void random_hex(char *out, size_t n)
-{
-    static const char hex[] = "0123456789abcdef";
-    unsigned char buf[64];
-    int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
-    ssize_t got = fd >= 0 ? read(fd, buf, n) : -1;
-    if (fd >= 0)
-        close(fd);
-    for (size_t i = 0; i < n; i++)
-        out[i] = hex[(got == (ssize_t)n ? buf[i] : (unsigned char)rand()) & 15];
-    out[n] = '\0';
-}
-
 struct relay *relay_new(struct event_base *base, struct config *cfg, const char *config_path)
 {
     struct relay *r = calloc(1, sizeof(*r));
@@ -1226,7 +1222,7 @@ struct relay *relay_new(struct event_base *base, struct config *cfg, const char 
     r->cfg = cfg;
     r->config_path = config_path;
     r->start_ms = net_now_ms();
-    random_hex(r->run_id, 40);
+    resp_random_hex(r->run_id, 40);
     memcpy(r->replid, NULL_REPLID, 41);
     memcpy(r->replid2, NULL_REPLID, 41);
     r->second_replid_offset = -1;
@@ -1344,8 +1340,12 @@ static int recover(struct relay *r, char *err, size_t errlen)
         char serr[512];
         r->snap = snapshot_adopt(r->cfg->dir, m.snapshot_file, m.snapshot_replid, m.snapshot_offset,
                                  m.snapshot_size, serr, sizeof(serr));
-        if (!r->snap)
-            log_warning("relay", "-", "cached snapshot not usable: %s", serr);
+        if (!r->snap) {
+            log_warning("relay", "-", "cached snapshot not usable (a fresh one will be fetched): %s",
+                        serr);
+            if (strstr(serr, "fails its check"))
+                r->stats.snapshots_rejected++;
+        }
     }
     remove_stale_files(r->cfg->dir, r->snap ? snapshot_file_name(r->snap) : "");
     log_notice("relay", "-",
@@ -1372,6 +1372,7 @@ static struct upstream *new_main_upstream(struct relay *r)
         .stream_room = up_stream_room,
         .on_down = up_on_down,
         .on_rdb_progress = main_on_rdb_progress,
+        .on_rdb_rejected = on_rdb_rejected,
     };
     return upstream_new(r->base, &p, &ucb);
 }

@@ -330,7 +330,8 @@ static void handle_command(struct replica *r, const struct resp_command *cmd)
     }
     if (resp_arg_is(cmd, 0, "REPLCONF") && resp_arg_is(cmd, 1, "ACK") && cmd->argc >= 3) {
         int64_t off;
-        if (resp_arg_int64(cmd, 2, &off) == 0)
+        /* an offset no stream can reach is ignored, never used in arithmetic */
+        if (resp_arg_int64(cmd, 2, &off) == 0 && off >= 0 && off <= RESP_MAX_OFFSET)
             r->ack_offset = off;
         r->ack_ms = now;
         if (r->state == REPLICA_WAIT_ACK) {
@@ -557,9 +558,9 @@ void replica_start_streamed(struct replica *r, const char *path, int64_t offset,
         drop(r, "cannot open the snapshot being filled");
         return;
     }
-    static const char hex[] = "0123456789abcdef";
-    for (size_t i = 0; i < sizeof(r->eof_mark); i++)
-        r->eof_mark[i] = hex[(unsigned)rand() & 15];
+    char mark[sizeof(r->eof_mark) + 1]; /* fresh for every transfer */
+    resp_random_hex(mark, sizeof(r->eof_mark));
+    memcpy(r->eof_mark, mark, sizeof(r->eof_mark));
     struct evbuffer *out = bufferevent_get_output(r->bev);
     evbuffer_add_printf(out, "+FULLRESYNC %s %" PRId64 "\r\n$EOF:", replid, offset);
     evbuffer_add(out, r->eof_mark, sizeof(r->eof_mark));

@@ -5,9 +5,12 @@
 #include "resp.h"
 
 #include <assert.h>
+#include <errno.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/random.h>
 
 static void set_err(char *err, size_t errlen, const char *msg)
 {
@@ -228,6 +231,10 @@ static int stream_header_done(struct resp_stream *s, int64_t v, size_t i, char *
             s->last_boundary = (ssize_t)i;
             return 0;
         }
+        if (v > RESP_STREAM_MAX_ARGC) {
+            set_err(err, errlen, "multibulk length beyond what a master sends");
+            return -1;
+        }
         s->argc = s->args_left = v;
         s->argi = 0;
         s->state = STREAM_BULK_HEADER;
@@ -235,6 +242,10 @@ static int stream_header_done(struct resp_stream *s, int64_t v, size_t i, char *
     }
     if (v < 0) {
         set_err(err, errlen, "negative bulk length in stream");
+        return -1;
+    }
+    if (v > RESP_STREAM_MAX_BULK) {
+        set_err(err, errlen, "bulk length beyond what a master sends");
         return -1;
     }
     /* Only the first two arguments can spell REPLCONF GETACK: one of another length never
@@ -475,7 +486,7 @@ int resp_parse_fullresync(const char *line, size_t len, char replid[RESP_REPLID_
     if (!valid_replid(f[1], fl[1]))
         return -1;
     int64_t off;
-    if (parse_i64(f[2], fl[2], &off) != 0 || off < 0)
+    if (parse_i64(f[2], fl[2], &off) != 0 || off < 0 || off > RESP_MAX_OFFSET)
         return -1;
     memcpy(replid, f[1], RESP_REPLID_LEN);
     replid[RESP_REPLID_LEN] = '\0';
@@ -593,4 +604,21 @@ void resp_escape(const char *buf, size_t len, char *out, size_t out_len)
         o += n;
     }
     out[o] = '\0';
+}
+
+void resp_random_hex(char *out, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    unsigned char buf[64];
+    for (size_t done = 0; done < n;) {
+        size_t want = n - done < sizeof(buf) ? n - done : sizeof(buf);
+        ssize_t got = getrandom(buf, want, 0);
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got <= 0)
+            abort(); /* never a predictable mark */
+        for (ssize_t i = 0; i < got; i++)
+            out[done++] = hex[buf[i] & 15];
+    }
+    out[n] = '\0';
 }

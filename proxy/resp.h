@@ -18,6 +18,13 @@
 #define RESP_ERR_LEN     128
 #define RESP_REPLID_LEN  40 /* replication ids are 40 hex characters */
 #define RESP_EOFMARK_LEN 40 /* diskless RDB delimiter */
+/* The largest stream offset taken from a peer: 2^62 bytes is 146 years at 1 GB/s, and any
+ * offset below it leaves room for the arithmetic done on it. Larger ones are lies. */
+#define RESP_MAX_OFFSET ((int64_t)1 << 62)
+/* Limits of what a master can send in its stream: Redis refuses a multibulk count over
+ * INT_MAX from anyone; no value is bigger than a server's memory (1 TiB here). */
+#define RESP_STREAM_MAX_ARGC INT32_MAX
+#define RESP_STREAM_MAX_BULK ((int64_t)1 << 40)
 
 struct resp_limits {
     size_t max_argc;         /* multibulk count, at most RESP_MAX_ARGC */
@@ -77,7 +84,8 @@ ssize_t resp_stream_scan(struct resp_stream *s, const char *buf, size_t len, boo
 /* True while the scanner is between commands. */
 bool resp_stream_at_boundary(const struct resp_stream *s);
 
-/* "+FULLRESYNC <replid> <offset>" (without CRLF). 0 or -1. replid gets 40 chars + NUL. */
+/* "+FULLRESYNC <replid> <offset>" (without CRLF), 0 <= offset <= RESP_MAX_OFFSET. 0 or -1.
+ * replid gets 40 chars + NUL. */
 int resp_parse_fullresync(const char *line, size_t len, char replid[RESP_REPLID_LEN + 1],
                           int64_t *offset);
 
@@ -110,6 +118,11 @@ void resp_eofmark_init(struct resp_eofmark *m, const char mark[RESP_EOFMARK_LEN]
  * mark, i.e. total fed up to the returned index minus RESP_EOFMARK_LEN.
  */
 ssize_t resp_eofmark_feed(struct resp_eofmark *m, const char *buf, size_t len);
+
+/* n random lowercase hex digits from the kernel's CSPRNG (getrandom), then a NUL: fresh EOF
+ * marks and run ids nobody can predict (a value equal to the mark would end a transfer early
+ * at a stock replica). Aborts if the kernel has no randomness to give. */
+void resp_random_hex(char *out, size_t n);
 
 /* Writes a printable, escaped sample of buf (at most out_len - 1 chars) for log messages. */
 void resp_escape(const char *buf, size_t len, char *out, size_t out_len);

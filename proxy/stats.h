@@ -24,6 +24,8 @@
     X(upstream_full_syncs, "upstream_full_syncs", "full syncs the relay did from its upstream")    \
     X(upstream_partial_syncs, "upstream_partial_syncs", "partial resyncs with the upstream")       \
     X(snapshot_fetches, "snapshot_fetches", "snapshots fetched on a side connection")              \
+    X(snapshots_rejected, "snapshots_rejected",                                                    \
+      "RDBs refused: a checksum mismatch, or the stream after an unchecked one did not parse")     \
     X(replicas_dropped_output_limit, "replicas_dropped_output_limit",                              \
       "replicas dropped past their output limit")                                                  \
     X(replicas_dropped_timeout, "replicas_dropped_timeout", "replicas dropped for silence")        \

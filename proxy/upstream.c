@@ -62,6 +62,10 @@ struct upstream {
     int64_t last_io_ms;      /* last byte read (keepalives included) */
     int64_t last_ack_ms;
     int64_t down_since_ms;   /* 0 while streaming */
+    int64_t stream_since_ms; /* when the link last reached STREAM */
+    bool asked_partial;      /* the PSYNC sent named a history (+CONTINUE is possible) */
+    bool probing;            /* RDB: an unchecked diskless RDB is in; the stream after it
+                                must frame before the snapshot is kept (see probe_stream) */
     struct resp_stream scan; /* stream framing, for GETACK */
     struct resp_eofmark eof; /* RDB delimiter scanner (EOF format) */
     bool rdb_eof_format;
@@ -133,17 +137,22 @@ static void close_link(struct upstream *u)
 static void link_fail(struct upstream *u, const char *why)
 {
     bool was_up = u->state == UPSTREAM_STREAM;
+    int64_t now = net_now_ms();
+    /* Healthy: it streamed longer than the upstream may stay silent. A link that dies right
+     * after its RDB (or its +CONTINUE) is no proof of health: it backs off like any failure,
+     * or a master that breaks each sync would be made to fork in a tight loop. */
+    bool healthy = was_up && now - u->stream_since_ms > u->repl_timeout_ms;
     log_warning(component(u), u->peer, "link %s: %s", was_up ? "lost" : "failed", why);
     close_link(u);
-    int64_t now = net_now_ms();
     if (!u->down_since_ms)
         u->down_since_ms = now;
     if (u->mode == UPSTREAM_MAIN) {
-        /* A short cut after a healthy link retries at once, so the master's backlog
-         * (1 MB by default) is not outrun; repeated failures back off up to the cap. */
-        int64_t delay = was_up ? 0 : u->backoff_ms;
-        u->retry_at_ms = now + delay;
-        if (!was_up) {
+        /* A cut after a healthy link retries at once, so the master's backlog (1 MB by
+         * default) is not outrun; other failures back off, doubling up to the cap. */
+        if (healthy)
+            u->backoff_ms = u->backoff_min_ms;
+        u->retry_at_ms = now + (healthy ? 0 : u->backoff_ms);
+        if (!healthy) {
             u->backoff_ms *= 2;
             if (u->backoff_ms > u->backoff_max_ms)
                 u->backoff_ms = u->backoff_max_ms;
@@ -283,10 +292,12 @@ static void send_psync(struct upstream *u)
         const char *argv[] = {"PSYNC", replid, off};
         send_command(u, 3, argv);
         u->offset = held;
+        u->asked_partial = true;
         log_info(component(u), u->peer, "PSYNC %s %s", replid, off);
     } else {
         const char *argv[] = {"PSYNC", "?", "-1"};
         send_command(u, 3, argv);
+        u->asked_partial = false;
         log_info(component(u), u->peer, "PSYNC ? -1");
     }
     set_state(u, UPSTREAM_PSYNC);
@@ -298,8 +309,8 @@ static void stream_read_cb(evutil_socket_t fd, short what, void *arg);
  * may be in the middle of a command. Only a new history (rdb_complete) starts it afresh. */
 static void enter_stream(struct upstream *u)
 {
-    u->backoff_ms = u->backoff_min_ms;
     u->down_since_ms = 0;
+    u->stream_since_ms = net_now_ms(); /* the backoff resets once this proves healthy */
     set_state(u, UPSTREAM_STREAM);
     if (u->tls || !u->bev)
         return; /* bufferevent_openssl reads up to its max_single_read itself */
@@ -340,6 +351,11 @@ static int handle_psync_reply(struct upstream *u, const char *line, bool is_erro
         return 0;
     }
     if (strncmp(line, "+CONTINUE", 9) == 0 && u->mode == UPSTREAM_MAIN) {
+        if (!u->asked_partial) {
+            link_fail(u, "protocol error: +CONTINUE in reply to PSYNC ? -1 (there is no history "
+                         "to continue)");
+            return -1;
+        }
         char replid[41];
         if (resp_parse_continue(line, strlen(line), replid) != 0) {
             link_fail(u, "malformed +CONTINUE");
@@ -358,26 +374,19 @@ static int handle_psync_reply(struct upstream *u, const char *line, bool is_erro
     return -1;
 }
 
-static void rdb_complete(struct upstream *u, int64_t drop)
+/* The RDB is in and checked: hand it over and take the stream (MAIN), or close (RDB_ONLY). */
+static void rdb_complete(struct upstream *u)
 {
-    char err[256];
-    if (snapshot_finish(u->snap, drop, err, sizeof(err)) != 0) {
-        link_fail(u, err);
-        return;
-    }
     struct snapshot *snap = u->snap;
     u->snap = NULL;
-    log_notice(component(u), u->peer, "RDB complete: %" PRId64 " bytes at offset %" PRId64,
-               snap->size, snap->offset);
+    u->probing = false;
+    log_notice(component(u), u->peer, "RDB complete: %" PRId64 " bytes at offset %" PRId64 " (%s)",
+               snap->size, snap->offset, rdb_verdict_name(snap->verdict));
     if (u->mode == UPSTREAM_MAIN) {
         u->offset = u->full_offset;
         u->commands_base += u->scan.commands;
         resp_stream_init(&u->scan);
         enter_stream(u);
-        /* After a diskless RDB the master sends nothing until this first ACK. Redis 7.0 may
-         * ignore it while its fork is being reaped: ACK again ~100 ms later, not 1 s. */
-        send_ack(u);
-        u->last_ack_ms -= ACK_INTERVAL_MS - 100;
         if (u->cb.on_snapshot)
             u->cb.on_snapshot(u->cb.ctx, snap);
     } else {
@@ -386,6 +395,89 @@ static void rdb_complete(struct upstream *u, int64_t drop)
         if (u->cb.on_snapshot)
             u->cb.on_snapshot(u->cb.ctx, snap);
     }
+}
+
+/* After a diskless RDB the master sends nothing until this first ACK. Redis 7.0 may ignore it
+ * while its fork is being reaped: ACK again ~100 ms later, not 1 s. */
+static void first_ack(struct upstream *u)
+{
+    u->offset = u->full_offset;
+    send_ack(u);
+    u->last_ack_ms -= ACK_INTERVAL_MS - 100;
+}
+
+/*
+ * The last RDB byte arrived (drop: the end mark written through). A file that fails its
+ * CRC-64 is never kept. A diskless RDB without a checksum cannot prove that its end mark was
+ * the real end (a value holding the mark would cut it short), so the stream after it must
+ * frame as commands first: until then it waits in the input (probe_stream).
+ */
+static void rdb_received(struct upstream *u, int64_t drop)
+{
+    char err[256];
+    if (snapshot_finish(u->snap, drop, err, sizeof(err)) != 0) {
+        if (u->cb.on_rdb_rejected)
+            u->cb.on_rdb_rejected(u->cb.ctx, err);
+        link_fail(u, err);
+        return;
+    }
+    if (u->mode == UPSTREAM_MAIN)
+        first_ack(u);
+    if (u->mode == UPSTREAM_MAIN && u->rdb_eof_format && u->snap->verdict == RDB_UNCHECKED) {
+        log_notice(component(u), u->peer,
+                   "diskless RDB without a checksum: kept once the stream after it parses");
+        u->probing = true;
+        return;
+    }
+    rdb_complete(u);
+}
+
+#define PROBE_MAX_BYTES (64 * 1024 * 1024) /* stream held back at most while probing */
+
+/* probing: frame what has arrived after the RDB with a scanner of its own, consuming nothing.
+ * A whole command keeps the snapshot (the bytes are then taken as the stream); bytes that are
+ * not commands fail the sync. Returns 1 when kept (the link streams), 0 to wait for more
+ * input, -1 when the link failed. */
+static int probe_stream(struct upstream *u)
+{
+    struct evbuffer *in = bufferevent_get_input(u->bev);
+    struct resp_stream probe;
+    resp_stream_init(&probe);
+    struct evbuffer_iovec v[16];
+    int n = evbuffer_peek(in, PROBE_MAX_BYTES, NULL, v, 16);
+    size_t seen = 0;
+    for (int i = 0; i < n && i < 16 && probe.commands == 0; i++) {
+        char err[RESP_ERR_LEN];
+        bool getack;
+        const char *p = v[i].iov_base;
+        size_t len = v[i].iov_len;
+        for (size_t done = 0; done < len && probe.commands == 0;) {
+            ssize_t k = resp_stream_scan(&probe, p + done, len - done, &getack, err, sizeof(err));
+            if (k < 0) {
+                char why[RESP_ERR_LEN + 128];
+                snprintf(why, sizeof(why),
+                         "the stream after an unchecked diskless RDB does not parse (%s): the "
+                         "RDB is discarded",
+                         err);
+                if (u->cb.on_rdb_rejected)
+                    u->cb.on_rdb_rejected(u->cb.ctx, why);
+                link_fail(u, why);
+                return -1;
+            }
+            done += (size_t)k;
+            if (getack)
+                break; /* the scanner stops after each GETACK; a whole command all the same */
+        }
+        seen += len;
+    }
+    if (probe.commands == 0 && seen < PROBE_MAX_BYTES && evbuffer_get_length(in) < PROBE_MAX_BYTES)
+        return 0;
+    if (probe.commands == 0)
+        log_warning(component(u), u->peer,
+                    "no whole command in the first %d MB after an unchecked RDB: kept unverified",
+                    PROBE_MAX_BYTES >> 20);
+    rdb_complete(u);
+    return 1;
 }
 
 /* RDB preamble: "$<len>" or "$EOF:<mark>", after optional "\n" keepalives.
@@ -439,7 +531,7 @@ static int read_preamble(struct upstream *u)
              pre.eof_format ? "diskless, EOF-delimited" : "sized");
     set_state(u, UPSTREAM_RDB);
     if (!pre.eof_format && pre.size == 0) {
-        rdb_complete(u, 0);
+        rdb_received(u, 0); /* not an RDB: rejected */
         return u->bev ? 1 : -1;
     }
     return 1;
@@ -450,7 +542,7 @@ static int read_rdb(struct upstream *u)
 {
     struct evbuffer *in = bufferevent_get_input(u->bev);
     char err[256];
-    while (u->state == UPSTREAM_RDB && evbuffer_get_length(in) > 0) {
+    while (u->state == UPSTREAM_RDB && !u->probing && evbuffer_get_length(in) > 0) {
         struct evbuffer_iovec v;
         if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
             break;
@@ -490,7 +582,7 @@ static int read_rdb(struct upstream *u)
         u->rdb_got += (int64_t)n;
         evbuffer_drain(in, n);
         if (done) {
-            rdb_complete(u, drop);
+            rdb_received(u, drop);
         } else if (u->cb.on_rdb_progress && n > 0) {
             u->cb.on_rdb_progress(u->cb.ctx);
             if (u->state != UPSTREAM_RDB)
@@ -519,6 +611,10 @@ static ssize_t scan_stream(struct upstream *u, const char *data, size_t len)
                      "stream protocol error at offset %" PRId64 ": %s near \"%s\"", u->offset + 1,
                      err, sample);
             link_fail(u, why);
+            return -1;
+        }
+        if (u->offset + n > RESP_MAX_OFFSET) {
+            link_fail(u, "protocol error: the stream offset passes 2^62");
             return -1;
         }
         u->offset += n;
@@ -656,7 +752,7 @@ static void read_cb(struct bufferevent *bev, void *arg)
                 return;
             break;
         case UPSTREAM_RDB:
-            if (read_rdb(u) != 0)
+            if (u->probing ? probe_stream(u) <= 0 : read_rdb(u) != 0)
                 return;
             break;
         case UPSTREAM_STREAM:
@@ -876,7 +972,7 @@ void upstream_cron(struct upstream *u, int64_t now)
 
 const struct snapshot *upstream_filling(const struct upstream *u)
 {
-    return u->state == UPSTREAM_RDB ? u->snap : NULL;
+    return u->state == UPSTREAM_RDB && !u->probing ? u->snap : NULL;
 }
 
 enum upstream_state upstream_state(const struct upstream *u)

@@ -61,6 +61,9 @@ struct upstream_callbacks {
     void (*on_down)(void *ctx);
     /* More RDB bytes are in the snapshot file being filled (see upstream_filling). */
     void (*on_rdb_progress)(void *ctx);
+    /* An RDB that arrived whole was refused (checksum, or the stream after it); the link
+     * fails right after. Optional. */
+    void (*on_rdb_rejected)(void *ctx, const char *why);
 };
 
 struct upstream_params {

@@ -489,6 +489,9 @@ static void test_stream_errors(void **state)
     STREAM_ERR("*x\r\n", "bad number in header line");
     STREAM_ERR("*1\r\n$\r\n", "bad number in header line");
     STREAM_ERR("*11111111111111111111111111111111111111\r\n", "header line too long");
+    STREAM_ERR("*2147483648\r\n", "multibulk length beyond what a master sends");
+    STREAM_ERR("*1\r\n$9223372036854775807\r\n", "bulk length beyond what a master sends");
+    STREAM_ERR("*1\r\n$1099511627777\r\n", "bulk length beyond what a master sends");
 #undef STREAM_ERR
 }
 
@@ -548,6 +551,8 @@ static void test_fullresync(void **state)
         "+FULLRESYNC 0123456789abcdef0123456789abcdef01234567 ",
         "+FULLRESYNC 0123456789abcdef0123456789abcdef01234567 5 extra",
         "+FULLRESYNC 0123456789abcdef0123456789abcdef01234567 99999999999999999999",
+        "+FULLRESYNC 0123456789abcdef0123456789abcdef01234567 9223372036854775700",
+        "+FULLRESYNC 0123456789abcdef0123456789abcdef01234567 4611686018427387905",
         "+FULLRESYNCX 0123456789abcdef0123456789abcdef01234567 5",
         "+fullresync 0123456789abcdef0123456789abcdef01234567 5",
         "+CONTINUE 0123456789abcdef0123456789abcdef01234567 5",
@@ -820,6 +825,21 @@ static void test_escape(void **state)
     assert_int_equal(out[0], 'Q');
 }
 
+static void test_random_hex(void **state)
+{
+    (void)state;
+    char a[41], b[41];
+    memset(a, 'x', sizeof(a));
+    resp_random_hex(a, 40);
+    resp_random_hex(b, 40);
+    assert_int_equal(strlen(a), 40);
+    assert_int_equal(strspn(a, "0123456789abcdef"), 40);
+    assert_string_not_equal(a, b); /* 2^-160 to fail by chance */
+    char big[201];
+    resp_random_hex(big, 200); /* more than one getrandom call's buffer */
+    assert_int_equal(strspn(big, "0123456789abcdef"), 200);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -841,6 +861,7 @@ int main(void)
         cmocka_unit_test(test_stream_errors),
         cmocka_unit_test(test_stream_empty_commands),
         cmocka_unit_test(test_fullresync),
+        cmocka_unit_test(test_random_hex),
         cmocka_unit_test(test_continue),
         cmocka_unit_test(test_rdb_preamble),
         cmocka_unit_test(test_eofmark_one_chunk),
