@@ -131,6 +131,7 @@ static void close_link(struct upstream *u)
     }
     snapshot_free(u->snap);
     u->snap = NULL;
+    u->probing = false;
 }
 
 /* The link failed: log once, close, schedule a retry (MAIN) or give up (RDB_ONLY). */
