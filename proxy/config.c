@@ -48,6 +48,8 @@ const struct config_key config_keys[] = {
         false, true, "time to authenticate, and to finish sending any one command"),
     KEY("relay", "client-timeout", CONFIG_TIME, client_timeout_ms, "0", 0, 365 * DAY_MS, NULL,
         false, true, "idle plain clients are closed after this (0: never; replicas excluded)"),
+    KEY("relay", "resolv-conf", CONFIG_STRING, resolv_conf, "/etc/resolv.conf", 0, 0, NULL, false,
+        false, "name servers for upstream and sentinel host names (looked up without blocking)"),
     KEY("relay", "max-args", CONFIG_INT, max_args, "64", 1, RESP_MAX_ARGC, NULL, false, true,
         "arguments in one command"),
     KEY("relay", "max-bulk", CONFIG_BYTES, max_bulk_bytes, "512kb", 16, 1 << 30, NULL, false, true,

@@ -35,6 +35,7 @@ struct config {
     char *upstream_password;    /* AUTH password (Redis' masterauth), "" = no AUTH */
     char *upstream_tls;         /* yes | no: TLS to the upstream */
     char *sentinels;            /* "host:port,...": follow the master through Sentinel */
+    char *resolv_conf;          /* name servers for the upstream's and sentinels' names */
     char *master_name;          /* the master's name in Sentinel */
     char *sentinel_password;    /* AUTH to the sentinels ("" = none) */
     int64_t connect_timeout_ms; /* TCP connect + handshake budget */

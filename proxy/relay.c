@@ -38,6 +38,7 @@
 #include "metrics.h"
 #include "net.h"
 #include "replica.h"
+#include "resolve.h"
 #include "sentinel.h"
 #include "server.h"
 #include "snapshot.h"
@@ -56,6 +57,7 @@
 #define AHEAD_MAX       (64 << 20)  /* a PSYNC this far ahead of us may wait for the stream */
 
 struct relay {
+    struct resolver *resolver; /* owned: every name lookup of the links (evdns) */
     struct event_base *base; /* borrowed */
     struct config *cfg;      /* borrowed */
     const char *config_path; /* borrowed; for INFO */
@@ -337,6 +339,7 @@ static struct upstream_params upstream_params(const struct relay *r, enum upstre
         .reconnect_max_ms = c->reconnect_max_ms,
         .tls = r->tls_client,
         .server_name = c->tls_server_name,
+        .resolver = r->resolver,
     };
     return p;
 }
@@ -1393,11 +1396,14 @@ int relay_start(struct relay *r, char *err, size_t errlen)
         if (!r->tls_client)
             return -1;
     }
+    r->resolver = resolver_new(r->base, c->resolv_conf, err, errlen);
+    if (!r->resolver)
+        return -1;
     r->up = new_main_upstream(r);
     if (c->sentinels[0]) {
         struct sentinel_callbacks scb = {.ctx = r, .on_master = sentinel_on_master};
-        r->sentinel = sentinel_new(r->base, c->sentinels, c->master_name, c->sentinel_password,
-                                   &scb, err, errlen);
+        r->sentinel = sentinel_new(r->base, r->resolver, c->sentinels, c->master_name,
+                                   c->sentinel_password, &scb, err, errlen);
         if (!r->sentinel)
             return -1;
     }
@@ -1485,6 +1491,7 @@ void relay_free(struct relay *r)
     replica_set_free(r->replicas);
     upstream_free(r->fetch);
     upstream_free(r->up);
+    resolver_free(r->resolver); /* after every link that may hold a lookup */
     if (r->store) {
         /* Keep what a restart continues from: the log, the snapshot and meta. */
         char err[256];

@@ -14,9 +14,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netdb.h>
+#include <netinet/in.h>
 
 #include "log.h"
 #include "net.h"
+#include "resolve.h"
 
 #define MAX_SENTINELS 16
 #define RETRY_MS      1000 /* before trying the next sentinel */
@@ -28,7 +31,9 @@ struct sentinel_addr {
 };
 
 struct sentinel {
-    struct event_base *base; /* borrowed */
+    struct event_base *base;    /* borrowed */
+    struct resolver *resolver;  /* borrowed */
+    struct resolve_req *lookup; /* the current sentinel's name, while it is looked up */
     struct sentinel_addr addrs[MAX_SENTINELS];
     int naddrs;
     int current;       /* index in addrs */
@@ -149,9 +154,10 @@ static void on_auth_reply(redisAsyncContext *ac, void *r, void *priv)
         log_warning("sentinel", s->peer, "AUTH refused: %s", rep->str);
 }
 
-static redisAsyncContext *open_one(struct sentinel *s, const struct sentinel_addr *a)
+/* ip: numeric, so hiredis' own getaddrinfo returns at once */
+static redisAsyncContext *open_one(struct sentinel *s, const char *ip, int port)
 {
-    redisAsyncContext *ac = redisAsyncConnect(a->host, a->port);
+    redisAsyncContext *ac = redisAsyncConnect(ip, port);
     if (!ac)
         return NULL;
     if (ac->err) {
@@ -176,12 +182,19 @@ static void query(struct sentinel *s)
     s->last_query_ms = net_now_ms();
 }
 
-static void connect_current(struct sentinel *s)
+static void resolved_cb(void *ctx, int ok, const struct sockaddr *addr, socklen_t len,
+                        const char *why)
 {
-    const struct sentinel_addr *a = &s->addrs[s->current];
-    snprintf(s->peer, sizeof(s->peer), "%s:%d", a->host, a->port);
-    s->cmd = open_one(s, a);
-    s->sub = s->cmd ? open_one(s, a) : NULL;
+    struct sentinel *s = ctx;
+    s->lookup = NULL;
+    char ip[INET6_ADDRSTRLEN] = "";
+    if (!ok || getnameinfo(addr, len, ip, sizeof(ip), NULL, 0, NI_NUMERICHOST) != 0) {
+        drop_both(s, ok ? "cannot format its address" : why);
+        return;
+    }
+    int port = s->addrs[s->current].port;
+    s->cmd = open_one(s, ip, port);
+    s->sub = s->cmd ? open_one(s, ip, port) : NULL;
     if (!s->cmd || !s->sub) {
         drop_both(s, "cannot connect");
         return;
@@ -191,7 +204,17 @@ static void connect_current(struct sentinel *s)
     query(s);
 }
 
-struct sentinel *sentinel_new(struct event_base *base, const char *addrs, const char *master_name,
+/* Look the current sentinel up (without blocking), then connect. */
+static void connect_current(struct sentinel *s)
+{
+    const struct sentinel_addr *a = &s->addrs[s->current];
+    snprintf(s->peer, sizeof(s->peer), "%s:%d", a->host, a->port);
+    s->retry_at_ms = net_now_ms() + RETRY_MS; /* a lookup in flight is not retried */
+    s->lookup = resolver_lookup(s->resolver, a->host, a->port, resolved_cb, s);
+}
+
+struct sentinel *sentinel_new(struct event_base *base, struct resolver *resolver, const char *addrs,
+                              const char *master_name,
                               const char *password, const struct sentinel_callbacks *cb, char *err,
                               size_t errlen)
 {
@@ -199,6 +222,7 @@ struct sentinel *sentinel_new(struct event_base *base, const char *addrs, const 
     if (!s)
         abort();
     s->base = base;
+    s->resolver = resolver;
     s->cb = *cb;
     const char *p = addrs;
     while (*p) {
@@ -248,6 +272,7 @@ void sentinel_free(struct sentinel *s)
     if (!s)
         return;
     s->closing = 1;
+    resolve_cancel(s->lookup);
     redisAsyncContext *c = s->cmd, *b = s->sub;
     s->cmd = s->sub = NULL;
     if (c) {
@@ -266,7 +291,7 @@ void sentinel_free(struct sentinel *s)
 void sentinel_cron(struct sentinel *s, int64_t now)
 {
     if (!s->cmd && !s->sub) {
-        if (now >= s->retry_at_ms)
+        if (!s->lookup && now >= s->retry_at_ms)
             connect_current(s);
         return;
     }

@@ -19,10 +19,12 @@ struct sentinel_callbacks {
     void (*on_master)(void *ctx, const char *host, int port);
 };
 
-/* addrs: "host:port,host:port,...". NULL with a message if it does not parse. */
-struct sentinel *sentinel_new(struct event_base *base, const char *addrs, const char *master_name,
-                              const char *password, const struct sentinel_callbacks *cb, char *err,
-                              size_t errlen);
+/* addrs: "host:port,host:port,...". NULL with a message if it does not parse. Names are
+ * looked up through resolver (borrowed), without blocking. */
+struct resolver;
+struct sentinel *sentinel_new(struct event_base *base, struct resolver *resolver, const char *addrs,
+                              const char *master_name, const char *password,
+                              const struct sentinel_callbacks *cb, char *err, size_t errlen);
 void sentinel_free(struct sentinel *s);
 
 /* Connects, reconnects to the next sentinel after a failure, and re-asks periodically. */

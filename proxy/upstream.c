@@ -28,6 +28,7 @@
 #include "log.h"
 #include "net.h"
 #include "rdb.h"
+#include "resolve.h"
 #include "resp.h"
 #include "tls.h"
 
@@ -79,6 +80,8 @@ struct upstream {
     unsigned snap_seq;     /* names temp files uniquely */
     struct upstream_callbacks cb;
     SSL_CTX *tls;          /* borrowed, NULL for plain TCP */
+    struct resolver *resolver;  /* borrowed; NULL: blocking getaddrinfo (tools, tests) */
+    struct resolve_req *lookup; /* CONNECTING: the pending name lookup */
     char *server_name;     /* owned */
     bool paused;           /* stopping: read nothing more, connect no more */
     int64_t commands_base; /* commands counted by scanners replaced since */
@@ -118,6 +121,8 @@ static char *xstrdup(const char *s)
 
 static void close_link(struct upstream *u)
 {
+    resolve_cancel(u->lookup);
+    u->lookup = NULL;
     if (u->stream_ev)
         event_del(u->stream_ev); /* not freed: we may be inside its callback */
     if (u->bev) {
@@ -796,6 +801,9 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
     }
 }
 
+static void resolved_cb(void *ctx, int ok, const struct sockaddr *addr, socklen_t len,
+                        const char *why);
+
 static void connect_now(struct upstream *u)
 {
     if (u->paused)
@@ -809,14 +817,30 @@ static void connect_now(struct upstream *u)
     u->reader = redisReaderCreate();
     if (!u->reader)
         abort();
-    struct sockaddr_storage ss;
-    socklen_t sl;
-    char err[256];
     set_state(u, UPSTREAM_CONNECTING);
-    if (net_resolve(u->host, u->port, &ss, &sl, err, sizeof(err)) != 0) {
-        link_fail(u, err);
+    if (!u->resolver) {
+        struct sockaddr_storage ss;
+        socklen_t sl;
+        char err[256];
+        int ok = net_resolve(u->host, u->port, &ss, &sl, err, sizeof(err)) == 0;
+        resolved_cb(u, ok, (struct sockaddr *)&ss, sl, err);
         return;
     }
+    /* connect-timeout covers the lookup too (cron, CONNECTING) */
+    u->lookup = resolver_lookup(u->resolver, u->host, u->port, resolved_cb, u);
+}
+
+/* The upstream's address is known (or not): open the link. */
+static void resolved_cb(void *ctx, int ok, const struct sockaddr *addr, socklen_t len,
+                        const char *why)
+{
+    struct upstream *u = ctx;
+    u->lookup = NULL;
+    if (!ok) {
+        link_fail(u, why);
+        return;
+    }
+    char err[256];
     if (u->tls) {
         const char *name = u->server_name[0] ? u->server_name : u->host;
         SSL *ssl = tls_client_session(u->tls, name, err, sizeof(err));
@@ -836,7 +860,7 @@ static void connect_now(struct upstream *u)
     bufferevent_setcb(u->bev, read_cb, NULL, event_cb, u);
     bufferevent_set_max_single_read(u->bev, MAX_READ_BYTES);
     bufferevent_enable(u->bev, EV_READ | EV_WRITE);
-    if (bufferevent_socket_connect(u->bev, (struct sockaddr *)&ss, (int)sl) != 0) {
+    if (bufferevent_socket_connect(u->bev, addr, (int)len) != 0) {
         link_fail(u, "connect failed");
         return;
     }
@@ -857,6 +881,7 @@ struct upstream *upstream_new(struct event_base *base, const struct upstream_par
     u->password = xstrdup(p->password);
     u->dir = xstrdup(p->dir);
     u->tls = p->tls;
+    u->resolver = p->resolver;
     u->server_name = xstrdup(p->server_name);
     u->listening_port = p->listening_port;
     u->cb = *cb;

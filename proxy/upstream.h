@@ -66,6 +66,8 @@ struct upstream_callbacks {
     void (*on_rdb_rejected)(void *ctx, const char *why);
 };
 
+struct resolver;
+
 struct upstream_params {
     enum upstream_mode mode;
     const char *host; /* copied */
@@ -80,6 +82,7 @@ struct upstream_params {
     int64_t reconnect_max_ms;
     SSL_CTX *tls;            /* borrowed; TLS to the upstream when not NULL */
     const char *server_name; /* copied; checked in its certificate ("" = host) */
+    struct resolver *resolver; /* borrowed; names resolved without blocking (NULL: blocking) */
 };
 
 struct upstream *upstream_new(struct event_base *base, const struct upstream_params *p,
