@@ -221,7 +221,8 @@ def test_unit_file_contents():
     u = unit_lines(UNIT)
     want = {
         "Type": "simple",
-        "ExecStart": "/usr/local/bin/cascade -c /etc/cascade/cascade.ini",
+        # meson fills in the install paths (test_meson_install_puts_files_in_place)
+        "ExecStart": "@BINDIR@/cascade -c @SYSCONFDIR@/cascade/cascade.ini",
         "ExecReload": "/bin/kill -HUP $MAINPID",
         "Restart": "on-failure",
         "KillSignal": "SIGTERM",
@@ -286,24 +287,35 @@ def installed(tmp_path):
     sysconf = under(prefix, o["sysconfdir"])
     paths = {
         "bin": under(prefix, o["bindir"]) + "/cascade",
-        "unit": prefix + "/lib/systemd/system/cascade.service",
+        "unit": (o.get("systemdunitdir") or prefix + "/lib/systemd/system") + "/cascade.service",
+        "man8": under(prefix, o["mandir"]) + "/man8/cascade.8",
+        "man5": under(prefix, o["mandir"]) + "/man5/cascade.ini.5",
         "logrotate": sysconf + "/logrotate.d/cascade",
         "config": sysconf + "/cascade/cascade.ini",
     }
-    return {k: dest + v for k, v in paths.items()}, r.stdout
+    return {k: dest + v for k, v in paths.items()}, r.stdout, paths
 
 
 def test_meson_install_puts_files_in_place(installed):
-    files, log = installed
+    files, log, real = installed
     for what, path in files.items():
         assert os.path.isfile(path), "%s not installed at %s\n%s" % (what, path, log)
     assert os.stat(files["bin"]).st_mode & stat.S_IXUSR
     assert subprocess.run([files["bin"], "--version"], stdout=subprocess.PIPE,
                           timeout=30).stdout.startswith(b"cascade ")
-    for src, key in ((UNIT, "unit"), (LOGROTATE, "logrotate"),
-                     (os.path.join(CONFIG_DIR, "cascade.ini"), "config")):
+    for src, key in ((LOGROTATE, "logrotate"), (os.path.join(CONFIG_DIR, "cascade.ini"), "config")):
         with open(src, "rb") as a, open(files[key], "rb") as b:
             assert a.read() == b.read(), key
+    # The installed unit runs the installed binary with the installed config (with meson's
+    # default prefix, /usr/local/bin and /usr/local/etc), whatever the prefix.
+    u = unit_lines(files["unit"])
+    want = "%s -c %s" % (real["bin"], real["config"])
+    assert u["ExecStart"] == [want], (u["ExecStart"], want)
+    assert u["ExecStartPre"] == ["%s --check-config -c %s" % (real["bin"], real["config"])]
+    base = unit_lines(UNIT)
+    for k in base:
+        if k not in ("ExecStart", "ExecStartPre"):
+            assert u[k] == base[k], k
     r = subprocess.run([files["bin"], "--check-config", "-c", files["config"]],
                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=30)
     assert r.returncode == 0, r.stderr
@@ -313,10 +325,10 @@ def test_installed_unit_passes_systemd_analyze_verify(installed, tmp_path):
     exe = shutil.which("systemd-analyze")
     if exe is None:
         pytest.skip("systemd-analyze not installed")
-    files, _ = installed
+    files, _, real = installed
     # verify checks that ExecStart's binary exists: point it at the installed copy.
     with open(files["unit"]) as f:
-        text = f.read().replace("/usr/local/bin/cascade", files["bin"])
+        text = f.read().replace(real["bin"], files["bin"])
     d = tmp_path / "unit"
     d.mkdir()
     unit = d / "cascade.service"
