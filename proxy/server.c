@@ -5,6 +5,7 @@
  */
 #include "server.h"
 
+#include <ctype.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
@@ -676,6 +677,72 @@ static void cmd_publish(struct client *c, const struct resp_command *cmd)
     reply(c, ":%d\r\n", receivers);
 }
 
+/*
+ * LATENCY and SLOWLOG for monitoring tools (prometheus-redis-exporter sends LATENCY LATEST,
+ * SLOWLOG LEN and SLOWLOG GET on every scrape). The relay runs no latency monitor and keeps no
+ * slow log, so its honest answers are the empty ones.
+ */
+/* Redis' replies to a known subcommand with the wrong arity, and to an unknown one. */
+static void reply_subcommand_error(struct client *c, const struct resp_command *cmd,
+                                   const char *command, bool known)
+{
+    char name[64];
+    resp_escape(cmd->argv[1], cmd->argl[1] < 40 ? cmd->argl[1] : 40, name, sizeof(name));
+    if (known) {
+        for (char *p = name; *p; p++)
+            *p = (char)tolower((unsigned char)*p);
+        reply(c, "-ERR wrong number of arguments for '%s|%s' command\r\n", command, name);
+    } else {
+        char upper[16];
+        size_t i = 0;
+        for (; command[i] && i < sizeof(upper) - 1; i++)
+            upper[i] = (char)toupper((unsigned char)command[i]);
+        upper[i] = '\0';
+        reply(c, "-ERR unknown subcommand '%s'. Try %s HELP.\r\n", name, upper);
+    }
+}
+
+static void cmd_latency(struct client *c, const struct resp_command *cmd)
+{
+    if (resp_arg_is(cmd, 1, "LATEST")) {
+        if (cmd->argc != 2)
+            reply_subcommand_error(c, cmd, "latency", true);
+        else
+            reply(c, "*0\r\n");
+    } else if (resp_arg_is(cmd, 1, "HISTORY")) {
+        if (cmd->argc != 3)
+            reply_subcommand_error(c, cmd, "latency", true);
+        else
+            reply(c, "*0\r\n");
+    } else if (resp_arg_is(cmd, 1, "RESET")) {
+        reply(c, ":0\r\n"); /* events reset: none */
+    } else {
+        reply_subcommand_error(c, cmd, "latency", false);
+    }
+}
+
+static void cmd_slowlog(struct client *c, const struct resp_command *cmd)
+{
+    int64_t count;
+    if (resp_arg_is(cmd, 1, "GET")) {
+        if (cmd->argc > 3)
+            reply_subcommand_error(c, cmd, "slowlog", true);
+        else if (cmd->argc == 3 && (resp_arg_int64(cmd, 2, &count) != 0 || count < -1))
+            reply(c, "-ERR count should be greater than or equal to -1\r\n");
+        else
+            reply(c, "*0\r\n");
+    } else if (resp_arg_is(cmd, 1, "LEN") || resp_arg_is(cmd, 1, "RESET")) {
+        if (cmd->argc != 2)
+            reply_subcommand_error(c, cmd, "slowlog", true);
+        else if (resp_arg_is(cmd, 1, "LEN"))
+            reply(c, ":0\r\n");
+        else
+            reply(c, "+OK\r\n");
+    } else {
+        reply_subcommand_error(c, cmd, "slowlog", false);
+    }
+}
+
 static const struct command commands[] = {
     {"ping", -1, true, cmd_ping},
     {"echo", 2, false, cmd_echo},
@@ -694,6 +761,8 @@ static const struct command commands[] = {
     {"subscribe", -2, false, cmd_subscribe},
     {"unsubscribe", -1, false, cmd_unsubscribe},
     {"publish", 3, false, cmd_publish},
+    {"latency", -2, false, cmd_latency},
+    {"slowlog", -2, false, cmd_slowlog},
     {NULL, 0, false, NULL},
 };
 
