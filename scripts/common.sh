@@ -9,7 +9,7 @@ CASCADE_PACKAGES=(
     libevent-dev libhiredis-dev libinih-dev libssl-dev libisal-dev libcmocka-dev libclang-rt-14-dev
     redis-server redis-tools redis-sentinel python3 python3-pytest python3-redis curl
     # the Debian package (scripts/package, tests/integration/test_package.py) and man pages
-    debhelper dpkg-dev fakeroot lintian groff-base
+    debhelper dpkg-dev fakeroot lintian groff-base adduser
     # the ecosystem tests: the HA pair behind haproxy, the exporter scraping a relay
     haproxy prometheus-redis-exporter
 )

@@ -114,7 +114,8 @@ def dpkg_status(pkg):
 def require_package_tools():
     if os.geteuid() != 0:
         pytest.skip("installs a .deb into / with dpkg -i: needs root (CI runs as root)")
-    for tool in ("dpkg", "dpkg-buildpackage", "dpkg-deb", "lintian", "fakeroot", "git"):
+    for tool in ("dpkg", "dpkg-buildpackage", "dpkg-deb", "lintian", "fakeroot", "adduser",
+                 "setpriv"):
         if shutil.which(tool) is None:
             pytest.skip("%s not installed (scripts/common.sh ensure_deps installs it)" % tool)
     if shutil.which("dh") is None:
