@@ -272,3 +272,33 @@ def test_deb_builds_installs_runs_and_purges(installed_deb, tmp_path):
     # Debian keeps system accounts on purge (files owned by the uid may live on elsewhere);
     # the account cannot log in.
     assert pwd.getpwnam("cascade").pw_shell == "/usr/sbin/nologin"
+
+
+def test_build_depends_cover_every_meson_dependency():
+    """Every dependency('x') of the relay's meson files is found through a .pc file that a
+    package in debian/control's Build-Depends ships (a new library cannot be forgotten there:
+    the package build on a clean machine would fail)."""
+    for tool in ("dpkg", "pkg-config"):
+        if shutil.which(tool) is None:
+            pytest.skip("%s not installed" % tool)
+    with open(os.path.join(h.REPO_ROOT, "debian", "control")) as f:
+        control = f.read()
+    m = re.search(r"^Build-Depends:(.*?)(?=^\S)", control, re.M | re.S)
+    build_deps = {re.split(r"[\s(]", d.strip())[0] for d in m.group(1).split(",") if d.strip()}
+    names = set()
+    for path in ("meson.build", "proxy/meson.build"):
+        with open(os.path.join(h.REPO_ROOT, path)) as f:
+            names |= set(re.findall(r"dependency\('([^']+)'", f.read()))
+    names.discard("threads")  # the compiler's, no .pc
+    assert names
+    for name in sorted(names):
+        r = run(["pkg-config", "--path", name])
+        assert r.returncode == 0, (name, r.stdout)
+        pc = os.path.realpath(r.stdout.strip())
+        r = run(["dpkg", "-S", pc])
+        if r.returncode != 0:  # usrmerge: dpkg may know the path under /lib, not /usr/lib
+            r = run(["dpkg", "-S", pc.replace("/usr/lib/", "/lib/", 1)])
+        assert r.returncode == 0, (name, pc, r.stdout)
+        pkgs = {p.split(":")[0].strip() for p in r.stdout.split(": ")[0].split(",")}
+        assert pkgs & build_deps, "%s (%s, from %s) is not in Build-Depends %s" % (
+            name, pc, sorted(pkgs), sorted(build_deps))
