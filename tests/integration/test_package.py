@@ -102,6 +102,17 @@ def test_man_pages_render_without_warnings():
         assert r.returncode == 0 and r.stdout == "", (page, r.stdout)
 
 
+def test_cascade_8_documents_every_flag():
+    """Every long option main.c accepts is in cascade(8) (and in its --help text)."""
+    with open(os.path.join(h.REPO_ROOT, "proxy", "main.c")) as f:
+        flags = re.findall(r'\{"([a-z-]+)", (?:required|no)_argument', f.read())
+    assert "check-config" in flags, flags
+    with open(os.path.join(h.REPO_ROOT, "man", "cascade.8.in")) as f:
+        page = f.read().replace("\\-", "-")
+    for flag in flags:
+        assert "--" + flag in page, flag
+
+
 # --------------------------------------------------------------------------------------------
 # the Debian package
 
@@ -267,8 +278,11 @@ def test_deb_builds_installs_runs_and_purges(installed_deb, tmp_path):
     assert dpkg_status("cascade") in ("", "unknown ok not-installed"), dpkg_status("cascade")
     left = [p for p in paths if os.path.lexists(p) and not os.path.isdir(p)]
     assert not left, left
-    for d in ("/etc/cascade", "/var/lib/cascade", "/var/log/cascade", "/usr/share/doc/cascade"):
+    for d in ("/etc/cascade", "/var/lib/cascade", "/var/log/cascade", "/usr/share/doc/cascade",
+              "/etc/systemd/system/multi-user.target.wants/cascade.service"):
         assert not os.path.lexists(d), d
+    info = "/var/lib/dpkg/info"
+    assert not [f for f in os.listdir(info) if f.startswith("cascade.")], "dpkg info left"
     # Debian keeps system accounts on purge (files owned by the uid may live on elsewhere);
     # the account cannot log in.
     assert pwd.getpwnam("cascade").pw_shell == "/usr/sbin/nologin"
