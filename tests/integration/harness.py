@@ -11,6 +11,9 @@ Environment:
                `redis-server --replicaof`, which validates the harness and the scenarios against
                Redis' own chained replication.
   REDIS_SERVER, REDIS_CLI, REDIS_CHECK_RDB  override the Redis tools (default: /usr/bin/...).
+  CASCADE_SERVERS  the cache of other server builds made by scripts/servers (default:
+               /var/tmp/cascade-servers): <tag>/server, <tag>/cli, <tag>/VERSION. A node of a given
+               tag (e.g. "valkey-9") is started with `cluster.redis(..., tag="valkey-9")`.
 """
 
 import os
@@ -30,6 +33,8 @@ HOP = os.environ.get("HOP", "relay").strip().lower()
 REDIS_SERVER = os.environ.get("REDIS_SERVER", "/usr/bin/redis-server")
 REDIS_CLI = os.environ.get("REDIS_CLI", "/usr/bin/redis-cli")
 REDIS_CHECK_RDB = os.environ.get("REDIS_CHECK_RDB", "/usr/bin/redis-check-rdb")
+
+SERVERS_DIR = os.environ.get("CASCADE_SERVERS", "/var/tmp/cascade-servers")
 
 HOST = "127.0.0.1"
 POLL_S = 0.03  # polling interval of every wait
@@ -61,6 +66,56 @@ def relay_binary_usable():
     except (OSError, subprocess.SubprocessError) as e:
         return False, "relay binary %s does not run: %s" % (CASCADE_BIN, e)
     return True, ""
+
+
+# --------------------------------------------------------------------------------------------
+# server builds (scripts/servers)
+
+
+class ServerBuild:
+    """One server build of the cache: `tag` (e.g. "valkey-9"), `kind` ("redis"/"valkey"),
+    `version` ("9.1.2"), `suite` (Debian suite), `server` and `cli` (wrappers to exec)."""
+
+    def __init__(self, tag, kind, version, suite, server, cli):
+        self.tag, self.kind, self.version, self.suite = tag, kind, version, suite
+        self.server, self.cli = server, cli
+
+    @property
+    def version_tuple(self):
+        return tuple(int(x) for x in self.version.split(".")[:3])
+
+    def __repr__(self):
+        return "%s (%s %s, %s)" % (self.tag, self.kind, self.version, self.suite)
+
+
+_builds = {}
+
+
+def server_build(tag):
+    """The ServerBuild of `tag` from the cache, or None when scripts/servers did not fetch it
+    (or it does not run). "redis-7.0" falls back to REDIS_SERVER when the cache lacks it."""
+    if tag in _builds:
+        return _builds[tag]
+    d = os.path.join(SERVERS_DIR, tag)
+    b = None
+    try:
+        with open(os.path.join(d, "VERSION")) as f:
+            fields = f.read().split()
+        server = os.path.join(d, "server")
+        cli = os.path.join(d, "cli")
+        if len(fields) >= 3 and os.access(server, os.X_OK):
+            b = ServerBuild(tag, fields[0], fields[1], fields[2], server,
+                            cli if os.access(cli, os.X_OK) else REDIS_CLI)
+    except OSError:
+        pass
+    if b is None and tag == "redis-7.0" and os.access(REDIS_SERVER, os.X_OK):
+        out = subprocess.run([REDIS_SERVER, "--version"], stdout=subprocess.PIPE, text=True,
+                             check=False).stdout
+        m = re.search(r"v=([0-9.]+)", out)
+        if m and m.group(1).startswith("7.0"):
+            b = ServerBuild(tag, "redis", m.group(1), "bookworm", REDIS_SERVER, REDIS_CLI)
+    _builds[tag] = b
+    return b
 
 
 # --------------------------------------------------------------------------------------------
@@ -326,9 +381,10 @@ class RedisProc(Proc):
     has_data = True
     is_relay = False
 
-    def __init__(self, name, port, dir_, replicaof=None, extra=()):
+    def __init__(self, name, port, dir_, replicaof=None, extra=(), build=None):
         self.replicaof = replicaof
-        argv = [REDIS_SERVER, "--port", str(port), "--bind", HOST, "--dir", dir_,
+        self.build = build  # a ServerBuild, or None for REDIS_SERVER
+        argv = [build.server if build else REDIS_SERVER, "--port", str(port), "--bind", HOST, "--dir", dir_,
                 "--save", "", "--appendonly", "no", "--enable-debug-command", "local",
                 "--repl-diskless-sync-delay", "0", "--repl-diskless-sync", "yes",
                 "--logfile", os.path.join(dir_, "redis.log"), "--daemonize", "no",
@@ -340,13 +396,25 @@ class RedisProc(Proc):
                          [os.path.join(dir_, "redis.log"), os.path.join(dir_, "stderr.log")],
                          os.path.join(dir_, "stderr.log"))
 
+    def _log_count(self, pattern):
+        try:
+            with open(os.path.join(self.dir, "redis.log"), "r", errors="replace") as f:
+                return len(re.findall(pattern, f.read()))
+        except FileNotFoundError:
+            return 0
+
+    # Valkey 8+ says "primary" where Redis says "master" in these lines.
     def full_syncs_in_log(self):
         """How many times this replica accepted a full resync (from its log)."""
-        return count_in_file(os.path.join(self.dir, "redis.log"), "Full resync from master")
+        return self._log_count(r"Full resync from (?:master|primary)")
 
     def partial_syncs_in_log(self):
-        return count_in_file(os.path.join(self.dir, "redis.log"),
-                             "Master accepted a Partial Resynchronization")
+        return self._log_count(r"(?:Master|Primary) accepted a Partial Resynchronization")
+
+    def snapshot_loads_in_log(self):
+        """How many snapshots this replica started to load (Redis and Valkey, disk or diskless
+        load, whether the load then worked or not)."""
+        return self._log_count(r"(?:MASTER|PRIMARY) <-> REPLICA sync: Loading DB in memory")
 
 
 class RelayProc(Proc):
@@ -388,9 +456,17 @@ class Cluster:
         os.makedirs(d, exist_ok=True)
         return d
 
-    def redis(self, name="redis", replicaof=None, extra=(), wait=True, port=None, password=None):
+    def redis(self, name="redis", replicaof=None, extra=(), wait=True, port=None, password=None,
+              tag=None):
+        """A stock server: Debian 12's redis-server, or the build `tag` of scripts/servers."""
         port = port or free_port()
-        p = RedisProc(name, port, self._dir(name), replicaof=replicaof, extra=extra)
+        build = None
+        if tag is not None:
+            build = server_build(tag)
+            if build is None:
+                raise AssertionError("server build %s missing from %s (run scripts/servers)"
+                                     % (tag, SERVERS_DIR))
+        p = RedisProc(name, port, self._dir(name), replicaof=replicaof, extra=extra, build=build)
         p.password = password
         self.procs.append(p)
         p.start()
@@ -398,14 +474,15 @@ class Cluster:
             p.wait_ready()
         return p
 
-    def master(self, name="master", extra=(), port=None, password=None):
+    def master(self, name="master", extra=(), port=None, password=None, tag=None):
         # A large backlog on the master: the relay's upstream partial resyncs must not depend on
         # Redis' 1 MB default while writers run.
         return self.redis(name, extra=["--repl-backlog-size", "64mb"] + list(extra), port=port,
-                          password=password)
+                          password=password, tag=tag)
 
-    def replica(self, upstream, name="replica", extra=(), wait_synced=True, password=None):
-        p = self.redis(name, replicaof=upstream.port, extra=extra, password=password)
+    def replica(self, upstream, name="replica", extra=(), wait_synced=True, password=None,
+                tag=None):
+        p = self.redis(name, replicaof=upstream.port, extra=extra, password=password, tag=tag)
         if wait_synced:
             wait_replica_synced(p)
         return p
@@ -584,6 +661,102 @@ def wait_digests_equal(master, replicas, timeout=SYNC_TIMEOUT_S, offsets=True, r
 
 # --------------------------------------------------------------------------------------------
 # data
+
+
+def dataset(node, scan_count=1000):
+    """The whole data set of `node` in a form that does not depend on the server's version
+    (DEBUG DIGEST does: Redis 7.0, Valkey and Redis 8 hash the same data differently):
+    {db: {key: (type, content, has_ttl)}} with content GET / HGETALL / LRANGE / sorted SMEMBERS /
+    ZRANGE WITHSCORES / XRANGE per type. Read key by key (not atomic): compare after writes stop."""
+    out = {}
+    ks = node.info("keyspace")
+    for name in ks:
+        if not re.match(r"db\d+$", name):
+            continue
+        db = int(name[2:])
+        c = client(node.port, db=db, password=node.password)
+        try:
+            keys = {}
+            for k in c.scan_iter(count=scan_count):
+                p = c.pipeline(transaction=False)
+                p.type(k)
+                p.pttl(k)
+                t, ttl = p.execute()
+                if t == "string":
+                    v = c.get(k)
+                elif t == "hash":
+                    v = tuple(sorted(c.hgetall(k).items()))
+                elif t == "list":
+                    v = tuple(c.lrange(k, 0, -1))
+                elif t == "set":
+                    v = tuple(sorted(c.smembers(k)))
+                elif t == "zset":
+                    v = tuple(c.zrange(k, 0, -1, withscores=True))
+                elif t == "stream":
+                    v = tuple((i, tuple(sorted(f.items()))) for i, f in c.xrange(k))
+                elif t == "none":
+                    continue  # expired or deleted between SCAN and TYPE
+                else:
+                    v = "<%s>" % t
+                keys[k] = (t, v, ttl is not None and ttl >= 0)
+            if keys:
+                out[db] = keys
+        finally:
+            c.close()
+    return out
+
+
+def dataset_diff(a, b, limit=5):
+    """A short text naming up to `limit` keys that differ between two dataset() results."""
+    diffs = []
+    for db in sorted(set(a) | set(b)):
+        ka, kb = a.get(db, {}), b.get(db, {})
+        for k in sorted(set(ka) | set(kb)):
+            if ka.get(k) != kb.get(k):
+                diffs.append("db%d %s: %r != %r" % (db, k, ka.get(k), kb.get(k)))
+                if len(diffs) >= limit:
+                    return "; ".join(diffs) + " ..."
+    return "; ".join(diffs)
+
+
+def wait_datasets_equal(master, replicas, timeout=SYNC_TIMEOUT_S, relays=()):
+    """wait_digests_equal with dataset() instead of DEBUG DIGEST, for trees of mixed versions:
+    waits until every replica's and relay's master_repl_offset equals the master's (which does
+    not move meanwhile) and every replica's data set equals the master's. Call after writes stop.
+    Returns the master's data set (never empty: a test of an empty data set proves nothing)."""
+    state = {}
+
+    def check():
+        off0 = repl_offset(master)
+        for n in list(replicas) + list(relays):
+            i = n.info("replication")
+            if int(i.get("master_repl_offset", -1)) != off0 or i.get("master_link_status") != "up":
+                state["why"] = "%s at offset %s link %s, master at %d" % (
+                    n.name, i.get("master_repl_offset"), i.get("master_link_status"), off0)
+                return False
+        d0 = dataset(master)
+        if repl_offset(master) != off0:
+            state["why"] = "master offset moving"
+            return False
+        for n in replicas:
+            d = dataset(n)
+            if d != d0:
+                state["why"] = "%s differs from the master: %s" % (n.name, dataset_diff(d0, d))
+                return False
+        if repl_offset(master) != off0:
+            state["why"] = "master moved"
+            return False
+        assert d0, "the master's data set is empty"
+        return d0
+
+    def describe():
+        return ("last state: %s\n" % state.get("why", "?")
+                + "\n".join(n.describe(15) for n in [master] + list(relays) + list(replicas)))
+
+    return wait_for(check, timeout, "data sets and offsets to converge", interval=0.1,
+                    describe=describe)
+
+
 
 
 def preload(port, dbs=(0,), keys_per_db=1000, seed=1, ttl_long=True, password=None):
