@@ -663,11 +663,13 @@ def wait_digests_equal(master, replicas, timeout=SYNC_TIMEOUT_S, offsets=True, r
 # data
 
 
-def dataset(node, scan_count=1000):
+def dataset(node, scan_count=1000, field_ttls=False):
     """The whole data set of `node` in a form that does not depend on the server's version
     (DEBUG DIGEST does: Redis 7.0, Valkey and Redis 8 hash the same data differently):
     {db: {key: (type, content, has_ttl)}} with content GET / HGETALL / LRANGE / sorted SMEMBERS /
-    ZRANGE WITHSCORES / XRANGE per type. Read key by key (not atomic): compare after writes stop."""
+    ZRANGE WITHSCORES / XRANGE per type. With `field_ttls` (servers with HPTTL: Redis 7.4+,
+    Valkey 9+) a hash's content is (field, value, field has a TTL) triples. Read key by key (not
+    atomic): compare after writes stop."""
     out = {}
     ks = node.info("keyspace")
     for name in ks:
@@ -686,6 +688,9 @@ def dataset(node, scan_count=1000):
                     v = c.get(k)
                 elif t == "hash":
                     v = tuple(sorted(c.hgetall(k).items()))
+                    if field_ttls and v:
+                        ttls = c.execute_command("HPTTL", k, "FIELDS", len(v), *[f for f, _ in v])
+                        v = tuple((f, x, int(ms) >= 0) for (f, x), ms in zip(v, ttls))
                 elif t == "list":
                     v = tuple(c.lrange(k, 0, -1))
                 elif t == "set":
@@ -719,7 +724,7 @@ def dataset_diff(a, b, limit=5):
     return "; ".join(diffs)
 
 
-def wait_datasets_equal(master, replicas, timeout=SYNC_TIMEOUT_S, relays=()):
+def wait_datasets_equal(master, replicas, timeout=SYNC_TIMEOUT_S, relays=(), field_ttls=False):
     """wait_digests_equal with dataset() instead of DEBUG DIGEST, for trees of mixed versions:
     waits until every replica's and relay's master_repl_offset equals the master's (which does
     not move meanwhile) and every replica's data set equals the master's. Call after writes stop.
@@ -734,12 +739,12 @@ def wait_datasets_equal(master, replicas, timeout=SYNC_TIMEOUT_S, relays=()):
                 state["why"] = "%s at offset %s link %s, master at %d" % (
                     n.name, i.get("master_repl_offset"), i.get("master_link_status"), off0)
                 return False
-        d0 = dataset(master)
+        d0 = dataset(master, field_ttls=field_ttls)
         if repl_offset(master) != off0:
             state["why"] = "master offset moving"
             return False
         for n in replicas:
-            d = dataset(n)
+            d = dataset(n, field_ttls=field_ttls)
             if d != d0:
                 state["why"] = "%s differs from the master: %s" % (n.name, dataset_diff(d0, d))
                 return False

@@ -320,6 +320,39 @@ def test_pairs(cluster, mtag, depth):
 
 
 # ------------------------------------------------------------------------------------------------
+# data only the newest format holds
+
+
+class UpstreamSyncAborted(AssertionError):
+    """The master aborted the relay's full sync (issue 16: the relay announces no version)."""
+
+
+@pytest.mark.xfail(raises=UpstreamSyncAborted, strict=True,
+                   reason="issue 16: the relay does not announce REPLCONF version upstream yet")
+def test_valkey9_hash_field_ttls(cluster):
+    """A Valkey 9 master holding a hash field with its own TTL can only write it in its own RDB
+    format, which it sends to replicas that announce Valkey 9 (a stock Valkey 9 replica
+    does). Through the relay the Valkey 9 leaves get it, with one fork on the master."""
+    need("valkey-9")
+    m = cluster.master(tag="valkey-9")
+    small_data(m)
+    m.r.hset("hf", mapping={"a": "1", "b": "2", "c": "3"})
+    assert m.r.execute_command("HEXPIRE", "hf", 3600, "FIELDS", 2, "a", "c") == [1, 1]
+    relay = cluster.relay(m)
+    try:
+        wait_link_up(relay, timeout=10)
+    except h.WaitTimeout as e:
+        raise UpstreamSyncAborted("relay link not up; master full syncs %d; master log: %s"
+                                  % (stat(m, "sync_full"), h.tail(m.logs[0], 5))) from e
+    leaves = [cluster.replica(relay, "leaf%d" % i, tag="valkey-9") for i in range(2)]
+    with writer(cluster, m) as w:
+        w.wait_count(200)
+    d = wait_datasets_equal(m, leaves, relays=[relay], field_ttls=True)
+    assert d[0]["hf"] == ("hash", (("a", "1", True), ("b", "2", False), ("c", "3", True)), False)
+    assert stat(m, "sync_full") == 1, "the master forked more than once"
+
+
+# ------------------------------------------------------------------------------------------------
 # one mixed tree
 
 
