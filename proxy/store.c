@@ -1,7 +1,11 @@
 /*
  * store: see store.h. Only the last segment can be torn (earlier ones were fsynced when the
  * next one began), so recovery verifies the last segment's index records against its bytes
- * and cuts both files back to the last whole write.
+ * and cuts both files back to the last whole write. Older segments are verified lazily, when
+ * a reader first asks for their bytes (start-up stays fast with gigabytes on disk); so are
+ * the bytes this process wrote: the check is of what the device gives back (O_DIRECT writes
+ * leave nothing in the page cache to hide a bad read), once per byte per process, and only
+ * for the bytes that are ever read back (replicas behind memory).
  */
 #include "store.h"
 
@@ -18,11 +22,14 @@
 #include <sys/eventfd.h>
 #include <sys/stat.h>
 #include <sys/mman.h>
+#include <sys/statvfs.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
 #define META_NAME  "meta"
-#define META_MAGIC "cascade-meta 1"
+#define META_MAGIC1 "cascade-meta 1\n" /* no checksum: read, never written */
+#define META_MAGIC2 "cascade-meta 2\n"
+#define OFFSET_MAX  ((int64_t)1 << 62) /* no stream gets this long */
 #define SEG_PREFIX "log-"
 #define READ_CHUNK (1 << 20)
 
@@ -43,6 +50,11 @@ struct index_record {
     uint32_t crc;  /* CRC-32C of those bytes */
 };
 
+/* Stream offsets [a, b) whose bytes matched their index records. */
+struct vrange {
+    int64_t a, b;
+};
+
 struct segment {
     int64_t start; /* offset of its first byte */
     int64_t len;   /* bytes held */
@@ -51,6 +63,8 @@ struct segment {
     int dfd;       /* the data file opened O_DIRECT for the writer thread, or -1 */
     bool dfd_tried;
     time_t mtime;  /* last write */
+    struct vrange *ver; /* verified runs: sorted, disjoint, not touching; whole records */
+    size_t nver, capver;
 };
 
 /* One queued piece of work for the writer thread. */
@@ -134,7 +148,23 @@ struct store {
     struct writer *w; /* background writer, or NULL: appends are written at once */
     void (*done_cb)(void *ctx, void *token); /* where queued appends' tokens go back */
     void *done_ctx;
+    bool need_boundary; /* no segment, and next is not known to be a command boundary: appends
+                           skip to the first boundary they hold (store_restart, a cut) */
 };
+
+static void report(struct store *s, enum store_event ev, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void report(struct store *s, enum store_event ev, const char *fmt, ...)
+{
+    if (!s->p.report)
+        return;
+    char text[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof(text), fmt, ap);
+    va_end(ap);
+    s->p.report(s->p.report_ctx, ev, text);
+}
 
 static void errf(char *err, size_t errlen, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -319,6 +349,9 @@ static void seg_close(struct segment *g)
     if (g->dfd >= 0)
         close(g->dfd);
     g->fd = g->idx_fd = g->dfd = -1;
+    free(g->ver);
+    g->ver = NULL;
+    g->nver = g->capver = 0;
 }
 
 static void seg_unlink(struct store *s, struct segment *g)
@@ -350,6 +383,43 @@ static void seg_remove_at(struct store *s, size_t i)
     seg_unlink(s, &s->segs[i]);
     memmove(&s->segs[i], &s->segs[i + 1], (s->nseg - i - 1) * sizeof(*s->segs));
     s->nseg--;
+}
+
+/* End of the verified run holding off in g, or off if none. */
+static int64_t ver_end(const struct segment *g, int64_t off)
+{
+    for (size_t i = 0; i < g->nver; i++) {
+        if (g->ver[i].a <= off && off < g->ver[i].b)
+            return g->ver[i].b;
+    }
+    return off;
+}
+
+/* Remembers [a, b) as verified, merging runs that touch. */
+static void ver_add(struct segment *g, int64_t a, int64_t b)
+{
+    if (g->nver == g->capver) {
+        g->capver = g->capver ? g->capver * 2 : 4;
+        g->ver = realloc(g->ver, g->capver * sizeof(*g->ver));
+        if (!g->ver)
+            abort();
+    }
+    size_t i = 0;
+    while (i < g->nver && g->ver[i].a < a)
+        i++;
+    memmove(&g->ver[i + 1], &g->ver[i], (g->nver - i) * sizeof(*g->ver));
+    g->ver[i] = (struct vrange){.a = a, .b = b};
+    g->nver++;
+    size_t k = 0;
+    for (size_t j = 1; j < g->nver; j++) {
+        if (g->ver[j].a <= g->ver[k].b) {
+            if (g->ver[j].b > g->ver[k].b)
+                g->ver[k].b = g->ver[j].b;
+        } else {
+            g->ver[++k] = g->ver[j];
+        }
+    }
+    g->nver = k + 1;
 }
 
 /* ---- the background writer ---- */
@@ -793,6 +863,26 @@ static int cmp_start(const void *a, const void *b)
     return x->start < y->start ? -1 : x->start > y->start;
 }
 
+/* Why a record of segment g does not vouch for its bytes, or NULL if it does. buf: a
+ * READ_CHUNK scratch buffer. */
+static const char *check_record(const struct segment *g, const struct index_record *rec,
+                                int64_t at, char *buf)
+{
+    if (rec->start != at || rec->len == 0)
+        return "an index record out of sequence";
+    if (rec->start - g->start + (int64_t)rec->len > g->len)
+        return "an index record past the segment's end";
+    uint32_t crc = 0;
+    for (int64_t done = 0; done < rec->len;) {
+        size_t n = rec->len - done < READ_CHUNK ? (size_t)(rec->len - done) : READ_CHUNK;
+        if (pio_all(g->fd, buf, n, (off_t)(rec->start - g->start + done), false) != 0)
+            return "a read error";
+        crc = store_crc32c(crc, buf, n);
+        done += (int64_t)n;
+    }
+    return crc == rec->crc ? NULL : "a checksum mismatch";
+}
+
 /* Verify the last segment against its index; cut both back to the last whole write. */
 static int recover_tail(struct store *s, struct segment *g, char *err, size_t errlen)
 {
@@ -801,41 +891,47 @@ static int recover_tail(struct store *s, struct segment *g, char *err, size_t er
     int idx = open(path, O_RDWR | O_CLOEXEC);
     struct stat st;
     int64_t data_len = fstat(g->fd, &st) == 0 ? st.st_size : 0;
+    g->len = data_len;
     int64_t good = 0; /* verified bytes */
-    off_t idx_good = 0;
+    off_t idx_good = 0, idx_len = 0;
+    const char *why = "bytes without an index record";
     if (idx >= 0) {
+        idx_len = fstat(idx, &st) == 0 ? st.st_size : 0;
         struct index_record rec;
         char *buf = malloc(READ_CHUNK);
         if (!buf)
             abort();
         while (pio_all(idx, &rec, sizeof(rec), idx_good, false) == 0) {
-            if (rec.start != g->start + good || rec.len == 0 || good + rec.len > data_len)
+            const char *bad = check_record(g, &rec, g->start + good, buf);
+            if (bad) {
+                why = bad;
                 break;
-            uint32_t crc = 0;
-            int64_t done = 0;
-            int ok = 1;
-            while (done < rec.len) {
-                size_t n = rec.len - done < READ_CHUNK ? (size_t)(rec.len - done) : READ_CHUNK;
-                if (pio_all(g->fd, buf, n, (off_t)(good + done), false) != 0) {
-                    ok = 0;
-                    break;
-                }
-                crc = store_crc32c(crc, buf, n);
-                done += (int64_t)n;
             }
-            if (!ok || crc != rec.crc)
-                break;
             good += rec.len;
             idx_good += (off_t)sizeof(rec);
         }
         free(buf);
+    } else {
+        why = "no index";
     }
-    if (good < data_len && ftruncate(g->fd, good) != 0) {
-        errf(err, errlen, "cannot cut torn segment %" PRId64 ": %s", g->start, strerror(errno));
-        if (idx >= 0)
-            close(idx);
-        return -1;
+    if (good < data_len) {
+        report(s, STORE_EVENT_RECOVERY,
+               "torn tail of log segment %" PRId64 " (%s): cut %" PRId64 "..%" PRId64
+               " (%" PRId64 " bytes)",
+               g->start, why, g->start + good, g->start + data_len - 1, data_len - good);
+        if (ftruncate(g->fd, good) != 0) {
+            errf(err, errlen, "cannot cut torn segment %" PRId64 ": %s", g->start,
+                 strerror(errno));
+            if (idx >= 0)
+                close(idx);
+            return -1;
+        }
     }
+    if (idx_len > idx_good)
+        report(s, STORE_EVENT_RECOVERY,
+               "log segment %" PRId64 ": dropped %lld bytes of its index past the last whole "
+               "write",
+               g->start, (long long)(idx_len - idx_good));
     if (idx < 0) {
         idx = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
         if (idx < 0) {
@@ -850,10 +946,14 @@ static int recover_tail(struct store *s, struct segment *g, char *err, size_t er
     }
     g->len = good;
     g->idx_fd = idx;
+    g->nver = 0;
+    if (good > 0)
+        ver_add(g, g->start, g->start + good); /* all of it was just checked */
     return 0;
 }
 
-static int load_segments(struct store *s, char *err, size_t errlen)
+/* Opens every segment in dir, oldest first. */
+static int scan_segments(struct store *s, char *err, size_t errlen)
 {
     DIR *d = opendir(s->dir);
     if (!d) {
@@ -882,15 +982,48 @@ static int load_segments(struct store *s, char *err, size_t errlen)
         g->mtime = st.st_mtime;
     }
     closedir(d);
+    if (s->nseg > 0)
+        qsort(s->segs, s->nseg, sizeof(*s->segs), cmp_start);
+    return 0;
+}
+
+/* Removes segments [0, n), reporting their range as what = "...". */
+static void drop_first(struct store *s, size_t n, enum store_event ev, const char *what)
+{
+    if (n == 0)
+        return;
+    int64_t bytes = 0;
+    for (size_t i = 0; i < n; i++)
+        bytes += s->segs[i].len;
+    report(s, ev, "%s: dropped the disk log %" PRId64 "..%" PRId64 " (%" PRId64
+                  " bytes, %zu segment(s))",
+           what, s->segs[0].start, s->segs[n - 1].start + s->segs[n - 1].len - 1, bytes, n);
+    wait_idle(s); /* no queued job may still name their files */
+    while (n-- > 0)
+        seg_remove_at(s, 0);
+}
+
+/* Keeps the longest contiguous run from the newest segment back, and recovers its tail. */
+static int recover_segments(struct store *s, char *err, size_t errlen)
+{
     if (s->nseg == 0)
         return 0;
-    qsort(s->segs, s->nseg, sizeof(*s->segs), cmp_start);
-    /* Keep the longest contiguous run from the newest segment backwards. */
     size_t first = s->nseg - 1;
     while (first > 0 && s->segs[first - 1].start + s->segs[first - 1].len == s->segs[first].start)
         first--;
-    while (first-- > 0)
-        seg_remove_at(s, 0);
+    if (first > 0) {
+        const struct segment *a = &s->segs[first - 1], *b = &s->segs[first];
+        char what[160];
+        if (a->start + a->len < b->start)
+            snprintf(what, sizeof(what),
+                     "gap in the disk log (%" PRId64 "..%" PRId64 " missing, %" PRId64 " bytes)",
+                     a->start + a->len, b->start - 1, b->start - a->start - a->len);
+        else
+            snprintf(what, sizeof(what),
+                     "log segments %" PRId64 " and %" PRId64 " overlap (%" PRId64 " bytes)",
+                     a->start, b->start, a->start + a->len - b->start);
+        drop_first(s, first, STORE_EVENT_RECOVERY, what);
+    }
     struct segment *last = &s->segs[s->nseg - 1];
     if (recover_tail(s, last, err, errlen) != 0)
         return -1;
@@ -907,53 +1040,243 @@ static int load_segments(struct store *s, char *err, size_t errlen)
     return 0;
 }
 
-static int parse_meta(const char *text, struct store_meta *m)
+/* ---- meta ---- */
+
+static bool is_replid(const char *v)
+{
+    if (strlen(v) != 40)
+        return false;
+    for (int i = 0; i < 40; i++) {
+        if (!((v[i] >= '0' && v[i] <= '9') || (v[i] >= 'a' && v[i] <= 'f')))
+            return false;
+    }
+    return true;
+}
+
+static bool parse_i64(const char *v, int64_t lo, int64_t hi, int64_t *out)
+{
+    if (!*v || strlen(v) > 20)
+        return false;
+    char *end;
+    errno = 0;
+    long long x = strtoll(v, &end, 10);
+    if (errno || *end || x < lo || x > hi || v[0] == '+' || v[0] == ' ')
+        return false;
+    *out = x;
+    return true;
+}
+
+size_t store_meta_format(const struct store_meta *m, int64_t log_start, int64_t log_end,
+                         char *out, size_t outlen)
+{
+#define OR_DASH(x) ((x)[0] ? (x) : "-")
+    int n = snprintf(out, outlen,
+                     META_MAGIC2 "replid %s\n"
+                                 "replid2 %s\n"
+                                 "second_replid_offset %" PRId64 "\n"
+                                 "snapshot_file %s\n"
+                                 "snapshot_replid %s\n"
+                                 "snapshot_offset %" PRId64 "\n"
+                                 "snapshot_size %" PRId64 "\n"
+                                 "log_start %" PRId64 "\n"
+                                 "log_end %" PRId64 "\n",
+                     OR_DASH(m->replid), OR_DASH(m->replid2), m->second_replid_offset,
+                     OR_DASH(m->snapshot_file), OR_DASH(m->snapshot_replid), m->snapshot_offset,
+                     m->snapshot_size, log_start, log_end);
+#undef OR_DASH
+    if (n < 0 || (size_t)n + 17 >= outlen)
+        return 0;
+    uint32_t crc = store_crc32c(0, out, (size_t)n);
+    n += snprintf(out + n, outlen - (size_t)n, "crc32c %08x\n", crc);
+    return (size_t)n;
+}
+
+/* The keys of a meta file, each required exactly once. */
+enum meta_key {
+    MK_REPLID,
+    MK_REPLID2,
+    MK_SECOND_OFFSET,
+    MK_SNAP_FILE,
+    MK_SNAP_REPLID,
+    MK_SNAP_OFFSET,
+    MK_SNAP_SIZE,
+    MK_LOG_START,
+    MK_LOG_END,
+    MK_COUNT
+};
+static const char *const meta_keys[MK_COUNT] = {
+    "replid",          "replid2",       "second_replid_offset", "snapshot_file", "snapshot_replid",
+    "snapshot_offset", "snapshot_size", "log_start",            "log_end"};
+
+/* One "key value" line into m; why on error. */
+static int meta_line(const char *key, const char *val, struct store_meta *m, unsigned *seen,
+                     char *why, size_t whylen)
+{
+    int k = 0;
+    while (k < MK_COUNT && strcmp(key, meta_keys[k]) != 0)
+        k++;
+    if (k == MK_COUNT) {
+        errf(why, whylen, "unknown key '%.64s'", key);
+        return -1;
+    }
+    if (*seen & (1u << k)) {
+        errf(why, whylen, "key '%s' twice", key);
+        return -1;
+    }
+    *seen |= 1u << k;
+    bool dash = strcmp(val, "-") == 0, ok = true;
+    int64_t x = 0;
+    switch ((enum meta_key)k) {
+    case MK_REPLID:
+    case MK_REPLID2:
+    case MK_SNAP_REPLID:
+        ok = dash || is_replid(val);
+        if (ok) {
+            char *dst = k == MK_REPLID ? m->replid : k == MK_REPLID2 ? m->replid2 : m->snapshot_replid;
+            snprintf(dst, 41, "%s", dash ? "" : val);
+        }
+        break;
+    case MK_SNAP_FILE:
+        ok = dash || (strlen(val) < sizeof(m->snapshot_file) && !strchr(val, '/') && val[0] != '.');
+        if (ok)
+            snprintf(m->snapshot_file, sizeof(m->snapshot_file), "%s", dash ? "" : val);
+        break;
+    case MK_SECOND_OFFSET:
+    case MK_SNAP_OFFSET:
+    case MK_LOG_START:
+    case MK_LOG_END:
+        ok = parse_i64(val, -1, OFFSET_MAX, &x);
+        if (k == MK_SECOND_OFFSET)
+            m->second_replid_offset = x;
+        else if (k == MK_SNAP_OFFSET)
+            m->snapshot_offset = x;
+        else if (k == MK_LOG_END)
+            m->log_end = x;
+        break;
+    case MK_SNAP_SIZE:
+        ok = parse_i64(val, 0, OFFSET_MAX, &m->snapshot_size);
+        break;
+    case MK_COUNT:
+        break;
+    }
+    if (!ok)
+        errf(why, whylen, "bad value for '%s': '%.64s'", key, val);
+    return ok ? 0 : -1;
+}
+
+int store_meta_parse(const char *text, size_t len, struct store_meta *m, char *why,
+                     size_t whylen)
 {
     memset(m, 0, sizeof(*m));
     m->second_replid_offset = -1;
     m->snapshot_offset = -1;
     m->log_end = -1;
-    if (strncmp(text, META_MAGIC "\n", strlen(META_MAGIC) + 1) != 0)
+    size_t magic = strlen(META_MAGIC2);
+    if (len >= magic && memcmp(text, META_MAGIC2, magic) == 0) {
+        m->version = 2;
+    } else if (len >= magic && memcmp(text, META_MAGIC1, magic) == 0) {
+        m->version = 1;
+    } else {
+        errf(why, whylen, "no cascade-meta header");
         return -1;
-    const char *line = text + strlen(META_MAGIC) + 1;
-    while (*line) {
-        const char *nl = strchr(line, '\n');
-        if (!nl)
-            return -1; /* every line ends with \n: a torn file has not been renamed */
-        char key[64], val[300];
-        int n = (int)(nl - line);
+    }
+    if (memchr(text, '\0', len)) {
+        errf(why, whylen, "a NUL byte");
+        return -1;
+    }
+    if (len == 0 || text[len - 1] != '\n') {
+        errf(why, whylen, "torn: the last line has no end");
+        return -1;
+    }
+    size_t body = len; /* bytes covered by the checksum (version 2) */
+    if (m->version == 2) {
+        /* The last line: "crc32c xxxxxxxx\n", 16 bytes. */
+        const char *p = len >= 16 ? text + len - 16 : NULL;
+        unsigned crc;
+        char tail;
+        if (!p || (p != text && p[-1] != '\n') || memcmp(p, "crc32c ", 7) != 0 ||
+            sscanf(p + 7, "%8x%c", &crc, &tail) != 2 || tail != '\n' ||
+            strspn(p + 7, "0123456789abcdef") != 8) {
+            errf(why, whylen, "torn: no checksum line at the end");
+            return -1;
+        }
+        body = (size_t)(p - text);
+        uint32_t got = store_crc32c(0, text, body);
+        if (got != crc) {
+            errf(why, whylen, "checksum mismatch (file says %08x, contents %08x)", crc, got);
+            return -1;
+        }
+    }
+    unsigned seen = 0;
+    for (size_t at = magic; at < body;) {
+        const char *line = text + at;
+        const char *nl = memchr(line, '\n', body - at);
+        size_t n = (size_t)(nl - line);
         char tmp[400];
-        if (n >= (int)sizeof(tmp))
+        if (n >= sizeof(tmp)) {
+            errf(why, whylen, "a line of %zu bytes", n);
             return -1;
-        memcpy(tmp, line, (size_t)n);
+        }
+        memcpy(tmp, line, n);
         tmp[n] = '\0';
-        val[0] = '\0';
-        if (sscanf(tmp, "%63s %299s", key, val) < 1)
+        char *sp = strchr(tmp, ' ');
+        if (!sp || !sp[1] || strchr(sp + 1, ' ')) {
+            errf(why, whylen, "not a 'key value' line: '%.64s'", tmp);
             return -1;
-        if (strcmp(val, "-") == 0)
-            val[0] = '\0';
-        if (strcmp(key, "replid") == 0)
-            snprintf(m->replid, sizeof(m->replid), "%.40s", val);
-        else if (strcmp(key, "replid2") == 0)
-            snprintf(m->replid2, sizeof(m->replid2), "%.40s", val);
-        else if (strcmp(key, "second_replid_offset") == 0)
-            m->second_replid_offset = strtoll(val, NULL, 10);
-        else if (strcmp(key, "snapshot_file") == 0)
-            snprintf(m->snapshot_file, sizeof(m->snapshot_file), "%.255s", val);
-        else if (strcmp(key, "snapshot_replid") == 0)
-            snprintf(m->snapshot_replid, sizeof(m->snapshot_replid), "%.40s", val);
-        else if (strcmp(key, "snapshot_offset") == 0)
-            m->snapshot_offset = strtoll(val, NULL, 10);
-        else if (strcmp(key, "snapshot_size") == 0)
-            m->snapshot_size = strtoll(val, NULL, 10);
-        else if (strcmp(key, "log_end") == 0)
-            m->log_end = strtoll(val, NULL, 10);
-        line = nl + 1;
+        }
+        *sp = '\0';
+        if (meta_line(tmp, sp + 1, m, &seen, why, whylen) != 0)
+            return -1;
+        at += n + 1;
+    }
+    for (int k = 0; k < MK_COUNT; k++) {
+        if (!(seen & (1u << k))) {
+            errf(why, whylen, "key '%s' missing", meta_keys[k]);
+            return -1;
+        }
+    }
+    if (m->snapshot_file[0] && (m->snapshot_offset < 0 || !m->snapshot_replid[0])) {
+        errf(why, whylen, "a snapshot file without its position");
+        return -1;
     }
     return 0;
 }
 
-static int read_meta(struct store *s, struct store_meta *m, bool *has, char *err, size_t errlen)
+/* Renames meta to meta.bad-<unix time>[-n]; *aside gets the new name. */
+static int set_meta_aside(struct store *s, char *aside, size_t n, char *err, size_t errlen)
+{
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/" META_NAME, s->dir);
+    long long now = (long long)time(NULL);
+    for (int i = 0; i < 1000; i++) {
+        char name[64];
+        if (i == 0)
+            snprintf(name, sizeof(name), META_NAME ".bad-%lld", now);
+        else
+            snprintf(name, sizeof(name), META_NAME ".bad-%lld-%d", now, i);
+        char to[4200];
+        snprintf(to, sizeof(to), "%s/%s", s->dir, name);
+        if (access(to, F_OK) == 0)
+            continue;
+        if (rename(path, to) != 0) {
+            errf(err, errlen, "cannot rename %s to %s: %s", path, to, strerror(errno));
+            return -1;
+        }
+        snprintf(aside, n, "%s", name);
+        int dfd = open(s->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (dfd >= 0) {
+            (void)fsync(dfd);
+            close(dfd);
+        }
+        return 0;
+    }
+    errf(err, errlen, "cannot set %s aside: too many meta.bad-* files", path);
+    return -1;
+}
+
+/* 0 (read, or *has false if there is none), 1 (not a valid meta: why), -1 (I/O error). */
+static int read_meta(struct store *s, struct store_meta *m, bool *has, char *why, size_t whylen,
+                     char *err, size_t errlen)
 {
     char path[4096];
     snprintf(path, sizeof(path), "%s/" META_NAME, s->dir);
@@ -965,18 +1288,22 @@ static int read_meta(struct store *s, struct store_meta *m, bool *has, char *err
         errf(err, errlen, "cannot open %s: %s", path, strerror(errno));
         return -1;
     }
-    char buf[4096];
-    ssize_t n = read(fd, buf, sizeof(buf) - 1);
+    char buf[STORE_META_MAX + 1];
+    size_t n = 0;
+    ssize_t got = 1;
+    while (n < sizeof(buf) && (got = read(fd, buf + n, sizeof(buf) - n)) > 0)
+        n += (size_t)got;
     close(fd);
-    if (n < 0) {
+    if (got < 0) {
         errf(err, errlen, "cannot read %s: %s", path, strerror(errno));
         return -1;
     }
-    buf[n] = '\0';
-    if (parse_meta(buf, m) != 0) {
-        errf(err, errlen, "%s is not a cascade meta file", path);
-        return -1;
+    if (n > STORE_META_MAX) {
+        errf(why, whylen, "larger than %d bytes", STORE_META_MAX);
+        return 1;
     }
+    if (store_meta_parse(buf, n, m, why, whylen) != 0)
+        return 1;
     *has = true;
     return 0;
 }
@@ -993,16 +1320,35 @@ struct store *store_open(const struct store_params *p, struct store_meta *meta, 
     s->p = *p;
     s->next = 1;
     memset(meta, 0, sizeof(*meta));
-    if (read_meta(s, meta, has_meta, err, errlen) != 0 || load_segments(s, err, errlen) != 0) {
+    char why[256] = "";
+    int mrc = read_meta(s, meta, has_meta, why, sizeof(why), err, errlen);
+    if (mrc < 0 || scan_segments(s, err, errlen) != 0) {
         store_close(s);
         return NULL;
     }
+    if (mrc == 1) {
+        char aside[96];
+        if (set_meta_aside(s, aside, sizeof(aside), err, errlen) != 0) {
+            store_close(s);
+            return NULL;
+        }
+        memset(meta, 0, sizeof(*meta));
+        report(s, STORE_EVENT_RECOVERY, "%s/" META_NAME " is not a valid cascade meta file (%s): "
+                                        "moved to %s; starting afresh",
+               s->dir, why, aside);
+    }
     if (!*has_meta) {
         /* Segments without a history to belong to are useless. */
-        while (s->nseg)
-            seg_remove_at(s, 0);
+        drop_first(s, s->nseg, STORE_EVENT_RECOVERY,
+                   mrc == 1 ? "no valid meta" : "no meta file");
         s->next = 1;
-    } else if (s->nseg == 0 && meta->log_end >= 0 && meta->log_end == meta->snapshot_offset) {
+        return s;
+    }
+    if (recover_segments(s, err, errlen) != 0) {
+        store_close(s);
+        return NULL;
+    }
+    if (s->nseg == 0 && meta->log_end >= 0 && meta->log_end == meta->snapshot_offset) {
         /* A history with no stream bytes on disk yet: it starts right after the snapshot,
          * a command boundary. Any other empty log has lost its position. */
         s->next = meta->log_end + 1;
@@ -1044,7 +1390,52 @@ int store_reset(struct store *s, int64_t next, char *err, size_t errlen)
         s->w->durable = next - 1;
         pthread_mutex_unlock(&s->w->mu);
     }
+    s->need_boundary = false; /* a history starts at a command boundary */
     return 0;
+}
+
+int store_restart(struct store *s, int64_t next, char *err, size_t errlen)
+{
+    (void)err;
+    (void)errlen;
+    drop_first(s, s->nseg, STORE_EVENT_DROPPED, "the log restarts after a hole");
+    s->next = next;
+    s->need_boundary = true;
+    if (s->w) {
+        pthread_mutex_lock(&s->w->mu);
+        s->w->failed = false;
+        s->w->error[0] = '\0';
+        s->w->durable = next - 1;
+        pthread_mutex_unlock(&s->w->mu);
+    }
+    return 0;
+}
+
+int store_discard_meta(struct store *s, const char *why, char *err, size_t errlen)
+{
+    char aside[96];
+    if (set_meta_aside(s, aside, sizeof(aside), err, errlen) != 0)
+        return -1;
+    report(s, STORE_EVENT_DROPPED, "%s/" META_NAME " %s: moved to %s; starting afresh", s->dir,
+           why, aside);
+    drop_first(s, s->nseg, STORE_EVENT_DROPPED, "without its meta");
+    return store_reset(s, 1, err, errlen);
+}
+
+bool store_waiting_boundary(const struct store *s)
+{
+    return s->nseg == 0 && s->need_boundary;
+}
+
+/* Passes over n stream bytes without holding them (the log waits for a command boundary). */
+static void skip_bytes(struct store *s, size_t n)
+{
+    s->next += (int64_t)n;
+    if (s->w) {
+        pthread_mutex_lock(&s->w->mu);
+        s->w->durable = s->next - 1;
+        pthread_mutex_unlock(&s->w->mu);
+    }
 }
 
 static int fsync_segment(struct segment *g, char *err, size_t errlen)
@@ -1173,9 +1564,17 @@ int store_append(struct store *s, const struct store_piece *pc, int n, int64_t b
     /* A new segment starts only at a command boundary: at the first one, or when the last
      * segment is full, at the boundary these bytes hold. */
     size_t split = 0;
-    bool roll = false;
+    bool roll = false, skip = false;
     if (s->nseg == 0) {
-        if (boundary != 0) {
+        if (s->need_boundary) {
+            /* Restarting: the bytes before the first boundary are not held. */
+            if (boundary < 0 || (size_t)boundary >= total) {
+                skip_bytes(s, total);
+                return 0;
+            }
+            split = (size_t)boundary;
+            skip = split > 0;
+        } else if (boundary != 0) {
             errf(err, errlen, "a log cannot start in the middle of a command");
             return -1;
         }
@@ -1185,15 +1584,19 @@ int store_append(struct store *s, const struct store_piece *pc, int n, int64_t b
         roll = true;
         split = (size_t)boundary;
     }
-    bool queue = s->w && (bulk || !writer_idle(s));
+    /* A restart's first write goes at once: no piece it skips waits for a token then. */
+    bool queue = s->w && !skip && (bulk || !writer_idle(s));
     /* Whatever can fail comes before anything is queued, so that on -1 no token is held. */
     int fd = -1, idx_fd = -1;
     int64_t new_start = s->next + (int64_t)split;
     if (roll && create_segment_files(s, new_start, &fd, &idx_fd, err, errlen) != 0)
         return -1;
-    if (split > 0 && write_span(s, pc, n, 0, split, queue, err, errlen) != 0)
+    if (skip)
+        skip_bytes(s, split);
+    else if (split > 0 && write_span(s, pc, n, 0, split, queue, err, errlen) != 0)
         goto fail;
     if (roll) {
+        s->need_boundary = false;
         if (s->nseg > 0 && finish_segment(s, queue, err, errlen) != 0)
             goto fail;
         struct segment *g = seg_push(s);
@@ -1234,25 +1637,14 @@ int store_write_meta(struct store *s, const struct store_meta *m, char *err, siz
     char path[4096], tmp[4200];
     snprintf(path, sizeof(path), "%s/" META_NAME, s->dir);
     snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-    char text[2048];
-#define OR_DASH(x) ((x)[0] ? (x) : "-")
-    int n = snprintf(text, sizeof(text),
-                     META_MAGIC "\n"
-                                "replid %s\n"
-                                "replid2 %s\n"
-                                "second_replid_offset %" PRId64 "\n"
-                                "snapshot_file %s\n"
-                                "snapshot_replid %s\n"
-                                "snapshot_offset %" PRId64 "\n"
-                                "snapshot_size %" PRId64 "\n"
-                                "log_start %" PRId64 "\n"
-                                "log_end %" PRId64 "\n",
-                     OR_DASH(m->replid), OR_DASH(m->replid2), m->second_replid_offset,
-                     OR_DASH(m->snapshot_file), OR_DASH(m->snapshot_replid), m->snapshot_offset,
-                     m->snapshot_size, store_start(s), store_end(s));
-#undef OR_DASH
+    char text[STORE_META_MAX];
+    size_t n = store_meta_format(m, store_start(s), store_end(s), text, sizeof(text));
+    if (n == 0) {
+        errf(err, errlen, "meta does not fit in %d bytes", STORE_META_MAX);
+        return -1;
+    }
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0 || write_all(fd, text, (size_t)n) != 0 || fsync(fd) != 0) {
+    if (fd < 0 || write_all(fd, text, n) != 0 || fsync(fd) != 0) {
         errf(err, errlen, "cannot write %s: %s", tmp, strerror(errno));
         if (fd >= 0)
             close(fd);
@@ -1300,7 +1692,112 @@ int64_t store_last_segment_start(const struct store *s)
     return s->nseg ? s->segs[s->nseg - 1].start : s->next;
 }
 
-int store_locate(const struct store *s, int64_t offset, int *fd, off_t *pos, int64_t *avail)
+static int read_rec(int idx, uint64_t k, struct index_record *rec)
+{
+    return pio_all(idx, rec, sizeof(*rec), (off_t)(k * sizeof(*rec)), false);
+}
+
+/*
+ * Verifies g's index records from the one holding offset on, at least STORE_VERIFY_AHEAD
+ * bytes of them, up to limit (the last readable byte + 1), and remembers what matched. 0
+ * (offset is verified now, or its write is not all readable yet), or -1 with the range that
+ * failed, [*bad_a, *bad_b), and why.
+ */
+static int seg_verify(struct store *s, struct segment *g, int64_t offset, int64_t limit,
+                      int64_t *bad_a, int64_t *bad_b, char *why, size_t whylen)
+{
+    char path[4096];
+    seg_path(s, g->start, "idx", path, sizeof(path));
+    *bad_a = offset;
+    *bad_b = g->start + g->len;
+    int idx = open(path, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    if (idx < 0 || fstat(idx, &st) != 0) {
+        errf(why, whylen, "no index: %s", strerror(errno));
+        if (idx >= 0)
+            close(idx);
+        return -1;
+    }
+    /* Records below the file's size are whole (a write shows its bytes before the size). */
+    uint64_t nrec = (uint64_t)st.st_size / sizeof(struct index_record);
+    struct index_record rec;
+    uint64_t lo = 0, hi = nrec;
+    while (hi - lo > 1) { /* the last record starting at or before offset */
+        uint64_t mid = lo + (hi - lo) / 2;
+        if (read_rec(idx, mid, &rec) != 0)
+            break;
+        if (rec.start <= offset)
+            lo = mid;
+        else
+            hi = mid;
+    }
+    int rc = 0;
+    if (nrec == 0 || read_rec(idx, lo, &rec) != 0 || rec.start > offset ||
+        offset - rec.start >= (int64_t)rec.len) {
+        errf(why, whylen, "no index record holds it");
+        close(idx);
+        return -1;
+    }
+    char *buf = malloc(READ_CHUNK);
+    if (!buf)
+        abort();
+    int64_t at = rec.start;
+    for (uint64_t k = lo; at < limit && at - offset < STORE_VERIFY_AHEAD; k++) {
+        if (ver_end(g, at) > at)
+            break; /* the rest was verified before */
+        if (k >= nrec || read_rec(idx, k, &rec) != 0) {
+            errf(why, whylen, "bytes without an index record");
+            *bad_a = at;
+            rc = -1;
+            break;
+        }
+        if (rec.start == at && at + (int64_t)rec.len > limit &&
+            at + (int64_t)rec.len <= g->start + g->len)
+            break; /* a write still in progress (the active segment) */
+        const char *bad = check_record(g, &rec, at, buf);
+        if (bad) {
+            errf(why, whylen, "%s", bad);
+            *bad_a = at;
+            if (rec.start == at && at + (int64_t)rec.len <= g->start + g->len)
+                *bad_b = at + (int64_t)rec.len;
+            rc = -1;
+            break;
+        }
+        ver_add(g, at, at + (int64_t)rec.len);
+        at += (int64_t)rec.len;
+    }
+    free(buf);
+    close(idx);
+    return rc;
+}
+
+/* Bytes [a, b) of segment i failed their check: cut it and every segment before it. */
+static void cut(struct store *s, size_t i, int64_t a, int64_t b, const char *why)
+{
+    wait_idle(s); /* no queued job may still name their files */
+    int64_t from = s->segs[0].start, to = s->segs[i].start + s->segs[i].len;
+    int64_t seg = s->segs[i].start;
+    bool active = i == s->nseg - 1;
+    for (size_t k = 0; k <= i; k++)
+        seg_remove_at(s, 0);
+    if (active) {
+        /* The log starts again at the next command boundary appended. */
+        s->need_boundary = true;
+        if (s->w) {
+            pthread_mutex_lock(&s->w->mu);
+            s->w->durable = s->next - 1;
+            pthread_mutex_unlock(&s->w->mu);
+        }
+    }
+    report(s, STORE_EVENT_CUT,
+           "bytes %" PRId64 "..%" PRId64 " (%" PRId64 " bytes) of log segment %" PRId64
+           " fail their check (%s): cut %" PRId64 "..%" PRId64 " (%" PRId64
+           " bytes, %zu segment(s)) from the history%s",
+           a, b - 1, b - a, seg, why, from, to - 1, to - from, i + 1,
+           active ? "; the log starts again at the next command boundary" : "");
+}
+
+int store_locate(struct store *s, int64_t offset, int *fd, off_t *pos, int64_t *avail)
 {
     int64_t end = store_durable_end(s); /* queued bytes are not readable yet */
     if (s->nseg == 0 || offset < s->segs[0].start || offset > end)
@@ -1314,16 +1811,38 @@ int store_locate(const struct store *s, int64_t offset, int *fd, off_t *pos, int
         else
             hi = mid;
     }
-    const struct segment *g = &s->segs[lo];
+    struct segment *g = &s->segs[lo];
+    int64_t limit = g->start + g->len < end + 1 ? g->start + g->len : end + 1;
+    if (offset >= limit)
+        return -1;
+    int64_t vend = ver_end(g, offset);
+    if (vend <= offset) {
+        /* Served only once checked: the first read of a range checks it. */
+        int64_t a, b;
+        char why[256];
+        if (seg_verify(s, g, offset, limit, &a, &b, why, sizeof(why)) != 0) {
+            cut(s, lo, a, b, why);
+            return -1;
+        }
+        vend = ver_end(g, offset);
+        if (vend <= offset)
+            return -1;
+    }
     *fd = g->fd;
     *pos = (off_t)(offset - g->start);
-    *avail = g->start + g->len - offset;
-    if (*avail > end + 1 - offset)
-        *avail = end + 1 - offset;
-    return *avail > 0 ? 0 : -1;
+    *avail = (vend < limit ? vend : limit) - offset;
+    return 0;
 }
 
-int store_read(const struct store *s, int64_t offset, void *buf, size_t len)
+bool store_verify(struct store *s, int64_t offset)
+{
+    int fd;
+    off_t pos;
+    int64_t avail;
+    return store_locate(s, offset, &fd, &pos, &avail) == 0;
+}
+
+int store_read(struct store *s, int64_t offset, void *buf, size_t len)
 {
     char *p = buf;
     while (len > 0) {

@@ -4,10 +4,14 @@
  *     position; rewritten atomically (tmp file, fsync, rename).
  *   - log segments: the raw stream, one file per segment named by its first offset
  *     (log-<offset>.seg), each with an index (log-<offset>.idx) of one record per write:
- *     start, length and CRC-32C of the bytes. Recovery keeps only whole, verified writes, so
- *     the relay never serves bytes it cannot prove it has. A new segment starts only at a
- *     command boundary, so the framing of the stream is known at every segment's start.
- * Owns its files and descriptors. No libevent, no logging: errors come back as text.
+ *     start, length and CRC-32C of the bytes. Recovery keeps only whole, verified writes of
+ *     the last segment; every byte handed out for reading (store_locate) was checked against
+ *     its index record first (once per process, remembered per segment), so the relay never
+ *     serves bytes it cannot prove it has. A range that fails is cut from the history with
+ *     every segment before it. A new segment starts only at a command boundary, so the
+ *     framing of the stream is known at every segment's start.
+ * Owns its files and descriptors. No libevent, no logging: errors come back as text, and what
+ * the store drops on its own (recovery, a failed check) is reported through params.report.
  */
 #ifndef CASCADE_STORE_H
 #define CASCADE_STORE_H
@@ -18,6 +22,13 @@
 #include <sys/types.h>
 #include <time.h>
 
+/* What the store tells its owner, as one line of text to log. */
+enum store_event {
+    STORE_EVENT_RECOVERY, /* store_open dropped or cut bytes, or set a bad meta aside */
+    STORE_EVENT_CUT,      /* bytes failed their check when read: cut from the history */
+    STORE_EVENT_DROPPED,  /* store_restart / store_discard_meta dropped the log */
+};
+
 struct store_params {
     const char *dir;
     int64_t segment_bytes;    /* rotate past this size (at the next command boundary) */
@@ -25,6 +36,11 @@ struct store_params {
     int64_t retain_age_s;     /* ... or older than this (0 = no age limit) ... */
     int64_t retain_min_bytes; /* ... but always keep this much */
     bool direct;              /* the writer thread writes whole pages with O_DIRECT */
+    /* Optional: told what the store dropped on its own (called on the caller's thread, from
+     * store_open, store_locate, store_read, store_verify, store_restart, store_discard_meta;
+     * the store is consistent again when it is called). */
+    void (*report)(void *ctx, enum store_event ev, const char *text);
+    void *report_ctx;
 };
 
 /* What meta holds besides the offsets (those are derived from the segments). */
@@ -37,12 +53,25 @@ struct store_meta {
     int64_t snapshot_offset;
     int64_t snapshot_size;
     int64_t log_end; /* read back only: last offset held when meta was written */
+    int version;     /* read back only: 2 (checksummed), or 1 (written before checksums) */
 };
+
+/* meta's text: version 2 ends with "crc32c <hex>" over every byte before that line. */
+#define STORE_META_MAX 4096
+/* Formats m (with log_start/log_end) as a version-2 meta file. Returns its length. */
+size_t store_meta_format(const struct store_meta *m, int64_t log_start, int64_t log_end,
+                         char *out, size_t outlen);
+/* Parses a meta file (version 2, or 1 without a checksum: the upgrade path). 0, or -1 with
+ * why (bad checksum, torn, unknown or missing key, a value out of range). */
+int store_meta_parse(const char *text, size_t len, struct store_meta *m, char *why,
+                     size_t whylen);
 
 struct store;
 
-/* Open dir, recover the log (cutting torn tails), read meta (*has_meta false if absent).
- * Returns NULL with a message on an unrecoverable error. */
+/* Open dir, recover the log (cutting torn tails), read meta (*has_meta false if absent). A
+ * meta that does not parse (torn, garbage, bad checksum) is renamed meta.bad-<unix time>,
+ * kept for a human, and reported: the store opens as without one (its segments dropped).
+ * Returns NULL with a message on an unrecoverable error (a directory it cannot read). */
 struct store *store_open(const struct store_params *p, struct store_meta *meta, bool *has_meta,
                          char *err, size_t errlen);
 void store_close(struct store *s);
@@ -51,6 +80,21 @@ void store_set_retention(struct store *s, const struct store_params *p);
 /* Forget every segment: the next byte appended has offset `next` (a new history). */
 __attribute__((warn_unused_result)) int store_reset(struct store *s, int64_t next, char *err,
                                                     size_t errlen);
+
+/* After a write error: forget every segment (reported) and the writer's failure; `next` is
+ * the stream's position, not known to be a command boundary: appends skip bytes up to the
+ * first boundary they hold, where the log starts again. */
+__attribute__((warn_unused_result)) int store_restart(struct store *s, int64_t next, char *err,
+                                                      size_t errlen);
+
+/* meta disagrees with what it describes: rename it meta.bad-<unix time> (kept for a human),
+ * forget every segment (both reported with why); the next byte appended has offset 1. */
+__attribute__((warn_unused_result)) int store_discard_meta(struct store *s, const char *why,
+                                                           char *err, size_t errlen);
+
+/* True while the log waits for a command boundary to start again at (store_restart, or the
+ * active segment was cut). */
+bool store_waiting_boundary(const struct store *s);
 
 /* One run of stream bytes to append; token: see store_append. */
 struct store_piece {
@@ -117,12 +161,19 @@ int64_t store_last_segment_start(const struct store *s);
 
 /*
  * Where offset lives: a descriptor (owned by the store; dup it to keep it), the position in
- * that file and the bytes available there. 0, or -1 if offset is not held.
+ * that file and the bytes available there, all of them verified against their index records
+ * (checked here on first use, at least STORE_VERIFY_AHEAD bytes at a time, and remembered).
+ * 0, or -1 if offset is not held: never written, not yet written, or its bytes failed the
+ * check, in which case every segment up to and including the bad one was cut (reported).
  */
-int store_locate(const struct store *s, int64_t offset, int *fd, off_t *pos, int64_t *avail);
+#define STORE_VERIFY_AHEAD (4 << 20)
+int store_locate(struct store *s, int64_t offset, int *fd, off_t *pos, int64_t *avail);
 
-/* Read len bytes from offset (recovery and tests). 0 or -1. */
-int store_read(const struct store *s, int64_t offset, void *buf, size_t len);
+/* True if offset is held and the bytes from there verify (as store_locate). */
+bool store_verify(struct store *s, int64_t offset);
+
+/* Read len bytes from offset (recovery and tests), verified as store_locate. 0 or -1. */
+int store_read(struct store *s, int64_t offset, void *buf, size_t len);
 
 /* Apply retention, never deleting a segment holding offsets >= keep_from. Returns the number
  * of segments deleted. */

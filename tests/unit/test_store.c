@@ -238,7 +238,7 @@ static void model_drop_to(struct fx *f, int64_t start)
 /* The store holds exactly the model: offsets, and the bytes from every offset to the end. */
 static void check_model(const struct fx *f)
 {
-    const struct store *s = f->s;
+    struct store *s = f->s;
     int64_t end = f->base + (int64_t)f->mlen - 1;
     assert_int_equal(store_start(s), f->base);
     assert_int_equal(store_end(s), end);
