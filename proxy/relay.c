@@ -30,6 +30,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/utsname.h>
 #include <unistd.h>
 
@@ -37,6 +39,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "net.h"
+#include "rdbinfo.h"
 #include "replica.h"
 #include "resolve.h"
 #include "sentinel.h"
@@ -54,7 +57,10 @@
 #define STOP_FLUSH_MS   2000        /* graceful stop: at most this long flushing replicas */
 #define NULL_REPLID     "0000000000000000000000000000000000000000"
 #define LOG_BATCH_BYTES (1024 * 1024) /* stream bytes handed to the log at once, at least */
-#define AHEAD_MAX       (64 << 20)  /* a PSYNC this far ahead of us may wait for the stream */
+#define AHEAD_MAX       (64 << 20)    /* a PSYNC this far ahead of us may wait for the stream */
+#define DISK_RETRY_MS   1000          /* the disk log, off after a write error: first retry */
+#define DISK_RETRY_MAX  60000         /* ... doubling while restarts keep failing, up to this */
+#define DISK_ROOM_MIN   (1 << 20) /* free bytes wanted in dir to start the log again, at least */
 
 struct relay {
     struct resolver *resolver; /* owned: every name lookup of the links (evdns) */
@@ -84,15 +90,19 @@ struct relay {
     struct sentinel *sentinel;    /* owned: follows the master through Sentinel, or NULL */
     SSL_CTX *tls_server;          /* owned: the downstream TLS port's context, or NULL */
     SSL_CTX *tls_client;          /* owned: the upstream TLS context, or NULL */
-    bool store_broken;            /* an append failed: the log stops until a new history */
+    bool store_broken;            /* a write failed: the log is off until it restarts (cron) */
+    int64_t disk_off_ms;          /* when the log went off */
+    int64_t disk_on_ms;           /* when it last started again, 0 if never */
+    int64_t disk_retry_ms;        /* delay before the next try to start it again */
+    bool disk_low_said;           /* "not enough room" was logged for this outage */
     struct store_piece pend[STORE_MAX_PIECES]; /* stream bytes not yet handed to the log */
     int npend;
     size_t pend_bytes;
-    int64_t pend_boundary; /* a command boundary in them (position), -1 if none */
-    struct event *store_done;     /* owned: the log writer finished queued appends */
-    int64_t last_sync_ms;         /* last fsync of the log */
-    int64_t last_fetch_ms;        /* last fresh snapshot started (side link or main sync) */
-    relay_load_fn load;           /* re-reads the configuration (CONFIG RELOAD) */
+    int64_t pend_boundary;    /* a command boundary in them (position), -1 if none */
+    struct event *store_done; /* owned: the log writer finished queued appends */
+    int64_t last_sync_ms;     /* last fsync of the log */
+    int64_t last_fetch_ms;    /* last fresh snapshot started (side link or main sync) */
+    relay_load_fn load;       /* re-reads the configuration (CONFIG RELOAD) */
     void *load_ctx;
     int64_t start_ms;
     int64_t stop_ms;     /* graceful stop began, 0 if running */
@@ -112,10 +122,23 @@ static void feed_replicas(struct relay *r)
     replica_set_feed(r->replicas);
 }
 
+/* A write to the log failed: the log is off (nothing more is appended, PSYNCs are decided
+ * on memory alone) until the cron finds room again and restarts it. */
 static void store_failed(struct relay *r, const char *err)
 {
-    log_warning("relay", "-", "disk log disabled until the next history: %s", err);
+    int64_t now = net_now_ms();
+    /* A restart that fails again soon backs off, so a dead disk is not retried each second. */
+    bool soon = r->disk_on_ms && now - r->disk_on_ms < DISK_RETRY_MAX;
+    r->disk_retry_ms = !soon                                   ? DISK_RETRY_MS
+                       : r->disk_retry_ms * 2 > DISK_RETRY_MAX ? DISK_RETRY_MAX
+                                                               : r->disk_retry_ms * 2;
+    log_warning("relay", "-",
+                "disk log off after a write error: %s; it starts again by itself once %s has "
+                "room (next check in %" PRId64 " ms)",
+                err, r->cfg->dir, r->disk_retry_ms);
     r->store_broken = true;
+    r->disk_off_ms = now;
+    r->disk_low_said = false;
 }
 
 /* Forget the pending stream bytes (their history is being replaced, or the log took them). */
@@ -925,6 +948,17 @@ static struct replica_limits replica_limits_of(const struct config *cfg)
     return lim;
 }
 
+/* What the store dropped on its own: logged, and meta rewritten once the store is open. */
+static void store_report(void *ctx, enum store_event ev, const char *text)
+{
+    struct relay *r = ctx;
+    log_warning("relay", "-", "disk log: %s", text);
+    if (ev == STORE_EVENT_CUT) {
+        r->stats.disk_log_cuts++;
+        write_meta(r);
+    }
+}
+
 static struct store_params store_params_of(const struct config *cfg)
 {
     struct store_params sp = {
@@ -1115,6 +1149,8 @@ static int relay_sync(void *ctx, struct bufferevent *bev, const struct server_sy
     snprintf(h.peer, sizeof(h.peer), "%s", req->peer);
     snprintf(h.ip, sizeof(h.ip), "%s", req->ip);
     struct replica *rep = replica_attach(r->replicas, bev, &h);
+    if (!req->plain_sync && store_usable(r) && offset < backlog_start(r->backlog))
+        (void)store_verify(r->store, offset); /* bytes that fail are cut now: a full sync */
     if (!req->plain_sync && !req->rdb_only && can_continue(r, replid, offset)) {
         r->stats.sync_partial_ok++;
         if (offset > backlog_end(r->backlog) + 1)
@@ -1160,11 +1196,60 @@ static size_t relay_other_connections(void *ctx)
 
 /* ---- cron and life cycle ---------------------------------------------------------------- */
 
-/* Once a second: fsync the log, apply retention (never under a reader). */
+/* Free bytes in dir for the log, or -1 if statvfs fails. */
+static int64_t disk_room(const struct relay *r)
+{
+    struct statvfs v;
+    if (statvfs(r->cfg->dir, &v) != 0)
+        return -1;
+    return (int64_t)v.f_bavail * (int64_t)v.f_frsize;
+}
+
+/*
+ * The log went off after a write error: once dir has room for two segments again (at least
+ * DISK_ROOM_MIN), start it again at the stream's current position. That position is not known
+ * to be a command boundary, so the store skips to the next one; the old segments end before
+ * the hole and are dropped (the store reports them): the log is contiguous again from there.
+ */
+static void disk_try_restart(struct relay *r, int64_t now)
+{
+    if (!r->store_broken || !r->has_history || now - r->disk_off_ms < r->disk_retry_ms)
+        return;
+    int64_t want = 2 * r->cfg->segment_bytes;
+    want = want < DISK_ROOM_MIN ? DISK_ROOM_MIN : want > (1LL << 30) ? (1LL << 30) : want;
+    int64_t room = disk_room(r);
+    if (room >= 0 && room < want) {
+        if (!r->disk_low_said)
+            log_notice("relay", "-",
+                       "disk log still off: %" PRId64 " bytes free in %s, %" PRId64
+                       " wanted to start it again",
+                       room, r->cfg->dir, want);
+        r->disk_low_said = true;
+        return;
+    }
+    drop_pending(r);
+    int64_t next = backlog_end(r->backlog) + 1;
+    char err[256];
+    if (store_restart(r->store, next, err, sizeof(err)) != 0) {
+        r->disk_off_ms = now;
+        log_warning("relay", "-", "disk log: cannot start again: %s", err);
+        return;
+    }
+    r->store_broken = false;
+    r->disk_on_ms = now;
+    r->stats.disk_log_restarts++;
+    log_notice("relay", "-",
+               "disk log on again (%" PRId64 " bytes free in %s): it holds the stream from the "
+               "first command boundary at or after offset %" PRId64,
+               room, r->cfg->dir, next);
+    write_meta(r);
+}
+
+/* Once a second: fsync the log, apply retention (never under a reader), restart it. */
 static void store_cron(struct relay *r, int64_t now)
 {
-    (void)now;
     char err[256];
+    disk_try_restart(r, now);
     if (store_usable(r) && store_sync(r->store, err, sizeof(err)) != 0)
         log_warning("relay", "-", "%s", err);
     int64_t keep_from = replica_set_min_offset(r->replicas);
@@ -1304,10 +1389,62 @@ static int rebuild_framing(struct relay *r, struct resp_stream *scan)
     return rc;
 }
 
+/* Start-up found the disk log useless (why): drop it, saying what goes, and start afresh. */
+static int start_afresh(struct relay *r, const char *why, char *err, size_t errlen)
+{
+    if (store_segments(r->store) > 0)
+        log_warning("relay", "-",
+                    "%s: dropped the disk log %" PRId64 "..%" PRId64 " (%" PRId64
+                    " bytes, %zu segment(s)); starting afresh",
+                    why, store_start(r->store), store_end(r->store), store_bytes(r->store),
+                    store_segments(r->store));
+    else
+        log_warning("relay", "-", "%s; starting afresh", why);
+    if (store_reset(r->store, 1, err, errlen) != 0)
+        return -1;
+    remove_stale_files(r->cfg->dir, "");
+    return 0;
+}
+
+/*
+ * Does meta agree with the snapshot file it names? Its size, and the RDB's own repl-offset
+ * aux field (what the master's replication offset was when it made the RDB: the offset of
+ * its +FULLRESYNC) where the RDB has one. A missing file is no disagreement: the snapshot is
+ * just not usable (snapshot_adopt says so), the history in the log still is.
+ */
+static bool meta_fits_snapshot(const struct relay *r, const struct store_meta *m, char *why,
+                               size_t whylen)
+{
+    if (!m->snapshot_file[0])
+        return true;
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/%s", r->cfg->dir, m->snapshot_file);
+    struct stat st;
+    if (stat(path, &st) != 0)
+        return true;
+    if (st.st_size != m->snapshot_size) {
+        snprintf(why, whylen, "says snapshot %s has %" PRId64 " bytes, the file has %lld",
+                 m->snapshot_file, m->snapshot_size, (long long)st.st_size);
+        return false;
+    }
+    struct rdbinfo info;
+    char err[256];
+    if (rdbinfo_read_file(path, &info, err, sizeof(err)) == RDBINFO_OK && info.has_repl_offset &&
+        info.repl_offset != m->snapshot_offset) {
+        snprintf(why, whylen,
+                 "says snapshot %s is at offset %" PRId64 ", the RDB's repl-offset is %" PRId64,
+                 m->snapshot_file, m->snapshot_offset, info.repl_offset);
+        return false;
+    }
+    return true;
+}
+
 /* Open the disk log and take up the history it holds. */
 static int recover(struct relay *r, char *err, size_t errlen)
 {
     struct store_params sp = store_params_of(r->cfg);
+    sp.report = store_report;
+    sp.report_ctx = r;
     struct store_meta m;
     bool has_meta;
     r->store = store_open(&sp, &m, &has_meta, err, errlen);
@@ -1315,24 +1452,33 @@ static int recover(struct relay *r, char *err, size_t errlen)
         return -1;
     replica_set_store(r->replicas, r->store);
     if (!has_meta || !m.replid[0]) {
+        if (has_meta && store_segments(r->store) > 0)
+            return start_afresh(r, "meta holds no history", err, errlen);
+        remove_stale_files(r->cfg->dir, "");
+        return 0;
+    }
+    char why[512];
+    if (!meta_fits_snapshot(r, &m, why, sizeof(why))) {
+        /* Which of the two is wrong cannot be told: neither is trusted. */
+        if (store_discard_meta(r->store, why, err, errlen) != 0)
+            return -1;
         remove_stale_files(r->cfg->dir, "");
         return 0;
     }
     struct resp_stream scan;
-    if (rebuild_framing(r, &scan) != 0) {
-        log_warning("relay", "-", "disk log does not parse as a stream; starting afresh");
-        if (store_reset(r->store, 1, err, errlen) != 0)
-            return -1;
-        remove_stale_files(r->cfg->dir, "");
-        return 0;
-    }
+    if (rebuild_framing(r, &scan) != 0)
+        return start_afresh(r, "disk log does not parse as a stream", err, errlen);
     if (store_segments(r->store) == 0 && m.snapshot_offset != store_end(r->store)) {
-        log_warning("relay", "-", "disk log lost its position; starting afresh");
-        if (store_reset(r->store, 1, err, errlen) != 0)
-            return -1;
-        remove_stale_files(r->cfg->dir, "");
-        return 0;
+        snprintf(why, sizeof(why),
+                 "disk log lost its position (no segment; meta says it ended at %" PRId64
+                 ", its snapshot is at %" PRId64 ")",
+                 m.log_end, m.snapshot_offset);
+        return start_afresh(r, why, err, errlen);
     }
+    if (m.version < 2)
+        log_notice("relay", "-",
+                   "meta was written by an older version (no checksum): it agrees with its "
+                   "snapshot; rewritten with one");
     upstream_set_framing(r->up, &scan);
     r->has_history = true;
     memcpy(r->replid, m.replid, 41);
@@ -1357,6 +1503,7 @@ static int recover(struct relay *r, char *err, size_t errlen)
                r->replid, store_start(r->store), store_end(r->store), store_segments(r->store),
                r->snap ? snapshot_file_name(r->snap) : "none",
                r->snap ? r->snap->offset : (int64_t)-1);
+    write_meta(r); /* in the current format, and with what recovery cut */
     return 0;
 }
 

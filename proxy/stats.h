@@ -33,7 +33,9 @@
     X(auth_failures, "auth_failures", "failed AUTH attempts downstream")                           \
     X(protected_mode_refusals, "protected_mode_refusals",                                          \
       "remote clients refused by protected mode")                                                  \
-    X(client_timeouts, "client_timeouts", "plain clients closed by a timeout")
+    X(client_timeouts, "client_timeouts", "plain clients closed by a timeout")                     \
+    X(disk_log_cuts, "disk_log_cuts", "disk log ranges cut after failing their check")             \
+    X(disk_log_restarts, "disk_log_restarts", "disk log restarts after a write error")
 
 struct stats {
 #define STATS_FIELD(name, prom, help) int64_t name;

@@ -26,12 +26,12 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-#define META_NAME  "meta"
+#define META_NAME   "meta"
 #define META_MAGIC1 "cascade-meta 1\n" /* no checksum: read, never written */
 #define META_MAGIC2 "cascade-meta 2\n"
 #define OFFSET_MAX  ((int64_t)1 << 62) /* no stream gets this long */
-#define SEG_PREFIX "log-"
-#define READ_CHUNK (1 << 20)
+#define SEG_PREFIX  "log-"
+#define READ_CHUNK  (1 << 20)
 
 /* The background writer's queue: jobs, and the bytes they may pin, at most. */
 #define WQ_JOBS  1024 /* a power of two */
@@ -62,7 +62,7 @@ struct segment {
     int idx_fd;    /* index file while this is the active segment, else -1 */
     int dfd;       /* the data file opened O_DIRECT for the writer thread, or -1 */
     bool dfd_tried;
-    time_t mtime;  /* last write */
+    time_t mtime;       /* last write */
     struct vrange *ver; /* verified runs: sorted, disjoint, not touching; whole records */
     size_t nver, capver;
 };
@@ -109,7 +109,7 @@ struct wop {
     uint64_t from, to; /* the batch's jobs */
     size_t a, b;
     int bounce;
-    size_t total;             /* WOP_END: the batch's bytes */
+    size_t total;            /* WOP_END: the batch's bytes */
     struct index_record rec; /* WOP_END of a write batch */
 };
 
@@ -126,17 +126,17 @@ struct writer {
     uint64_t first, taken, done, end; /* job ring positions, monotonic */
     size_t queued_bytes;              /* bytes of the jobs in [done, end) */
     struct wop wops[WOP_RING];
-    uint64_t wop_head, wop_tail;           /* step ring positions, monotonic */
-    uint64_t bounce_filled, bounce_freed;  /* bounce buffers used in turn */
-    int64_t durable;                       /* last stream byte written to its segment */
-    bool stop;                             /* for the preparing thread */
-    bool prepared_all;                     /* it stopped: the I/O thread ends when idle */
+    uint64_t wop_head, wop_tail;          /* step ring positions, monotonic */
+    uint64_t bounce_filled, bounce_freed; /* bounce buffers used in turn */
+    int64_t durable;                      /* last stream byte written to its segment */
+    bool stop;                            /* for the preparing thread */
+    bool prepared_all;                    /* it stopped: the I/O thread ends when idle */
     bool failed;
     char error[256];
     char *bounce[NBOUNCE]; /* DIRECT_BOUNCE bytes each (bounce_alloc), allocated on first use
                               by the preparing thread */
-    bool direct_off; /* direct I/O was refused: page cache only from then on (atomic: read by
-                        store_direct_io and the preparing thread, set by the I/O thread) */
+    bool direct_off;       /* direct I/O was refused: page cache only from then on (atomic: read by
+                              store_direct_io and the preparing thread, set by the I/O thread) */
 };
 
 struct store {
@@ -533,12 +533,10 @@ static void prepare_batch(struct writer *w, uint64_t from, uint64_t to, size_t t
             memcpy(o, part[i].iov_base, part[i].iov_len);
         crc = store_crc32c(crc, w->bounce[k], len); /* still in the cache */
         pthread_mutex_lock(&w->mu);
-        push_wop(w, &(struct wop){.kind = WOP_DIRECT,
-                                  .from = from,
-                                  .to = to,
-                                  .a = at,
-                                  .b = at + len,
-                                  .bounce = k});
+        push_wop(
+            w,
+            &(struct wop){
+                .kind = WOP_DIRECT, .from = from, .to = to, .a = at, .b = at + len, .bounce = k});
         at += len;
     }
     if (mid_end < total) {
@@ -865,8 +863,8 @@ static int cmp_start(const void *a, const void *b)
 
 /* Why a record of segment g does not vouch for its bytes, or NULL if it does. buf: a
  * READ_CHUNK scratch buffer. */
-static const char *check_record(const struct segment *g, const struct index_record *rec,
-                                int64_t at, char *buf)
+static const char *check_record(const struct segment *g, const struct index_record *rec, int64_t at,
+                                char *buf)
 {
     if (rec->start != at || rec->len == 0)
         return "an index record out of sequence";
@@ -916,12 +914,11 @@ static int recover_tail(struct store *s, struct segment *g, char *err, size_t er
     }
     if (good < data_len) {
         report(s, STORE_EVENT_RECOVERY,
-               "torn tail of log segment %" PRId64 " (%s): cut %" PRId64 "..%" PRId64
-               " (%" PRId64 " bytes)",
+               "torn tail of log segment %" PRId64 " (%s): cut %" PRId64 "..%" PRId64 " (%" PRId64
+               " bytes)",
                g->start, why, g->start + good, g->start + data_len - 1, data_len - good);
         if (ftruncate(g->fd, good) != 0) {
-            errf(err, errlen, "cannot cut torn segment %" PRId64 ": %s", g->start,
-                 strerror(errno));
+            errf(err, errlen, "cannot cut torn segment %" PRId64 ": %s", g->start, strerror(errno));
             if (idx >= 0)
                 close(idx);
             return -1;
@@ -995,8 +992,8 @@ static void drop_first(struct store *s, size_t n, enum store_event ev, const cha
     int64_t bytes = 0;
     for (size_t i = 0; i < n; i++)
         bytes += s->segs[i].len;
-    report(s, ev, "%s: dropped the disk log %" PRId64 "..%" PRId64 " (%" PRId64
-                  " bytes, %zu segment(s))",
+    report(s, ev,
+           "%s: dropped the disk log %" PRId64 "..%" PRId64 " (%" PRId64 " bytes, %zu segment(s))",
            what, s->segs[0].start, s->segs[n - 1].start + s->segs[n - 1].len - 1, bytes, n);
     wait_idle(s); /* no queued job may still name their files */
     while (n-- > 0)
@@ -1066,8 +1063,8 @@ static bool parse_i64(const char *v, int64_t lo, int64_t hi, int64_t *out)
     return true;
 }
 
-size_t store_meta_format(const struct store_meta *m, int64_t log_start, int64_t log_end,
-                         char *out, size_t outlen)
+size_t store_meta_format(const struct store_meta *m, int64_t log_start, int64_t log_end, char *out,
+                         size_t outlen)
 {
 #define OR_DASH(x) ((x)[0] ? (x) : "-")
     int n = snprintf(out, outlen,
@@ -1105,8 +1102,9 @@ enum meta_key {
     MK_COUNT
 };
 static const char *const meta_keys[MK_COUNT] = {
-    "replid",          "replid2",       "second_replid_offset", "snapshot_file", "snapshot_replid",
-    "snapshot_offset", "snapshot_size", "log_start",            "log_end"};
+    "replid",        "replid2",         "second_replid_offset",
+    "snapshot_file", "snapshot_replid", "snapshot_offset",
+    "snapshot_size", "log_start",       "log_end"};
 
 /* One "key value" line into m; why on error. */
 static int meta_line(const char *key, const char *val, struct store_meta *m, unsigned *seen,
@@ -1132,7 +1130,9 @@ static int meta_line(const char *key, const char *val, struct store_meta *m, uns
     case MK_SNAP_REPLID:
         ok = dash || is_replid(val);
         if (ok) {
-            char *dst = k == MK_REPLID ? m->replid : k == MK_REPLID2 ? m->replid2 : m->snapshot_replid;
+            char *dst = k == MK_REPLID    ? m->replid
+                        : k == MK_REPLID2 ? m->replid2
+                                          : m->snapshot_replid;
             snprintf(dst, 41, "%s", dash ? "" : val);
         }
         break;
@@ -1164,8 +1164,7 @@ static int meta_line(const char *key, const char *val, struct store_meta *m, uns
     return ok ? 0 : -1;
 }
 
-int store_meta_parse(const char *text, size_t len, struct store_meta *m, char *why,
-                     size_t whylen)
+int store_meta_parse(const char *text, size_t len, struct store_meta *m, char *why, size_t whylen)
 {
     memset(m, 0, sizeof(*m));
     m->second_replid_offset = -1;
@@ -1333,14 +1332,14 @@ struct store *store_open(const struct store_params *p, struct store_meta *meta, 
             return NULL;
         }
         memset(meta, 0, sizeof(*meta));
-        report(s, STORE_EVENT_RECOVERY, "%s/" META_NAME " is not a valid cascade meta file (%s): "
-                                        "moved to %s; starting afresh",
+        report(s, STORE_EVENT_RECOVERY,
+               "%s/" META_NAME " is not a valid cascade meta file (%s): "
+               "moved to %s; starting afresh",
                s->dir, why, aside);
     }
     if (!*has_meta) {
         /* Segments without a history to belong to are useless. */
-        drop_first(s, s->nseg, STORE_EVENT_RECOVERY,
-                   mrc == 1 ? "no valid meta" : "no meta file");
+        drop_first(s, s->nseg, STORE_EVENT_RECOVERY, mrc == 1 ? "no valid meta" : "no meta file");
         s->next = 1;
         return s;
     }
@@ -1416,8 +1415,8 @@ int store_discard_meta(struct store *s, const char *why, char *err, size_t errle
     char aside[96];
     if (set_meta_aside(s, aside, sizeof(aside), err, errlen) != 0)
         return -1;
-    report(s, STORE_EVENT_DROPPED, "%s/" META_NAME " %s: moved to %s; starting afresh", s->dir,
-           why, aside);
+    report(s, STORE_EVENT_DROPPED, "%s/" META_NAME " %s: moved to %s; starting afresh", s->dir, why,
+           aside);
     drop_first(s, s->nseg, STORE_EVENT_DROPPED, "without its meta");
     return store_reset(s, 1, err, errlen);
 }
@@ -1745,20 +1744,17 @@ static int seg_verify(struct store *s, struct segment *g, int64_t offset, int64_
     for (uint64_t k = lo; at < limit && at - offset < STORE_VERIFY_AHEAD; k++) {
         if (ver_end(g, at) > at)
             break; /* the rest was verified before */
-        if (k >= nrec || read_rec(idx, k, &rec) != 0) {
-            errf(why, whylen, "bytes without an index record");
-            *bad_a = at;
-            rc = -1;
-            break;
-        }
-        if (rec.start == at && at + (int64_t)rec.len > limit &&
+        bool have = k < nrec && read_rec(idx, k, &rec) == 0;
+        if (have && rec.start == at && at + (int64_t)rec.len > limit &&
             at + (int64_t)rec.len <= g->start + g->len)
             break; /* a write still in progress (the active segment) */
-        const char *bad = check_record(g, &rec, at, buf);
+        const char *bad = have ? check_record(g, &rec, at, buf) : "bytes without an index record";
+        if (bad && at > offset)
+            break; /* offset's own record is fine: a bad one after it is cut once read */
         if (bad) {
             errf(why, whylen, "%s", bad);
             *bad_a = at;
-            if (rec.start == at && at + (int64_t)rec.len <= g->start + g->len)
+            if (have && rec.start == at && at + (int64_t)rec.len <= g->start + g->len)
                 *bad_b = at + (int64_t)rec.len;
             rc = -1;
             break;

@@ -59,12 +59,11 @@ struct store_meta {
 /* meta's text: version 2 ends with "crc32c <hex>" over every byte before that line. */
 #define STORE_META_MAX 4096
 /* Formats m (with log_start/log_end) as a version-2 meta file. Returns its length. */
-size_t store_meta_format(const struct store_meta *m, int64_t log_start, int64_t log_end,
-                         char *out, size_t outlen);
+size_t store_meta_format(const struct store_meta *m, int64_t log_start, int64_t log_end, char *out,
+                         size_t outlen);
 /* Parses a meta file (version 2, or 1 without a checksum: the upgrade path). 0, or -1 with
  * why (bad checksum, torn, unknown or missing key, a value out of range). */
-int store_meta_parse(const char *text, size_t len, struct store_meta *m, char *why,
-                     size_t whylen);
+int store_meta_parse(const char *text, size_t len, struct store_meta *m, char *why, size_t whylen);
 
 struct store;
 
