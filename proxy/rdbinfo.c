@@ -165,17 +165,29 @@ static bool header(const unsigned char *p, size_t len, int *version)
     return true;
 }
 
+/* True while p[0..len) (len < 9) can still begin a header. */
+static bool header_prefix(const unsigned char *p, size_t len)
+{
+    static const char *const magic[] = {"REDIS", "VALKEY"};
+    for (int m = 0; m < 2; m++) {
+        size_t ml = strlen(magic[m]), i = 0;
+        while (i < len && i < ml && p[i] == (unsigned char)magic[m][i])
+            i++;
+        while (i < len && i >= ml && p[i] >= '0' && p[i] <= '9')
+            i++;
+        if (i == len)
+            return true;
+    }
+    return false;
+}
+
 enum rdbinfo_result rdbinfo_parse(const void *buf, size_t len, struct rdbinfo *out, char *err,
                                   size_t errlen)
 {
     memset(out, 0, sizeof(*out));
     struct cursor c = {.p = buf, .len = len, .at = 0};
-    if (len < 9) {
-        bool prefix = len == 0 || (len <= 5 && memcmp(buf, "REDIS", len) == 0) ||
-                      (len <= 6 && memcmp(buf, "VALKEY", len) == 0);
-        if (prefix)
-            return RDBINFO_SHORT;
-    }
+    if (len < 9 && header_prefix(buf, len))
+        return RDBINFO_SHORT;
     if (len < 9 || !header(buf, len, &out->version)) {
         snprintf(err, errlen, "not an RDB header");
         return RDBINFO_BAD;

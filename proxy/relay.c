@@ -139,6 +139,16 @@ static void store_failed(struct relay *r, const char *err)
     r->store_broken = true;
     r->disk_off_ms = now;
     r->disk_low_said = false;
+    /* Replicas behind memory are not held any more: dropped, not left waiting for a log that
+     * does not move (they PSYNC again and get what memory holds, or a full sync). */
+    replica_set_store(r->replicas, NULL);
+}
+
+/* The log is in use again (a new history, or a restart after a write error). */
+static void store_back(struct relay *r)
+{
+    r->store_broken = false;
+    replica_set_store(r->replicas, r->store);
 }
 
 /* Forget the pending stream bytes (their history is being replaced, or the log took them). */
@@ -457,7 +467,7 @@ static void up_on_snapshot(void *ctx, struct snapshot *s)
             char err[256];
             if (store_reset(r->store, s->offset + 1, err, sizeof(err)) != 0)
                 log_warning("relay", "-", "cannot reset the disk log: %s", err);
-            r->store_broken = false;
+            store_back(r);
             feed_replicas(r);
         }
         memcpy(r->replid, s->replid, 41);
@@ -1235,7 +1245,7 @@ static void disk_try_restart(struct relay *r, int64_t now)
         log_warning("relay", "-", "disk log: cannot start again: %s", err);
         return;
     }
-    r->store_broken = false;
+    store_back(r);
     r->disk_on_ms = now;
     r->stats.disk_log_restarts++;
     log_notice("relay", "-",

@@ -1397,6 +1397,15 @@ int store_restart(struct store *s, int64_t next, char *err, size_t errlen)
 {
     (void)err;
     (void)errlen;
+    wait_idle(s);
+    /* After a failed write the segments' lengths count queued bytes that were never written:
+     * say what was. */
+    int64_t durable = store_durable_end(s);
+    for (size_t i = 0; i < s->nseg; i++) {
+        struct segment *g = &s->segs[i];
+        int64_t held = durable + 1 - g->start;
+        g->len = held < 0 ? 0 : held < g->len ? held : g->len;
+    }
     drop_first(s, s->nseg, STORE_EVENT_DROPPED, "the log restarts after a hole");
     s->next = next;
     s->need_boundary = true;
