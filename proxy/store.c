@@ -1003,6 +1003,20 @@ static void drop_first(struct store *s, size_t n, enum store_event ev, const cha
 /* Keeps the longest contiguous run from the newest segment back, and recovers its tail. */
 static int recover_segments(struct store *s, char *err, size_t errlen)
 {
+    /* A crash loses the writer's queued jobs, and with them every write to the segments the
+     * loop thread had opened for them: such segments are empty and end the stream (the I/O
+     * thread writes in order, so a segment with bytes has every one before it whole). They
+     * are the torn tail, not a gap before the newest run. */
+    size_t empty = 0;
+    while (s->nseg > 0 && s->segs[s->nseg - 1].len == 0) {
+        seg_remove_at(s, s->nseg - 1);
+        empty++;
+    }
+    if (empty > 0)
+        report(s, STORE_EVENT_RECOVERY,
+               "torn tail: removed %zu empty log segment(s) from offset %" PRId64
+               " on (their writes were lost)",
+               empty, s->nseg ? s->segs[s->nseg - 1].start + s->segs[s->nseg - 1].len : 0);
     if (s->nseg == 0)
         return 0;
     size_t first = s->nseg - 1;
@@ -1024,7 +1038,7 @@ static int recover_segments(struct store *s, char *err, size_t errlen)
     struct segment *last = &s->segs[s->nseg - 1];
     if (recover_tail(s, last, err, errlen) != 0)
         return -1;
-    if (last->len == 0 && s->nseg > 1) {
+    while (last->len == 0 && s->nseg > 1) {
         /* Nothing whole in it: the previous segment is the active one again. */
         seg_remove_at(s, s->nseg - 1);
         last = &s->segs[s->nseg - 1];

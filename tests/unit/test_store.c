@@ -1486,6 +1486,35 @@ static void build_four(struct fx *f)
 }
 
 /*
+ * A crash with several segments' writes still queued: the segments opened for them are empty,
+ * the one before them torn. That is a torn tail (the history up to the last whole write
+ * stays), not a gap that would leave only the newest, empty run.
+ */
+static void test_torn_empty_trailing_segments(void **state)
+{
+    struct fx *f = *state;
+    build_four(f);
+    seg_truncate(f, 193, "seg", 40); /* [193, 224] whole, [225, 256] torn */
+    seg_truncate(f, 257, "seg", 0);
+    seg_truncate(f, 257, "idx", 0);
+    char path[512];
+    seg_file(f, 400, "seg", path, sizeof(path));
+    write_file(path, "");
+    seg_file(f, 400, "idx", path, sizeof(path));
+    write_file(path, "");
+    f->nrep = 0;
+    open_store(f);
+    assert_true(find_report(f, STORE_EVENT_RECOVERY, "removed 2 empty log segment(s)", NULL) >= 0);
+    assert_true(find_report(f, STORE_EVENT_RECOVERY, "torn tail of log segment 193",
+                            "cut 225..232 (8 bytes)", NULL) >= 0);
+    assert_int_equal(store_start(f->s), 1);
+    assert_int_equal(store_end(f->s), 224);
+    model_cut(f, 224);
+    check_model(f);
+    check_continues(f);
+}
+
+/*
  * A byte changed in an older segment after a crash: recovery does not read it (lazy: start-up
  * stays fast) and says nothing; the first read of it fails its check, and that segment and
  * every one before it are cut from the history, reported with the bad range; the rest is
@@ -1796,6 +1825,7 @@ int main(void)
         T(test_append_pieces_split),
         T(test_meta_v1_read),
         cmocka_unit_test(test_meta_parse_strict),
+        T(test_torn_empty_trailing_segments),
         T(test_verify_older_segment),
         T(test_verify_from_the_middle),
         T(test_verify_index_record),
