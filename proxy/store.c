@@ -1205,11 +1205,14 @@ int store_meta_parse(const char *text, size_t len, struct store_meta *m, char *w
     if (m->version == 2) {
         /* The last line: "crc32c xxxxxxxx\n", 16 bytes. */
         const char *p = len >= 16 ? text + len - 16 : NULL;
-        unsigned crc;
-        char tail;
-        if (!p || (p != text && p[-1] != '\n') || memcmp(p, "crc32c ", 7) != 0 ||
-            sscanf(p + 7, "%8x%c", &crc, &tail) != 2 || tail != '\n' ||
-            strspn(p + 7, "0123456789abcdef") != 8) {
+        uint32_t crc = 0;
+        bool ok = p && (p == text || p[-1] == '\n') && memcmp(p, "crc32c ", 7) == 0;
+        for (int i = 7; ok && i < 15; i++) { /* text need not end with a NUL: no sscanf */
+            char c = p[i];
+            ok = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+            crc = crc << 4 | (uint32_t)(c <= '9' ? c - '0' : c - 'a' + 10);
+        }
+        if (!ok) {
             errf(why, whylen, "torn: no checksum line at the end");
             return -1;
         }
