@@ -340,3 +340,51 @@ def test_disk_full_log_goes_off_then_comes_back(small_tmpfs, cluster):
     converge(m, [r1], [relay])
     assert syncs(r1) == (base[0], base[1] + 1), log_lines(relay, "PSYNC|full sync")
     assert relay.alive()
+
+
+# ------------------------------------------------------------------------------------------------
+# recovery says what it drops
+
+
+@pytest.mark.relay_only
+def test_recovery_logs_every_range_it_drops(cluster):
+    m = cluster.master()
+    preload(m.port, keys_per_db=200)
+    relay = cluster.relay(m, extra=relay_args("backlog.size=64kb", "backlog.segment-size=256kb"))
+    wait_link_up(relay)
+    r1 = cluster.replica(relay, "r1")
+    blast(m.port, 2 * MB)
+    wait_log_caught_up(relay, m)
+    relay.stop()
+    assert not relay.exit_problem(), relay.describe()
+    segs = segments(relay.dir)
+    assert len(segs) >= 4, segs
+    # A segment in the middle goes missing, and the last one loses its end.
+    gone = int(segs[1][4:-4])
+    for ext in ("seg", "idx"):
+        os.unlink(os.path.join(relay.dir, "log-%020d.%s" % (gone, ext)))
+    last = os.path.join(relay.dir, segs[-1])
+    size = os.path.getsize(last)
+    os.truncate(last, size - 100)
+    relay.start()
+    relay.wait_ready()
+    wait_link_up(relay)
+    gap = log_lines(relay, r"disk log: gap in the disk log \(%d\.\.\d+ missing, \d+ bytes\): "
+                           r"dropped the disk log 1\.\.%d \(%d bytes, 1 segment\(s\)\)"
+                    % (gone, gone - 1, gone - 1))
+    assert gap, log_lines(relay, "disk log")
+    torn = log_lines(relay, r"disk log: torn tail of log segment %s \(.*\): cut \d+\.\.\d+ "
+                            r"\(\d+ bytes\)" % int(segs[-1][4:-4]))
+    assert torn, log_lines(relay, "disk log")
+    converge(m, [r1], [relay])
+    assert int(relay.info("stats")["upstream_full_syncs"]) == 0  # the rest of the log serves
+
+    # Without meta, the segments cannot be served: dropped, and said so.
+    relay.stop()
+    os.unlink(os.path.join(relay.dir, "meta"))
+    relay.start()
+    relay.wait_ready()
+    wait_link_up(relay)
+    assert log_lines(relay, r"disk log: no meta file: dropped the disk log \d+\.\.\d+ \(\d+ bytes, "
+                            r"\d+ segment\(s\)\)"), log_lines(relay, "disk log")
+    converge(m, [r1], [relay])
