@@ -109,7 +109,7 @@ struct wop {
     uint64_t from, to; /* the batch's jobs */
     size_t a, b;
     int bounce;
-    size_t total;            /* WOP_END: the batch's bytes */
+    size_t total;             /* WOP_END: the batch's bytes */
     struct index_record rec; /* WOP_END of a write batch */
 };
 
@@ -126,17 +126,17 @@ struct writer {
     uint64_t first, taken, done, end; /* job ring positions, monotonic */
     size_t queued_bytes;              /* bytes of the jobs in [done, end) */
     struct wop wops[WOP_RING];
-    uint64_t wop_head, wop_tail;          /* step ring positions, monotonic */
-    uint64_t bounce_filled, bounce_freed; /* bounce buffers used in turn */
-    int64_t durable;                      /* last stream byte written to its segment */
-    bool stop;                            /* for the preparing thread */
-    bool prepared_all;                    /* it stopped: the I/O thread ends when idle */
+    uint64_t wop_head, wop_tail;           /* step ring positions, monotonic */
+    uint64_t bounce_filled, bounce_freed;  /* bounce buffers used in turn */
+    int64_t durable;                       /* last stream byte written to its segment */
+    bool stop;                             /* for the preparing thread */
+    bool prepared_all;                     /* it stopped: the I/O thread ends when idle */
     bool failed;
     char error[256];
     char *bounce[NBOUNCE]; /* DIRECT_BOUNCE bytes each (bounce_alloc), allocated on first use
                               by the preparing thread */
-    bool direct_off;       /* direct I/O was refused: page cache only from then on (atomic: read by
-                              store_direct_io and the preparing thread, set by the I/O thread) */
+    bool direct_off; /* direct I/O was refused: page cache only from then on (atomic: read by
+                        store_direct_io and the preparing thread, set by the I/O thread) */
 };
 
 struct store {
@@ -533,10 +533,12 @@ static void prepare_batch(struct writer *w, uint64_t from, uint64_t to, size_t t
             memcpy(o, part[i].iov_base, part[i].iov_len);
         crc = store_crc32c(crc, w->bounce[k], len); /* still in the cache */
         pthread_mutex_lock(&w->mu);
-        push_wop(
-            w,
-            &(struct wop){
-                .kind = WOP_DIRECT, .from = from, .to = to, .a = at, .b = at + len, .bounce = k});
+        push_wop(w, &(struct wop){.kind = WOP_DIRECT,
+                                  .from = from,
+                                  .to = to,
+                                  .a = at,
+                                  .b = at + len,
+                                  .bounce = k});
         at += len;
     }
     if (mid_end < total) {
