@@ -42,6 +42,13 @@ struct config {
     int64_t repl_timeout_ms;    /* silence on the upstream link before it is dropped */
     int64_t reconnect_min_ms;   /* first reconnect delay; doubles per failure */
     int64_t reconnect_max_ms;   /* cap of the reconnect delay */
+    char *upstream_compression;  /* auto | no: zstd on a link to another cascade relay */
+    int64_t link_timeout_ms;     /* silence on a cascade link before a redial */
+    int64_t tcp_keepalive_ms;    /* TCP keepalive idle time upstream (0 = off) */
+    int64_t tcp_user_timeout_ms; /* TCP_USER_TIMEOUT upstream (0 = kernel default) */
+    int64_t upstream_sndbuf;     /* SO_SNDBUF upstream (0 = autotuning) */
+    int64_t upstream_rcvbuf;     /* SO_RCVBUF upstream (0 = autotuning) */
+    char *upstream_congestion;   /* TCP_CONGESTION upstream ("" = system default) */
     /* [backlog] */
     int64_t backlog_size_bytes; /* in-memory stream history kept for partial resyncs */
     char *backlog_disk;         /* yes | no: keep the stream in log segments in dir */
@@ -63,6 +70,8 @@ struct config {
     int64_t snapshot_rate_bytes;   /* per-replica RDB transfer rate, bytes/s (0 = unlimited) */
     int64_t replica_timeout_ms;    /* a replica silent (no ACK) this long is dropped */
     int64_t snapshot_keepalive_ms; /* "\n" interval to replicas waiting for a snapshot */
+    int64_t compression_level;     /* zstd level toward cascade relays (0 = raw frames) */
+    int64_t replica_sndbuf;        /* SO_SNDBUF of replica links (0 = autotuning) */
     /* [tls] */
     int64_t tls_port;           /* downstream TLS listener (0 = none) */
     char *tls_cert_file;        /* the relay's certificate (PEM) */

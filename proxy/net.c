@@ -90,6 +90,53 @@ void net_tune(int fd)
     setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
 }
 
+/* One setsockopt; the first refusal is kept in err. */
+static void opt(int fd, int level, int name, const void *v, socklen_t len, const char *what,
+                char *err, size_t errlen, int *rc)
+{
+    if (setsockopt(fd, level, name, v, len) == 0)
+        return;
+    if (*rc == 0)
+        snprintf(err, errlen, "%s refused: %s", what, strerror(errno));
+    *rc = -1;
+}
+
+int net_tune_link(int fd, const struct net_link_opts *o, char *err, size_t errlen)
+{
+    int rc = 0;
+    if (o->keepalive_ms > 0) {
+        int one = 1, idle = (int)(o->keepalive_ms / 1000), cnt = 3;
+        if (idle < 1)
+            idle = 1;
+        int intvl = idle / 3 > 0 ? idle / 3 : 1;
+        opt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one), "SO_KEEPALIVE", err, errlen, &rc);
+        opt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle), "TCP_KEEPIDLE", err, errlen, &rc);
+        opt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl), "TCP_KEEPINTVL", err, errlen,
+            &rc);
+        opt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt), "TCP_KEEPCNT", err, errlen, &rc);
+    }
+    if (o->user_timeout_ms > 0) {
+        unsigned ut = (unsigned)o->user_timeout_ms;
+        opt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &ut, sizeof(ut), "TCP_USER_TIMEOUT", err, errlen,
+            &rc);
+    }
+    if (o->sndbuf > 0) {
+        int v = (int)o->sndbuf;
+        opt(fd, SOL_SOCKET, SO_SNDBUF, &v, sizeof(v), "SO_SNDBUF", err, errlen, &rc);
+    }
+    if (o->rcvbuf > 0) {
+        int v = (int)o->rcvbuf;
+        opt(fd, SOL_SOCKET, SO_RCVBUF, &v, sizeof(v), "SO_RCVBUF", err, errlen, &rc);
+    }
+    if (o->congestion && o->congestion[0]) {
+        char what[64];
+        snprintf(what, sizeof(what), "TCP_CONGESTION %.32s", o->congestion);
+        opt(fd, IPPROTO_TCP, TCP_CONGESTION, o->congestion, (socklen_t)strlen(o->congestion), what,
+            err, errlen, &rc);
+    }
+    return rc;
+}
+
 void net_format(const struct sockaddr *sa, char *out, size_t len, int with_port)
 {
     char ip[INET6_ADDRSTRLEN] = "?";

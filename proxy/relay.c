@@ -355,7 +355,26 @@ static void fetch_on_down(void *ctx)
     r->fetch_gen = 0;
 }
 
-static struct upstream_params upstream_params(const struct relay *r, enum upstream_mode mode)
+static struct upstream_wan upstream_wan_of(const struct config *c)
+{
+    struct upstream_wan w = {
+        .compression = strcmp(c->upstream_compression, "auto") == 0,
+        .link_timeout_ms = c->link_timeout_ms,
+        .tcp =
+            {
+                .keepalive_ms = c->tcp_keepalive_ms,
+                .user_timeout_ms = c->tcp_user_timeout_ms,
+                .sndbuf = c->upstream_sndbuf,
+                .rcvbuf = c->upstream_rcvbuf,
+                .congestion = c->upstream_congestion,
+            },
+    };
+    return w;
+}
+
+/* p.wan points at *wan, which must outlive the upstream_new call. */
+static struct upstream_params upstream_params(const struct relay *r, enum upstream_mode mode,
+                                              const struct upstream_wan *wan)
 {
     const struct config *c = r->cfg;
     struct upstream_params p = {
@@ -373,6 +392,7 @@ static struct upstream_params upstream_params(const struct relay *r, enum upstre
         .tls = r->tls_client,
         .server_name = c->tls_server_name,
         .resolver = r->resolver,
+        .wan = wan,
     };
     return p;
 }
@@ -388,7 +408,8 @@ static void request_snapshot(struct relay *r)
     if (r->fetch_failed_ms && now - r->fetch_failed_ms < FETCH_RETRY_MS)
         return;
     r->last_fetch_ms = now;
-    struct upstream_params p = upstream_params(r, UPSTREAM_RDB_ONLY);
+    struct upstream_wan wan = upstream_wan_of(r->cfg);
+    struct upstream_params p = upstream_params(r, UPSTREAM_RDB_ONLY, &wan);
     struct upstream_callbacks cb = {
         .ctx = r,
         .position = fetch_position,
@@ -753,13 +774,26 @@ static void info_relay(struct relay *r, struct sbuf *o)
                 r->stats.sync_full, r->stats.sync_partial_ok, r->stats.upstream_full_syncs,
                 r->stats.upstream_partial_syncs, r->stats.total_net_repl_input_bytes,
                 r->stats.total_net_repl_output_bytes, upstream_commands(r->up));
+    struct wanlink_counters uc = upstream_link_counters(r->up);
+    sbuf_printf(o,
+                "upstream_link:%s\r\n"
+                "upstream_link_raw_bytes:%" PRId64 "\r\n"
+                "upstream_link_wire_bytes:%" PRId64 "\r\n"
+                "upstream_link_ratio:%.4f\r\n"
+                "upstream_link_heartbeats:%" PRId64 "\r\n",
+                upstream_link_mode(r->up), uc.raw_bytes, uc.wire_bytes,
+                uc.raw_bytes ? (double)uc.wire_bytes / (double)uc.raw_bytes : 0.0, uc.heartbeats);
     int i = 0;
     for (struct replica *rep = replica_set_first(r->replicas); rep; rep = rep->next, i++) {
+        const struct wanlink_counters *lc = rep->link ? wanlink_out_counters(rep->link) : NULL;
         sbuf_printf(o,
                     "replica%d:addr=%s,state=%s,lag_bytes=%" PRId64 ",lag_seconds=%" PRId64
-                    ",output_bytes=%zu,from_disk_bytes=%" PRId64 "\r\n",
+                    ",output_bytes=%zu,from_disk_bytes=%" PRId64 ",link=%s,link_raw_bytes=%" PRId64
+                    ",link_wire_bytes=%" PRId64 "\r\n",
                     i, rep->hello.peer, replica_state_name(rep->state), replica_lag_bytes(rep),
-                    (now - rep->ack_ms) / 1000, replica_output_bytes(rep), rep->from_disk_bytes);
+                    (now - rep->ack_ms) / 1000, replica_output_bytes(rep), rep->from_disk_bytes,
+                    rep->link ? wanlink_mode_name(wanlink_out_level(rep->link)) : "plain",
+                    lc ? lc->raw_bytes : 0, lc ? lc->wire_bytes : 0);
     }
 }
 
@@ -865,6 +899,13 @@ static void render_metrics(void *ctx, struct sbuf *o)
     metrics_family(o, "cascade_commands_forwarded_total", "counter",
                    "stream commands received from the upstream and forwarded");
     metrics_sample(o, "cascade_commands_forwarded_total", NULL, (double)upstream_commands(r->up));
+    struct wanlink_counters uc = upstream_link_counters(r->up);
+    metrics_family(o, "cascade_upstream_link_raw_bytes_total", "counter",
+                   "bytes a framed upstream link carried, before framing (decoded)");
+    metrics_sample(o, "cascade_upstream_link_raw_bytes_total", NULL, (double)uc.raw_bytes);
+    metrics_family(o, "cascade_upstream_link_wire_bytes_total", "counter",
+                   "bytes a framed upstream link carried on the wire");
+    metrics_sample(o, "cascade_upstream_link_wire_bytes_total", NULL, (double)uc.wire_bytes);
     stats_metrics(&r->stats, o);
     static const struct {
         const char *name, *help;
@@ -873,6 +914,8 @@ static void render_metrics(void *ctx, struct sbuf *o)
         {"cascade_replica_lag_seconds", "seconds since a replica's last ACK"},
         {"cascade_replica_output_bytes", "bytes queued to a replica's socket"},
         {"cascade_replica_acked_offset_bytes", "last offset a replica acknowledged"},
+        {"cascade_replica_link_raw_bytes", "bytes framed to a cascade replica, before framing"},
+        {"cascade_replica_link_wire_bytes", "framed bytes to a cascade replica, on the wire"},
     };
     for (size_t f = 0; f < sizeof(fams) / sizeof(fams[0]); f++) {
         metrics_family(o, fams[f].name, "gauge", fams[f].help);
@@ -880,10 +923,13 @@ static void render_metrics(void *ctx, struct sbuf *o)
             char labels[160];
             snprintf(labels, sizeof(labels), "addr=\"%s\",port=\"%d\",state=\"%s\"",
                      rep->hello.peer, rep->hello.listening_port, replica_state_name(rep->state));
+            const struct wanlink_counters *lc = rep->link ? wanlink_out_counters(rep->link) : NULL;
             double v = f == 0   ? (double)replica_lag_bytes(rep)
                        : f == 1 ? (double)(now - rep->ack_ms) / 1000
                        : f == 2 ? (double)replica_output_bytes(rep)
-                                : (double)rep->ack_offset;
+                       : f == 3 ? (double)rep->ack_offset
+                       : f == 4 ? (lc ? (double)lc->raw_bytes : 0)
+                                : (lc ? (double)lc->wire_bytes : 0);
             metrics_sample(o, fams[f].name, labels, v);
         }
     }
@@ -954,6 +1000,7 @@ static struct replica_limits replica_limits_of(const struct config *cfg)
         .snapshot_rate_bytes = cfg->snapshot_rate_bytes,
         .timeout_ms = cfg->replica_timeout_ms,
         .keepalive_ms = cfg->snapshot_keepalive_ms,
+        .sndbuf_bytes = cfg->replica_sndbuf,
     };
     return lim;
 }
@@ -1028,6 +1075,8 @@ void relay_reload(struct relay *r, const struct config *next)
                     strerror(errno));
     upstream_set_timeouts(r->up, c->connect_timeout_ms, c->repl_timeout_ms, c->reconnect_min_ms,
                           c->reconnect_max_ms);
+    struct upstream_wan wan = upstream_wan_of(c);
+    upstream_set_wan(r->up, &wan);
     backlog_set_limit(r->backlog, (size_t)c->backlog_size_bytes);
     struct replica_limits lim = replica_limits_of(c);
     replica_set_limits(r->replicas, &lim);
@@ -1151,6 +1200,8 @@ static int relay_sync(void *ctx, struct bufferevent *bev, const struct server_sy
         .listening_port = req->listening_port,
         .capa_eof = req->capa_eof,
         .capa_psync2 = req->capa_psync2,
+        .cascade_frame = req->cascade_frame,
+        .frame_level = req->frame_level,
         .rdb_only = req->rdb_only,
         .plain_sync = req->plain_sync,
         .tls = req->tls,
@@ -1520,7 +1571,8 @@ static int recover(struct relay *r, char *err, size_t errlen)
 /* The main link; made in relay_start, once its TLS context exists. */
 static struct upstream *new_main_upstream(struct relay *r)
 {
-    struct upstream_params p = upstream_params(r, UPSTREAM_MAIN);
+    struct upstream_wan wan = upstream_wan_of(r->cfg);
+    struct upstream_params p = upstream_params(r, UPSTREAM_MAIN, &wan);
     struct upstream_callbacks ucb = {
         .ctx = r,
         .position = up_position,

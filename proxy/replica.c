@@ -15,7 +15,9 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
+#include <errno.h>
 #include <inttypes.h>
+#include <sys/socket.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +27,8 @@
 
 #include "log.h"
 #include "resp.h"
+
+static void setup_bev(struct replica *r);
 
 #define REFILL_WINDOW   (1 << 20) /* stream bytes queued per online replica at most */
 #define REFILL_LOWMARK  (REFILL_WINDOW / 2)
@@ -128,7 +132,14 @@ void replica_close(struct replica *r, const char *why)
 
 size_t replica_output_bytes(const struct replica *r)
 {
-    return evbuffer_get_length(bufferevent_get_output(r->bev));
+    size_t framed = r->link ? wanlink_out_pending(r->link) : 0;
+    return evbuffer_get_length(bufferevent_get_output(r->bev)) + framed;
+}
+
+/* The connection itself: below the framing filter of a cascade link. */
+static struct bufferevent *socket_bev(const struct replica *r)
+{
+    return r->link ? wanlink_out_socket(r->link) : r->bev;
 }
 
 /* Stream bytes still in the output: it drains front to back and the stream is queued last. */
@@ -261,7 +272,7 @@ static void check_rdb_sent(struct replica *r)
         r->ack_ms = net_now_ms();
         bufferevent_setwatermark(r->bev, EV_WRITE, REFILL_LOWMARK, 0);
         if (r->set->rate)
-            bufferevent_set_rate_limit(r->bev, NULL);
+            bufferevent_set_rate_limit(socket_bev(r), NULL);
     }
 }
 
@@ -340,7 +351,7 @@ static void handle_command(struct replica *r, const struct resp_command *cmd)
             set_state(r, REPLICA_ONLINE);
             bufferevent_setwatermark(r->bev, EV_WRITE, REFILL_LOWMARK, 0);
             if (r->set->rate)
-                bufferevent_set_rate_limit(r->bev, NULL);
+                bufferevent_set_rate_limit(socket_bev(r), NULL);
             feed(r);
         }
         return;
@@ -476,16 +487,44 @@ struct replica *replica_attach(struct replica_set *set, struct bufferevent *bev,
         set->head = r;
     set->tail = r;
     set->count++;
+    if (set->lim.sndbuf_bytes > 0) {
+        int v = (int)set->lim.sndbuf_bytes;
+        if (setsockopt(bufferevent_getfd(bev), SOL_SOCKET, SO_SNDBUF, &v, sizeof(v)) != 0)
+            log_warning("replica", r->hello.peer, "SO_SNDBUF refused: %s", strerror(errno));
+    }
+    setup_bev(r);
+    return r;
+}
+
+/* Callbacks and limits of r->bev (again when a framing filter replaced it). */
+static void setup_bev(struct replica *r)
+{
+    struct bufferevent *bev = r->bev;
     bufferevent_setcb(bev, read_cb, write_cb, event_cb, r);
     bufferevent_setwatermark(bev, EV_READ, 0, 0);
     /* A replica that takes no bytes for this long while output is pending is gone. */
-    struct timeval wt = {.tv_sec = set->lim.timeout_ms / 1000,
-                         .tv_usec = (set->lim.timeout_ms % 1000) * 1000};
+    struct timeval wt = {.tv_sec = r->set->lim.timeout_ms / 1000,
+                         .tv_usec = (r->set->lim.timeout_ms % 1000) * 1000};
     bufferevent_set_timeouts(bev, NULL, &wt);
     /* libevent writes 16 KiB per wakeup by default: far too little for fan-out. */
     bufferevent_set_max_single_write(bev, REFILL_WINDOW);
     bufferevent_enable(bev, EV_READ | EV_WRITE);
-    return r;
+}
+
+/*
+ * After the PSYNC reply line (queued already, unframed), a cascade relay that agreed to it
+ * gets everything framed: the RDB and the stream are written to a filter that compresses
+ * them. Such a replica is never written to directly (write_direct) and its stream is copied
+ * into frames instead of referenced: the zero-copy fan-out is for stock replicas.
+ */
+static void begin_framing(struct replica *r)
+{
+    if (!r->hello.cascade_frame || r->link)
+        return;
+    r->bev = wanlink_wrap(r->bev, r->hello.frame_level, &r->link);
+    setup_bev(r);
+    log_info("replica", r->hello.peer, "cascade link: %s frames",
+             wanlink_mode_name(r->hello.frame_level));
 }
 
 void replica_start_partial(struct replica *r, int64_t offset, const char *replid)
@@ -496,6 +535,7 @@ void replica_start_partial(struct replica *r, int64_t offset, const char *replid
         evbuffer_add_printf(out, "+CONTINUE %s\r\n", replid);
     else
         evbuffer_add_printf(out, "+CONTINUE\r\n");
+    begin_framing(r);
     r->next_offset = offset;
     r->ack_offset = offset - 1;
     r->ack_ms = net_now_ms();
@@ -521,6 +561,8 @@ void replica_start_full(struct replica *r, const struct snapshot *snap, const ch
     struct evbuffer *out = bufferevent_get_output(r->bev);
     if (!r->hello.plain_sync)
         evbuffer_add_printf(out, "+FULLRESYNC %s %" PRId64 "\r\n", replid, snap->offset);
+    begin_framing(r);
+    out = bufferevent_get_output(r->bev);
     evbuffer_add_printf(out, "$%" PRId64 "\r\n", snap->size);
     if (snap->size > 0 && evbuffer_add_file(out, fd, 0, snap->size) != 0) {
         drop(r, "cannot queue the snapshot");
@@ -529,7 +571,7 @@ void replica_start_full(struct replica *r, const struct snapshot *snap, const ch
     if (snap->size == 0)
         close(fd);
     if (r->hello.rdb_only && r->set->rate)
-        bufferevent_set_rate_limit(r->bev, r->set->rate);
+        bufferevent_set_rate_limit(socket_bev(r), r->set->rate);
     r->set->stats->total_net_repl_output_bytes += snap->size;
     r->rdb_offset = snap->offset;
     log_notice("replica", r->hello.peer,
@@ -543,7 +585,7 @@ void replica_start_full(struct replica *r, const struct snapshot *snap, const ch
     r->ack_offset = snap->offset;
     r->stream_queued = 0;
     if (r->set->rate)
-        bufferevent_set_rate_limit(r->bev, r->set->rate);
+        bufferevent_set_rate_limit(socket_bev(r), r->set->rate);
     set_state(r, REPLICA_SEND_RDB);
     bufferevent_setwatermark(r->bev, EV_WRITE, REFILL_LOWMARK, 0);
     feed(r);
@@ -562,7 +604,10 @@ void replica_start_streamed(struct replica *r, const char *path, int64_t offset,
     resp_random_hex(mark, sizeof(r->eof_mark));
     memcpy(r->eof_mark, mark, sizeof(r->eof_mark));
     struct evbuffer *out = bufferevent_get_output(r->bev);
-    evbuffer_add_printf(out, "+FULLRESYNC %s %" PRId64 "\r\n$EOF:", replid, offset);
+    evbuffer_add_printf(out, "+FULLRESYNC %s %" PRId64 "\r\n", replid, offset);
+    begin_framing(r);
+    out = bufferevent_get_output(r->bev);
+    evbuffer_add(out, "$EOF:", 5);
     evbuffer_add(out, r->eof_mark, sizeof(r->eof_mark));
     evbuffer_add(out, "\r\n", 2);
     r->rdb_gen = gen;
@@ -573,7 +618,7 @@ void replica_start_streamed(struct replica *r, const char *path, int64_t offset,
     r->ack_offset = offset;
     r->stream_queued = 0;
     if (r->set->rate)
-        bufferevent_set_rate_limit(r->bev, r->set->rate);
+        bufferevent_set_rate_limit(socket_bev(r), r->set->rate);
     set_state(r, REPLICA_STREAM_RDB);
     log_notice("replica", r->hello.peer,
                "full sync: streaming the RDB at offset %" PRId64 " while it arrives", offset);
@@ -612,7 +657,7 @@ void replica_set_rdb_abort(struct replica_set *set, uint64_t gen, const char *wh
 static void write_direct(struct replica *r)
 {
     struct replica_set *set = r->set;
-    if (r->dead || r->state != REPLICA_ONLINE || r->hello.tls ||
+    if (r->dead || r->state != REPLICA_ONLINE || r->hello.tls || r->link ||
         evbuffer_get_length(bufferevent_get_output(r->bev)) > 0)
         return;
     struct iovec iov[16];
@@ -670,6 +715,14 @@ void replica_set_cron(struct replica_set *set, int64_t now)
             check_limits(r, now);
         if (r->dead)
             continue;
+        if (r->link) {
+            const char *err = wanlink_out_error(r->link);
+            if (err) {
+                drop(r, err);
+                continue;
+            }
+            wanlink_out_cron(r->link, now);
+        }
         switch (r->state) {
         case REPLICA_WAIT_SNAPSHOT:
             /* A newline is legal before the PSYNC reply and before the RDB preamble. */

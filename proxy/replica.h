@@ -16,7 +16,7 @@
 #include "snapshot.h"
 #include "stats.h"
 #include "store.h"
-#include "store.h"
+#include "wanlink.h"
 
 struct bufferevent;
 struct event_base;
@@ -40,6 +40,8 @@ struct replica_hello {
     int listening_port;      /* REPLCONF listening-port, 0 if not sent */
     bool capa_eof;           /* REPLCONF capa eof */
     bool capa_psync2;        /* REPLCONF capa psync2 */
+    bool cascade_frame;      /* a cascade relay that agreed to framing (after the PSYNC reply) */
+    int frame_level;         /* ... zstd level of its frames (0: raw frames) */
     bool rdb_only;           /* REPLCONF rdb-only 1: RDB, then close */
     bool plain_sync;         /* SYNC instead of PSYNC: no +FULLRESYNC line, no ACKs */
     bool tls;                /* on the TLS port: writes go through OpenSSL */
@@ -53,23 +55,24 @@ struct replica {
     struct replica_hello hello;
     enum replica_state state;
     int64_t state_since_ms;
-    int64_t next_offset;     /* next stream byte to queue */
-    int64_t stream_queued;   /* stream bytes handed to the output over the session */
-    int64_t rdb_offset;      /* offset of the snapshot sent (full sync), else -1 */
-    int64_t ack_offset;      /* last REPLCONF ACK offset */
-    int64_t ack_ms;          /* time of the last ACK or "\n" */
-    int64_t keepalive_ms;    /* last "\n" sent while waiting */
-    bool dead;               /* on the reaper list */
-    bool full_sync;          /* this session began with a full sync */
-    int64_t from_disk_bytes; /* stream bytes served from the disk log */
-    int64_t lag_prev;        /* lag at the previous limit check */
-    int64_t soft_since_ms;   /* past the soft limit since, 0 if not */
-    uint64_t rdb_gen;        /* STREAM_RDB / WAIT_ACK: which filling snapshot it follows */
-    int rdb_fd;              /* STREAM_RDB: the snapshot file being filled, else -1 */
-    int64_t rdb_pos;         /* STREAM_RDB: RDB bytes queued so far */
-    int64_t rdb_avail;       /* STREAM_RDB: RDB bytes in the file so far */
-    bool rdb_done;           /* STREAM_RDB: the file is complete at rdb_avail bytes */
-    char eof_mark[40];       /* STREAM_RDB: the delimiter of the EOF format */
+    int64_t next_offset;      /* next stream byte to queue */
+    int64_t stream_queued;    /* stream bytes handed to the output over the session */
+    int64_t rdb_offset;       /* offset of the snapshot sent (full sync), else -1 */
+    int64_t ack_offset;       /* last REPLCONF ACK offset */
+    int64_t ack_ms;           /* time of the last ACK or "\n" */
+    int64_t keepalive_ms;     /* last "\n" sent while waiting */
+    bool dead;                /* on the reaper list */
+    bool full_sync;           /* this session began with a full sync */
+    int64_t from_disk_bytes;  /* stream bytes served from the disk log */
+    int64_t lag_prev;         /* lag at the previous limit check */
+    int64_t soft_since_ms;    /* past the soft limit since, 0 if not */
+    uint64_t rdb_gen;         /* STREAM_RDB / WAIT_ACK: which filling snapshot it follows */
+    int rdb_fd;               /* STREAM_RDB: the snapshot file being filled, else -1 */
+    int64_t rdb_pos;          /* STREAM_RDB: RDB bytes queued so far */
+    int64_t rdb_avail;        /* STREAM_RDB: RDB bytes in the file so far */
+    bool rdb_done;            /* STREAM_RDB: the file is complete at rdb_avail bytes */
+    char eof_mark[40];        /* STREAM_RDB: the delimiter of the EOF format */
+    struct wanlink_out *link; /* framed (a cascade relay): the filter's state, owned by bev */
 };
 
 struct replica_limits {
@@ -79,6 +82,7 @@ struct replica_limits {
     int64_t snapshot_rate_bytes; /* RDB transfer rate per replica (0 = unlimited); fixed */
     int64_t timeout_ms;          /* drop a replica silent this long */
     int64_t keepalive_ms;        /* "\n" interval while waiting for a snapshot */
+    int64_t sndbuf_bytes;        /* SO_SNDBUF of replica sockets (0: autotuning) */
 };
 
 struct replica_set;

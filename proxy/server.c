@@ -40,6 +40,8 @@ struct client {
     char last_cmd[32];  /* for CLIENT LIST */
     int listening_port; /* REPLCONF listening-port */
     bool capa_eof, capa_psync2, rdb_only;
+    bool cascade_frame; /* REPLCONF capa cascade-frame: a downstream cascade relay, framed */
+    int frame_level;    /* ... with zstd at this level (0: raw frames) */
     bool authed;
     bool closing; /* close once the output is flushed */
     bool dead;    /* on the reaper list */
@@ -308,6 +310,7 @@ static void cmd_role(struct client *c, const struct resp_command *cmd)
 
 static void cmd_replconf(struct client *c, const struct resp_command *cmd)
 {
+    bool frame = false, zstd = false;
     if ((cmd->argc % 2) == 0) {
         reply(c, "-ERR syntax error\r\n");
         return;
@@ -334,6 +337,10 @@ static void cmd_replconf(struct client *c, const struct resp_command *cmd)
                 c->capa_eof = true;
             else if (resp_arg_is(cmd, i + 1, "psync2"))
                 c->capa_psync2 = true;
+            else if (resp_arg_is(cmd, i + 1, "cascade-frame"))
+                frame = true;
+            else if (resp_arg_is(cmd, i + 1, "cascade-zstd"))
+                zstd = true;
         } else if (resp_arg_is(cmd, i, "rdb-only")) {
             int64_t v;
             if (resp_arg_int64(cmd, i + 1, &v) != 0 || (v != 0 && v != 1)) {
@@ -350,6 +357,15 @@ static void cmd_replconf(struct client *c, const struct resp_command *cmd)
             return; /* no reply, as Redis */
         }
         /* "version", "fack" and unknown options: accepted. */
+    }
+    if (frame) {
+        /* Only a downstream cascade relay asks; it alone reads this answer (PROTOCOL.md,
+         * "Links between cascade relays"): after the PSYNC reply, everything comes framed. */
+        int64_t level = c->srv->cfg->compression_level;
+        c->cascade_frame = true;
+        c->frame_level = zstd && level > 0 ? (int)level : 0;
+        reply(c, c->frame_level > 0 ? "+OK cascade-frame zstd\r\n" : "+OK cascade-frame\r\n");
+        return;
     }
     reply(c, "+OK\r\n");
 }
@@ -369,6 +385,8 @@ static void cmd_sync(struct client *c, const struct resp_command *cmd)
         .listening_port = c->listening_port,
         .capa_eof = c->capa_eof,
         .capa_psync2 = c->capa_psync2,
+        .cascade_frame = c->cascade_frame,
+        .frame_level = c->frame_level,
         .rdb_only = c->rdb_only,
         .plain_sync = plain,
         .tls = c->tls,

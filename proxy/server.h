@@ -27,6 +27,8 @@ struct server_sync_request {
     const char *ip;                 /* announced (REPLCONF ip-address) or peer ip */
     int listening_port;             /* REPLCONF listening-port, 0 if none */
     bool capa_eof, capa_psync2;     /* REPLCONF capa */
+    bool cascade_frame;             /* REPLCONF capa cascade-frame answered: framed link */
+    int frame_level;                /* ... zstd level (0: raw frames) */
     bool rdb_only;                  /* REPLCONF rdb-only 1 */
     bool plain_sync;                /* SYNC */
     bool tls;                       /* accepted on the TLS port */

@@ -25,6 +25,7 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include "frame.h"
 #include "log.h"
 #include "net.h"
 #include "rdb.h"
@@ -85,6 +86,12 @@ struct upstream {
     char *server_name;     /* owned */
     bool paused;           /* stopping: read nothing more, connect no more */
     int64_t commands_base; /* commands counted by scanners replaced since */
+    struct upstream_wan wan;  /* long-distance settings; wan.tcp.congestion owned */
+    bool frame_offered;       /* HANDSHAKE: the upstream relay agreed to cascade framing */
+    bool frame_zstd;          /* ... and to compress */
+    struct wanlink_in *frame; /* owned: set once framing began (after the PSYNC reply) */
+    struct evbuffer *plain;   /* owned with frame: what the frames decoded to */
+    struct wanlink_counters frame_total; /* of links closed before */
 };
 
 static const char *const state_names[] = {
@@ -137,6 +144,54 @@ static void close_link(struct upstream *u)
     snapshot_free(u->snap);
     u->snap = NULL;
     u->probing = false;
+    if (u->frame) {
+        const struct wanlink_counters *c = wanlink_in_counters(u->frame);
+        u->frame_total.raw_bytes += c->raw_bytes;
+        u->frame_total.wire_bytes += c->wire_bytes;
+        u->frame_total.frames += c->frames;
+        u->frame_total.heartbeats += c->heartbeats;
+        wanlink_in_free(u->frame);
+        u->frame = NULL;
+        evbuffer_free(u->plain);
+        u->plain = NULL;
+    }
+    u->frame_offered = u->frame_zstd = false;
+}
+
+/* Where the state machine reads: the link itself, or what its frames decoded to. */
+static struct evbuffer *input(struct upstream *u)
+{
+    return u->frame ? u->plain : bufferevent_get_input(u->bev);
+}
+
+/* Decode what arrived on a framed link. 0, or -1 when the link failed. */
+static void link_fail(struct upstream *u, const char *why);
+static int decode_frames(struct upstream *u)
+{
+    if (!u->frame || !u->bev)
+        return 0;
+    char err[FRAME_ERR_LEN + 32];
+    if (wanlink_in_decode(u->frame, bufferevent_get_input(u->bev), u->plain, err, sizeof(err)) !=
+        0) {
+        char why[sizeof(err) + 64];
+        snprintf(why, sizeof(why), "bad frame from the upstream relay: %s", err);
+        link_fail(u, why);
+        return -1;
+    }
+    return 0;
+}
+
+/* After the PSYNC reply: everything else on the link comes framed, if the upstream agreed. */
+static void begin_framing(struct upstream *u)
+{
+    if (!u->frame_offered || u->frame)
+        return;
+    u->frame = wanlink_in_new();
+    u->plain = evbuffer_new();
+    if (!u->plain)
+        abort();
+    log_info(component(u), u->peer, "cascade link: %s frames",
+             u->frame_zstd ? "zstd" : "uncompressed");
 }
 
 /* The link failed: log once, close, schedule a retry (MAIN) or give up (RDB_ONLY). */
@@ -207,7 +262,7 @@ static bool skip_keepalives(struct evbuffer *in)
  */
 static int read_reply(struct upstream *u, char *line, size_t cap, bool *is_error)
 {
-    struct evbuffer *in = bufferevent_get_input(u->bev);
+    struct evbuffer *in = input(u);
     if (!skip_keepalives(in))
         return 0;
     struct evbuffer_ptr eol = evbuffer_search_eol(in, NULL, NULL, EVBUFFER_EOL_CRLF_STRICT);
@@ -278,6 +333,13 @@ static void send_handshake(struct upstream *u)
     const char *capa[] = {"REPLCONF", "capa", "eof", "capa", "psync2"};
     send_command(u, 5, capa);
     u->replies_pending += 2;
+    if (u->mode == UPSTREAM_MAIN) {
+        /* Only cascade answers "+OK cascade-frame ..."; stock masters ignore unknown capas
+         * and answer "+OK" (PROTOCOL.md, "Links between cascade relays"). */
+        const char *fr[] = {"REPLCONF", "capa", "cascade-frame", "capa", "cascade-zstd"};
+        send_command(u, u->wan.compression ? 5 : 3, fr);
+        u->replies_pending++;
+    }
     if (u->mode == UPSTREAM_RDB_ONLY) {
         const char *ro[] = {"REPLCONF", "rdb-only", "1"};
         send_command(u, 3, ro);
@@ -318,8 +380,9 @@ static void enter_stream(struct upstream *u)
     u->down_since_ms = 0;
     u->stream_since_ms = net_now_ms(); /* the backoff resets once this proves healthy */
     set_state(u, UPSTREAM_STREAM);
-    if (u->tls || !u->bev)
-        return; /* bufferevent_openssl reads up to its max_single_read itself */
+    if (u->tls || u->frame || !u->bev)
+        return; /* bufferevent_openssl reads up to its max_single_read itself; frames are
+                   decoded from the bufferevent's input */
     /* A plain link reads the stream itself: libevent 2.1 reads at most 4 KB per wakeup, after
      * an ioctl(FIONREAD), and the stream is bulk. What the bufferevent already read stays in
      * its input and is taken first. */
@@ -354,6 +417,7 @@ static int handle_psync_reply(struct upstream *u, const char *line, bool is_erro
         if (u->cb.on_fullresync)
             u->cb.on_fullresync(u->cb.ctx, u->full_replid, u->full_offset);
         set_state(u, UPSTREAM_RDB_PREAMBLE);
+        begin_framing(u);
         return 0;
     }
     if (strncmp(line, "+CONTINUE", 9) == 0 && u->mode == UPSTREAM_MAIN) {
@@ -369,6 +433,7 @@ static int handle_psync_reply(struct upstream *u, const char *line, bool is_erro
         }
         log_notice(component(u), u->peer, "partial resync from offset %" PRId64 "%s%s",
                    u->offset + 1, replid[0] ? ", upstream replid " : "", replid);
+        begin_framing(u);
         enter_stream(u);
         if (u->cb.on_continue)
             u->cb.on_continue(u->cb.ctx, replid);
@@ -446,7 +511,7 @@ static void rdb_received(struct upstream *u, int64_t drop)
  * input, -1 when the link failed. */
 static int probe_stream(struct upstream *u)
 {
-    struct evbuffer *in = bufferevent_get_input(u->bev);
+    struct evbuffer *in = input(u);
     struct resp_stream probe;
     resp_stream_init(&probe);
     struct evbuffer_iovec v[16];
@@ -490,7 +555,7 @@ static int probe_stream(struct upstream *u)
  * Returns 1 when read, 0 when more input is needed, -1 when the link failed. */
 static int read_preamble(struct upstream *u)
 {
-    struct evbuffer *in = bufferevent_get_input(u->bev);
+    struct evbuffer *in = input(u);
     if (!skip_keepalives(in))
         return 0;
     struct evbuffer_ptr eol = evbuffer_search_eol(in, NULL, NULL, EVBUFFER_EOL_CRLF_STRICT);
@@ -546,7 +611,7 @@ static int read_preamble(struct upstream *u)
 /* Moves RDB payload from the input to the snapshot file. */
 static int read_rdb(struct upstream *u)
 {
-    struct evbuffer *in = bufferevent_get_input(u->bev);
+    struct evbuffer *in = input(u);
     char err[256];
     while (u->state == UPSTREAM_RDB && !u->probing && evbuffer_get_length(in) > 0) {
         struct evbuffer_iovec v;
@@ -648,14 +713,14 @@ static void stream_end(struct upstream *u)
 static void read_stream(struct upstream *u)
 {
     while (u->state == UPSTREAM_STREAM && u->bev) {
-        struct evbuffer *in = bufferevent_get_input(u->bev);
+        struct evbuffer *in = input(u);
         struct evbuffer_iovec v;
         if (evbuffer_get_length(in) == 0 || evbuffer_peek(in, -1, NULL, &v, 1) < 1)
             break;
         ssize_t n = scan_stream(u, v.iov_base, v.iov_len);
         if (n <= 0 || !u->bev)
             break;
-        evbuffer_drain(bufferevent_get_input(u->bev), (size_t)n);
+        evbuffer_drain(input(u), (size_t)n);
     }
     stream_end(u);
 }
@@ -715,8 +780,13 @@ static void read_cb(struct bufferevent *bev, void *arg)
     u->last_io_ms = net_now_ms();
     char line[MAX_LINE + 2];
     bool is_error;
-    /* Each case consumes what it can; it returns when it needs more input or the link died. */
-    while (u->bev && evbuffer_get_length(bufferevent_get_input(bev)) > 0) {
+    /* Each case consumes what it can; it returns when it needs more input or the link died.
+     * On a framed link, what arrived is decoded first (the PSYNC reply before it is not). */
+    while (u->bev) {
+        if (decode_frames(u) != 0)
+            return;
+        if (evbuffer_get_length(input(u)) == 0)
+            break;
         switch (u->state) {
         case UPSTREAM_PING:
             if (read_reply(u, line, sizeof(line), &is_error) <= 0)
@@ -743,6 +813,9 @@ static void read_cb(struct bufferevent *bev, void *arg)
                 }
             } else if (is_error) {
                 log_info(component(u), u->peer, "REPLCONF refused (ignored): %s", line + 1);
+            } else if (strncmp(line, "+OK cascade-frame", 17) == 0) {
+                u->frame_offered = true;
+                u->frame_zstd = strstr(line + 17, "zstd") != NULL;
             }
             if (--u->replies_pending == 0)
                 send_psync(u);
@@ -778,6 +851,9 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
     struct upstream *u = arg;
     if (what & BEV_EVENT_CONNECTED) {
         net_tune(bufferevent_getfd(bev));
+        char err[160];
+        if (net_tune_link(bufferevent_getfd(bev), &u->wan.tcp, err, sizeof(err)) != 0)
+            log_warning(component(u), u->peer, "socket option %s (kept the kernel's)", err);
         u->last_io_ms = net_now_ms();
         log_info(component(u), u->peer, "connected");
         const char *argv[] = {"PING"};
@@ -885,6 +961,8 @@ struct upstream *upstream_new(struct event_base *base, const struct upstream_par
     u->server_name = xstrdup(p->server_name);
     u->listening_port = p->listening_port;
     u->cb = *cb;
+    struct upstream_wan defaults = {.link_timeout_ms = 5000};
+    upstream_set_wan(u, p->wan ? p->wan : &defaults);
     upstream_set_timeouts(u, p->connect_timeout_ms, p->repl_timeout_ms, p->reconnect_min_ms,
                           p->reconnect_max_ms);
     u->backoff_ms = u->backoff_min_ms;
@@ -906,7 +984,15 @@ void upstream_free(struct upstream *u)
     free(u->password);
     free(u->dir);
     free(u->server_name);
+    free((char *)u->wan.tcp.congestion);
     free(u);
+}
+
+void upstream_set_wan(struct upstream *u, const struct upstream_wan *w)
+{
+    free((char *)u->wan.tcp.congestion);
+    u->wan = *w;
+    u->wan.tcp.congestion = xstrdup(w->tcp.congestion);
 }
 
 void upstream_start(struct upstream *u)
@@ -981,11 +1067,20 @@ void upstream_cron(struct upstream *u, int64_t now)
     case UPSTREAM_PSYNC:
     case UPSTREAM_RDB_PREAMBLE:
     case UPSTREAM_RDB:
+        /* A framed link hears a heartbeat every second: its silence means a dead link. */
+        if (u->frame && now - u->last_io_ms > u->wan.link_timeout_ms) {
+            link_fail(u, "timed out: no heartbeat from the upstream relay");
+            return;
+        }
         /* The master may take a while to fork; its "\n" keepalives count as traffic. */
         if (now - u->last_io_ms > u->repl_timeout_ms)
             link_fail(u, "timed out waiting for the RDB");
         return;
     case UPSTREAM_STREAM:
+        if (u->frame && now - u->last_io_ms > u->wan.link_timeout_ms) {
+            link_fail(u, "timed out: no heartbeat from the upstream relay");
+            return;
+        }
         if (now - u->last_io_ms > u->repl_timeout_ms) {
             link_fail(u, "timed out: no data from the upstream");
             return;
@@ -1054,4 +1149,22 @@ int64_t upstream_commands(const struct upstream *u)
 int64_t upstream_stream_bytes(const struct upstream *u)
 {
     return u->stream_bytes;
+}
+
+const char *upstream_link_mode(const struct upstream *u)
+{
+    return !u->frame ? "plain" : u->frame_zstd ? "zstd" : "raw";
+}
+
+struct wanlink_counters upstream_link_counters(const struct upstream *u)
+{
+    struct wanlink_counters t = u->frame_total;
+    if (u->frame) {
+        const struct wanlink_counters *c = wanlink_in_counters(u->frame);
+        t.raw_bytes += c->raw_bytes;
+        t.wire_bytes += c->wire_bytes;
+        t.frames += c->frames;
+        t.heartbeats += c->heartbeats;
+    }
+    return t;
 }

@@ -13,7 +13,9 @@
 #include <sys/types.h>
 #include <sys/uio.h>
 
+#include "net.h"
 #include "snapshot.h"
+#include "wanlink.h"
 
 struct event_base;
 struct upstream;
@@ -66,6 +68,12 @@ struct upstream_callbacks {
     void (*on_rdb_rejected)(void *ctx, const char *why);
 };
 
+/* Long-distance settings (reloadable: they apply from the next connect). */
+struct upstream_wan {
+    bool compression;         /* MAIN: ask a cascade upstream for zstd (framing is always asked) */
+    int64_t link_timeout_ms;  /* silence on a framed link (no heartbeat) before a redial */
+    struct net_link_opts tcp; /* socket options (congestion is copied) */
+};
 struct resolver;
 
 struct upstream_params {
@@ -83,6 +91,7 @@ struct upstream_params {
     SSL_CTX *tls;            /* borrowed; TLS to the upstream when not NULL */
     const char *server_name; /* copied; checked in its certificate ("" = host) */
     struct resolver *resolver; /* borrowed; names resolved without blocking (NULL: blocking) */
+    const struct upstream_wan *wan; /* NULL: defaults (no compression asked) */
 };
 
 struct upstream *upstream_new(struct event_base *base, const struct upstream_params *p,
@@ -106,6 +115,8 @@ void upstream_set_framing(struct upstream *u, const struct resp_stream *scan);
 void upstream_set_timeouts(struct upstream *u, int64_t connect_ms, int64_t repl_ms,
                            int64_t backoff_min_ms, int64_t backoff_max_ms);
 
+void upstream_set_wan(struct upstream *u, const struct upstream_wan *w);
+
 /* Periodic work: ACKs, timeouts, reconnects. now_ms is a monotonic clock. */
 void upstream_cron(struct upstream *u, int64_t now_ms);
 
@@ -123,5 +134,10 @@ int64_t upstream_rdb_bytes(const struct upstream *u);     /* RDB bytes received 
 int64_t upstream_rdb_size(const struct upstream *u);      /* expected, -1 for EOF format */
 int64_t upstream_stream_bytes(const struct upstream *u);  /* stream bytes over the life */
 int64_t upstream_commands(const struct upstream *u);      /* stream commands scanned */
+/* How the current link is carried: "plain" (a stock master, or not framed), "raw" or "zstd"
+ * (cascade framing). */
+const char *upstream_link_mode(const struct upstream *u);
+/* Framed bytes over the life of the object, the current link's included. */
+struct wanlink_counters upstream_link_counters(const struct upstream *u);
 
 #endif
