@@ -202,8 +202,11 @@ static int start_frame(struct frame_decoder *d, char *err, size_t errlen)
 ssize_t frame_decode(struct frame_decoder *d, const void *in, size_t len, size_t *used, void *out,
                      size_t cap, char *err, size_t errlen)
 {
-    const unsigned char *ip = in;
+    static const unsigned char none[1];
+    const unsigned char *ip = in ? in : none; /* no input: still drain the decoder */
     unsigned char *op = out;
+    if (!in)
+        len = 0;
     size_t pos = 0, opos = 0;
     for (;;) {
         if (!d->in_frame) {
