@@ -9,6 +9,7 @@ import random
 import socket
 import subprocess
 import threading
+import time
 
 import pytest
 
@@ -206,9 +207,11 @@ def test_wan_silent_redial_psync(cluster):
     try:
         w.wait_count(2000)
         wan.cmd("blackhole on")
+        t0 = time.monotonic()
         # The link is open but silent: B hears no heartbeat and redials (bounded wait).
         h.wait_for(lambda: h.count_in_file(b.logs[0], "no heartbeat from the upstream relay") > 0,
                    20, "DC B's relay to notice the silent link", describe=b.describe)
+        print("silent link noticed after %.1f s" % (time.monotonic() - t0))
         # DC B's leaves keep serving reads meanwhile.
         for leaf in leaves:
             assert leaf.client().ping()
