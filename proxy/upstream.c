@@ -80,17 +80,17 @@ struct upstream {
     struct snapshot *snap; /* owned while FILLING */
     unsigned snap_seq;     /* names temp files uniquely */
     struct upstream_callbacks cb;
-    SSL_CTX *tls;          /* borrowed, NULL for plain TCP */
+    SSL_CTX *tls;               /* borrowed, NULL for plain TCP */
     struct resolver *resolver;  /* borrowed; NULL: blocking getaddrinfo (tools, tests) */
     struct resolve_req *lookup; /* CONNECTING: the pending name lookup */
-    char *server_name;     /* owned */
-    bool paused;           /* stopping: read nothing more, connect no more */
-    int64_t commands_base; /* commands counted by scanners replaced since */
-    struct upstream_wan wan;  /* long-distance settings; wan.tcp.congestion owned */
-    bool frame_offered;       /* HANDSHAKE: the upstream relay agreed to cascade framing */
-    bool frame_zstd;          /* ... and to compress */
-    struct wanlink_in *frame; /* owned: set once framing began (after the PSYNC reply) */
-    struct evbuffer *plain;   /* owned with frame: what the frames decoded to */
+    char *server_name;          /* owned */
+    bool paused;                /* stopping: read nothing more, connect no more */
+    int64_t commands_base;      /* commands counted by scanners replaced since */
+    struct upstream_wan wan;    /* long-distance settings; wan.tcp.congestion owned */
+    bool frame_offered;         /* HANDSHAKE: the upstream relay agreed to cascade framing */
+    bool frame_zstd;            /* ... and to compress */
+    struct wanlink_in *frame;   /* owned: set once framing began (after the PSYNC reply) */
+    struct evbuffer *plain;     /* owned with frame: what the frames decoded to */
     struct wanlink_counters frame_total; /* of links closed before */
 };
 
@@ -638,7 +638,8 @@ static int read_rdb(struct upstream *u)
          * (The rest is checked against its CRC-64 trailer by snapshot_finish.) */
         if (u->rdb_got < RDB_HEADER_LEN) {
             unsigned char head[RDB_HEADER_LEN];
-            size_t had = (size_t)u->rdb_got, k = RDB_HEADER_LEN - had < n ? RDB_HEADER_LEN - had : n;
+            size_t had = (size_t)u->rdb_got,
+                   k = RDB_HEADER_LEN - had < n ? RDB_HEADER_LEN - had : n;
             memcpy(head, u->snap->check.head, had);
             memcpy(head + had, v.iov_base, k);
             if (!rdb_header_prefix_ok(head, had + k)) {
@@ -709,7 +710,45 @@ static void stream_end(struct upstream *u)
     u->fed = false;
 }
 
-/* What the bufferevent's input holds (a TLS link's reads, or bytes read before STREAM). */
+/*
+ * A framed link in STREAM: decode the frames straight into where the owner keeps the stream
+ * (its backlog's free blocks, as a plain link reads into them), or into the link's own
+ * buffer; then frame the commands. Keeps decoding while the decoder fills the room it was
+ * given (it may hold more than the wire shows).
+ */
+static void read_frames(struct upstream *u)
+{
+    char err[FRAME_ERR_LEN];
+    for (;;) {
+        if (u->state != UPSTREAM_STREAM || !u->bev)
+            return;
+        struct iovec iov[DRAIN_IOV];
+        int n = u->cb.stream_room ? u->cb.stream_room(u->cb.ctx, DRAIN_BYTES, iov, DRAIN_IOV) : 0;
+        if (n == 0) {
+            if (!u->rbuf && !(u->rbuf = malloc(DRAIN_BYTES)))
+                abort();
+            iov[n++] = (struct iovec){.iov_base = u->rbuf, .iov_len = DRAIN_BYTES};
+        }
+        for (int i = 0; i < n; i++) {
+            ssize_t got = wanlink_in_decode_into(u->frame, bufferevent_get_input(u->bev),
+                                                 iov[i].iov_base, iov[i].iov_len, err, sizeof(err));
+            if (got < 0) {
+                char why[sizeof(err) + 64];
+                snprintf(why, sizeof(why), "bad frame from the upstream relay: %s", err);
+                link_fail(u, why);
+                return;
+            }
+            if (got > 0 &&
+                (scan_stream(u, iov[i].iov_base, (size_t)got) < 0 || u->state != UPSTREAM_STREAM))
+                return; /* the framing failed, or the link went down meanwhile */
+            if ((size_t)got < iov[i].iov_len)
+                return; /* all decoded */
+        }
+    }
+}
+
+/* What the bufferevent's input holds (a TLS link's reads, or bytes read before STREAM), or
+ * what a framed link decoded before STREAM; then a framed link's new frames. */
 static void read_stream(struct upstream *u)
 {
     while (u->state == UPSTREAM_STREAM && u->bev) {
@@ -722,6 +761,8 @@ static void read_stream(struct upstream *u)
             break;
         evbuffer_drain(input(u), (size_t)n);
     }
+    if (u->frame)
+        read_frames(u);
     stream_end(u);
 }
 
@@ -783,6 +824,10 @@ static void read_cb(struct bufferevent *bev, void *arg)
     /* Each case consumes what it can; it returns when it needs more input or the link died.
      * On a framed link, what arrived is decoded first (the PSYNC reply before it is not). */
     while (u->bev) {
+        if (u->frame && u->state == UPSTREAM_STREAM) {
+            read_stream(u); /* decodes in place */
+            return;
+        }
         if (decode_frames(u) != 0)
             return;
         if (evbuffer_get_length(input(u)) == 0)

@@ -179,35 +179,50 @@ void wanlink_in_free(struct wanlink_in *w)
     free(w);
 }
 
-int wanlink_in_decode(struct wanlink_in *w, struct evbuffer *wire, struct evbuffer *plain,
-                      char *err, size_t errlen)
+ssize_t wanlink_in_decode_into(struct wanlink_in *w, struct evbuffer *wire, void *out, size_t cap,
+                               char *err, size_t errlen)
 {
     int64_t hb0 = frame_decoder_heartbeats(w->dec);
-    for (;;) {
+    size_t o = 0;
+    while (o < cap) {
         struct evbuffer_iovec v = {NULL, 0};
         if (evbuffer_peek(wire, -1, NULL, &v, 1) < 1)
             v.iov_len = 0;
+        size_t used = 0;
+        ssize_t got = frame_decode(w->dec, v.iov_base, v.iov_len, &used, (char *)out + o, cap - o,
+                                   err, errlen);
+        if (got < 0)
+            return -1;
+        evbuffer_drain(wire, used);
+        w->c.wire_bytes += (int64_t)used;
+        w->c.raw_bytes += got;
+        o += (size_t)got;
+        /* Room left: the decoder gave all it had, so stop once the input is used up. */
+        if (o < cap && (evbuffer_get_length(wire) == 0 || used == 0))
+            break;
+    }
+    w->c.heartbeats += frame_decoder_heartbeats(w->dec) - hb0;
+    return (ssize_t)o;
+}
+
+int wanlink_in_decode(struct wanlink_in *w, struct evbuffer *wire, struct evbuffer *plain,
+                      char *err, size_t errlen)
+{
+    for (;;) {
         struct evbuffer_iovec room;
         if (evbuffer_reserve_space(plain, DECODE_ROOM, &room, 1) != 1) {
             snprintf(err, errlen, "out of memory decoding the link");
             return -1;
         }
-        size_t cap = room.iov_len, used = 0;
-        ssize_t got =
-            frame_decode(w->dec, v.iov_base, v.iov_len, &used, room.iov_base, cap, err, errlen);
+        size_t cap = room.iov_len;
+        ssize_t got = wanlink_in_decode_into(w, wire, room.iov_base, cap, err, errlen);
         if (got < 0)
             return -1; /* nothing committed */
         room.iov_len = (size_t)got;
         evbuffer_commit_space(plain, &room, 1);
-        evbuffer_drain(wire, used);
-        w->c.wire_bytes += (int64_t)used;
-        w->c.raw_bytes += got;
-        bool out_full = (size_t)got == cap; /* the decoder may hold more */
-        if (!out_full && (evbuffer_get_length(wire) == 0 || used == 0))
-            break;
+        if ((size_t)got < cap)
+            return 0;
     }
-    w->c.heartbeats += frame_decoder_heartbeats(w->dec) - hb0;
-    return 0;
 }
 
 const struct wanlink_counters *wanlink_in_counters(const struct wanlink_in *w)

@@ -13,6 +13,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 struct bufferevent;
 struct evbuffer;
@@ -59,6 +60,12 @@ __attribute__((warn_unused_result)) int wanlink_in_decode(struct wanlink_in *w,
                                                           struct evbuffer *wire,
                                                           struct evbuffer *plain, char *err,
                                                           size_t errlen);
+/* The same into out (cap bytes): returns the bytes written (fewer than cap only once wire is
+ * used up and the decoder holds nothing more), or -1 with err. */
+__attribute__((warn_unused_result)) ssize_t wanlink_in_decode_into(struct wanlink_in *w,
+                                                                   struct evbuffer *wire, void *out,
+                                                                   size_t cap, char *err,
+                                                                   size_t errlen);
 const struct wanlink_counters *wanlink_in_counters(const struct wanlink_in *w);
 
 /* "raw" or "zstd" for a level, as INFO shows it. */
