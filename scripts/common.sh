@@ -12,6 +12,8 @@ CASCADE_PACKAGES=(
     debhelper dpkg-dev fakeroot lintian groff-base adduser
     # the ecosystem tests: the HA pair behind haproxy, the exporter scraping a relay
     haproxy prometheus-redis-exporter
+    # the WAN tests' network namespace (test_wan.py, as root)
+    iproute2 nftables
 )
 
 ensure_deps() {

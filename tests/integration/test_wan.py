@@ -4,8 +4,10 @@ relay across the WAN, DC B's leaves from DC B's relay. The link between the two 
 cascade's framing with zstd; stock peers never see it. No timed assertions: every wait is a
 bounded wait on a condition."""
 
+import ctypes
 import os
 import random
+import shutil
 import socket
 import subprocess
 import threading
@@ -123,6 +125,67 @@ class JsonWriter(threading.Thread):
         self.join(10)
         if self.error:
             raise self.error
+
+
+CLONE_NEWNET = 0x40000000
+
+
+class NetNs:
+    """A network namespace of its own for one test: this thread (pytest's, which starts every
+    process and thread of the test) enters it, so the whole test runs on that namespace's
+    loopback and an nftables table there can drop a link's packets without touching the
+    host. close() returns to the original namespace and deletes this one."""
+
+    def __init__(self):
+        self.name = "cascade-wan-%d" % os.getpid()
+        self.libc = ctypes.CDLL(None, use_errno=True)
+        subprocess.run(["ip", "netns", "add", self.name], check=True)
+        self.orig = os.open("/proc/self/ns/net", os.O_RDONLY)
+        try:
+            fd = os.open("/run/netns/" + self.name, os.O_RDONLY)
+            try:
+                if self.libc.setns(fd, CLONE_NEWNET) != 0:
+                    raise OSError(ctypes.get_errno(), "setns")
+            finally:
+                os.close(fd)
+            self.nft("add table inet cascade_wan")
+            self.nft("add chain inet cascade_wan out { type filter hook output priority 0 ; }")
+            subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+        except BaseException:
+            self.close()
+            raise
+
+    @staticmethod
+    def nft(rule):
+        subprocess.run(["nft"] + rule.split(), check=True)
+
+    def drop_port(self, port):
+        """Every packet to or from `port` vanishes: no reset, no ICMP, the sockets stay open."""
+        self.nft("add rule inet cascade_wan out tcp dport %d drop" % port)
+        self.nft("add rule inet cascade_wan out tcp sport %d drop" % port)
+
+    def heal(self):
+        self.nft("flush chain inet cascade_wan out")
+
+    def close(self):
+        if self.orig is not None:
+            self.libc.setns(self.orig, CLONE_NEWNET)
+            os.close(self.orig)
+            self.orig = None
+        subprocess.run(["ip", "netns", "del", self.name], check=False)
+
+
+def netns_usable():
+    return os.geteuid() == 0 and shutil.which("ip") and shutil.which("nft")
+
+
+@pytest.fixture
+def netns():
+    if not netns_usable():
+        pytest.skip("network namespaces need root, ip and nft")
+    ns = NetNs()
+    yield ns
+    ns.close()
 
 
 @pytest.fixture
@@ -253,3 +316,72 @@ def test_repoint_compressed_to_stock_and_back(cluster):
     assert ib["upstream_full_syncs"] == 1, ib
     assert ib["upstream_partial_syncs"] >= 2, ib
     assert leaves[0].full_syncs_in_log() <= 1
+
+
+def test_dropped_packets_redial_psync(netns, cluster):
+    """The same silence made by the kernel: in a namespace of its own, an nftables rule drops
+    every packet between the two relays (the sockets stay open, TCP retransmits into the
+    void). DC B's relay redials on its own, its leaves keep serving reads, and once the
+    packets flow again it continues with PSYNC; no full sync anywhere."""
+    m = cluster.master()
+    a = cluster.relay(m, "dcA-relay")
+    h.wait_link_up(a)
+    b = cluster.relay(a, "dcB-relay")
+    h.wait_link_up(b)
+    leaves = [cluster.replica(b, "dcB-leaf%d" % i) for i in range(2)]
+    assert relay_info(b)["upstream_link"] == "zstd"
+    w = JsonWriter(m.port)
+    w.start()
+    try:
+        w.wait_count(2000)
+        netns.drop_port(a.port)
+        t0 = time.monotonic()
+        h.wait_for(lambda: h.count_in_file(b.logs[0], "no heartbeat from the upstream relay") > 0,
+                   20, "DC B's relay to notice the dropped link", describe=b.describe)
+        print("dropped link noticed after %.1f s" % (time.monotonic() - t0))
+        for leaf in leaves:
+            assert leaf.client().ping()
+            leaf.client().dbsize()
+        netns.heal()
+        w.wait_count(2000)
+    finally:
+        w.stop()
+    h.wait_digests_equal(m, leaves, relays=[a, b])
+    ib = relay_info(b)
+    assert ib["upstream_full_syncs"] == 1, ib
+    assert ib["upstream_partial_syncs"] >= 1, ib
+    assert relay_info(a)["full_syncs_served"] == 1
+    for leaf in leaves:
+        assert leaf.full_syncs_in_log() <= 1
+
+
+def test_dropped_packets_stock_master_tcp_user_timeout(netns, cluster):
+    """Against a stock master (no heartbeat; it PINGs every 10 s and repl-timeout is 60 s) the
+    kernel notices a dead route: the relay's REPLCONF ACKs stay unacknowledged and
+    TCP_USER_TIMEOUT (upstream.tcp-user-timeout, 15 s by default) breaks the link long before
+    repl-timeout; the relay redials and continues with PSYNC once packets flow again."""
+    m = cluster.master()
+    a = cluster.relay(m, "relay")
+    h.wait_link_up(a)
+    leaf = cluster.replica(a, "leaf")
+    w = JsonWriter(m.port, batches_per_s=10)
+    w.start()
+    try:
+        w.wait_count(500)
+        # Only the relay's connection: the writer's own connection to the master stays up.
+        reps = m.client().client_list(_type="replica")
+        assert len(reps) == 1, reps
+        netns.drop_port(int(reps[0]["addr"].rsplit(":", 1)[1]))
+        t0 = time.monotonic()
+        h.wait_for(lambda: h.count_in_file(a.logs[0], "link lost: Connection timed out") > 0,
+                   40, "the relay to notice the dead route", describe=a.describe)
+        print("dead route to the stock master noticed after %.1f s" % (time.monotonic() - t0))
+        netns.heal()
+        w.wait_count(500)
+    finally:
+        w.stop()
+    h.wait_digests_equal(m, [leaf], relays=[a])
+    ia = relay_info(a)
+    assert ia["upstream_link"] == "plain"
+    assert ia["upstream_full_syncs"] == 1, ia
+    assert ia["upstream_partial_syncs"] >= 1, ia
