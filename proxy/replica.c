@@ -126,7 +126,7 @@ void replica_close(struct replica *r, const char *why)
     set_state(r, REPLICA_CLOSING);
     bufferevent_disable(r->bev, EV_READ);
     bufferevent_setwatermark(r->bev, EV_WRITE, 0, 0);
-    if (evbuffer_get_length(bufferevent_get_output(r->bev)) == 0)
+    if (replica_output_bytes(r) == 0)
         bury(r);
 }
 
@@ -319,7 +319,7 @@ static void write_cb(struct bufferevent *bev, void *arg)
     if (r->dead)
         return;
     if (r->state == REPLICA_CLOSING) {
-        if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+        if (replica_output_bytes(r) == 0) /* a framed link's frames included */
             bury(r);
         return;
     }
@@ -749,7 +749,11 @@ void replica_set_cron(struct replica_set *set, int64_t now)
             }
             break;
         case REPLICA_CLOSING:
-            if (now - r->state_since_ms > set->lim.timeout_ms)
+            /* The last frames leave from below the filter, which calls no write callback
+             * for them: look here. */
+            if (r->link && replica_output_bytes(r) == 0)
+                bury(r);
+            else if (now - r->state_since_ms > set->lim.timeout_ms)
                 drop(r, "timed out flushing");
             break;
         }

@@ -333,9 +333,10 @@ static void send_handshake(struct upstream *u)
     const char *capa[] = {"REPLCONF", "capa", "eof", "capa", "psync2"};
     send_command(u, 5, capa);
     u->replies_pending += 2;
-    if (u->mode == UPSTREAM_MAIN) {
+    {
         /* Only cascade answers "+OK cascade-frame ..."; stock masters ignore unknown capas
-         * and answer "+OK" (PROTOCOL.md, "Links between cascade relays"). */
+         * and answer "+OK" (docs/reference.md, "Links between cascade relays"). A side
+         * fetch asks too: a fresh snapshot crosses the WAN compressed like the first. */
         const char *fr[] = {"REPLCONF", "capa", "cascade-frame", "capa", "cascade-zstd"};
         send_command(u, u->wan.compression ? 5 : 3, fr);
         u->replies_pending++;

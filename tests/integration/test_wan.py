@@ -385,3 +385,34 @@ def test_dropped_packets_stock_master_tcp_user_timeout(netns, cluster):
     assert ia["upstream_link"] == "plain"
     assert ia["upstream_full_syncs"] == 1, ia
     assert ia["upstream_partial_syncs"] >= 1, ia
+
+
+def test_snapshot_refresh_across_wan_compressed(cluster):
+    """DC B's relay refreshes its snapshot on a side connection (snapshot.refresh-after); the
+    side link asks for framing too, so the fresh RDB crosses the WAN compressed, and the
+    session on DC A's side closes once its last frames are out."""
+    refresh = ["--set", "snapshot.refresh-after=256kb", "--set", "snapshot.min-interval=1s"]
+    m = cluster.master()
+    a = cluster.relay(m, "dcA-relay", extra=refresh)  # A refreshes from the master too
+    h.wait_link_up(a)
+    wan = WanEm(cluster, a)
+    b = cluster.relay(wan, "dcB-relay", extra=refresh)
+    h.wait_link_up(b)
+    first = relay_info(b)["snapshot_offset"]
+    w = JsonWriter(m.port)
+    w.start()
+    try:
+        w.wait_count(5000)
+    finally:
+        w.stop()
+    h.wait_for(lambda: relay_info(b)["snapshot_offset"] > first
+               and relay_info(b)["snapshot_fetch_in_progress"] == 0, 60,
+               "DC B's relay to fetch a fresh snapshot", describe=b.describe)
+    assert h.info(b.client(), "stats")["snapshot_fetches"] >= 1
+    # Both of A's sessions toward B were framed with zstd: the main link and the side fetch.
+    assert h.count_in_file(a.logs[0], "cascade link: zstd frames") >= 2
+    # The fetch session did not linger until replicas.timeout: only the main link is left.
+    h.wait_for(lambda: h.info(a.client(), "replication")["connected_slaves"] == 1, 30,
+               "DC A's side session to close")
+    leaf = cluster.replica(b, "dcB-leaf")
+    h.wait_digests_equal(m, [leaf], relays=[a, b])
