@@ -416,3 +416,35 @@ def test_snapshot_refresh_across_wan_compressed(cluster):
                "DC A's side session to close")
     leaf = cluster.replica(b, "dcB-leaf")
     h.wait_digests_equal(m, [leaf], relays=[a, b])
+
+
+def test_far_behind_served_from_disk_framed(cluster):
+    """DC B's relay away (blackholed) for longer than DC A's in-memory backlog: when it comes
+    back its PSYNC is served from DC A's disk log, through the framing (file pieces are
+    compressed like blocks), with no full sync."""
+    m = cluster.master()
+    a = cluster.relay(m, "dcA-relay", extra=["--set", "backlog.size=256kb"])
+    h.wait_link_up(a)
+    wan = WanEm(cluster, a)
+    b = cluster.relay(wan, "dcB-relay")
+    h.wait_link_up(b)
+    leaf = cluster.replica(b, "dcB-leaf")
+    w = JsonWriter(m.port)
+    w.start()
+    try:
+        w.wait_count(1000)
+        wan.cmd("blackhole on")
+        h.wait_for(lambda: h.count_in_file(b.logs[0], "no heartbeat from the upstream relay") > 0,
+                   20, "DC B's relay to notice the silent link", describe=b.describe)
+        held = h.repl_offset(b)
+        h.wait_for(lambda: h.info(a.client(), "replication")["repl_backlog_first_byte_offset"]
+                   > held + 1, 60, "DC A's memory to move past DC B's offset")
+        wan.cmd("blackhole off")
+        w.wait_count(1000)
+    finally:
+        w.stop()
+    h.wait_digests_equal(m, [leaf], relays=[a, b])
+    assert relay_info(b)["upstream_full_syncs"] == 1
+    rep = relay_info(a)["replica0"]
+    assert rep["link"] == "zstd", rep
+    assert rep["from_disk_bytes"] > 0, rep
