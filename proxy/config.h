@@ -28,6 +28,15 @@ struct config {
     int64_t max_args;             /* arguments per command */
     int64_t max_bulk_bytes;       /* one argument */
     int64_t max_inline_bytes;     /* one inline command */
+    /* [relay]: limits on plain clients (hostile or careless ones) */
+    int64_t input_memory_bytes;        /* all plain clients' input buffers together */
+    int64_t auth_failure_delay_ms;     /* reply delay after the first failed AUTHs */
+    int64_t client_output_limit_bytes; /* plain clients: hard output limit (0 = none) */
+    int64_t client_output_soft_bytes;  /* soft limit ... */
+    int64_t client_output_soft_ms;     /* ... tolerated this long */
+    int64_t pubsub_output_limit_bytes; /* subscribed clients: hard output limit */
+    int64_t pubsub_output_soft_bytes;  /* soft limit ... */
+    int64_t pubsub_output_soft_ms;     /* ... tolerated this long */
     /* [upstream] */
     char *upstream_host; /* master (or relay) to replicate from ("" = none yet) */
     int64_t upstream_port;

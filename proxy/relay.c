@@ -206,12 +206,35 @@ static void write_meta(struct relay *r)
         log_warning("relay", "-", "cannot persist meta: %s", err);
 }
 
+enum history_match {
+    HISTORY_NONE,     /* not a point of our history */
+    HISTORY_CURRENT,  /* our current id */
+    HISTORY_PREVIOUS, /* our previous id, before the switch at second_replid_offset */
+};
+
+/*
+ * The one test of "is this id ours", as Redis' masterTryPartialResynchronization makes it: the
+ * current id, or the previous one if `next` (the first byte wanted: PSYNC's offset, a
+ * snapshot's offset + 1) is not past where the previous id ended. Ids compare as Redis does
+ * (resp_replid_equal: exact length, case-insensitive).
+ */
+static enum history_match history_match(const struct relay *r, const char *id, size_t len,
+                                        int64_t next)
+{
+    if (!r->has_history)
+        return HISTORY_NONE;
+    if (resp_replid_equal(id, len, r->replid))
+        return HISTORY_CURRENT;
+    if (resp_replid_equal(id, len, r->replid2) && next <= r->second_replid_offset)
+        return HISTORY_PREVIOUS;
+    return HISTORY_NONE;
+}
+
 static bool snapshot_usable(const struct relay *r, const struct snapshot *s)
 {
-    if (!s || s->state != SNAPSHOT_READY || !r->has_history)
+    if (!s || s->state != SNAPSHOT_READY)
         return false;
-    bool same = strcmp(s->replid, r->replid) == 0 ||
-                (strcmp(s->replid, r->replid2) == 0 && s->offset < r->second_replid_offset);
+    bool same = history_match(r, s->replid, strlen(s->replid), s->offset + 1) != HISTORY_NONE;
     /* The stream must be held from the byte after the snapshot on. */
     return same && s->offset + 1 >= held_start(r);
 }
@@ -243,8 +266,7 @@ static const struct snapshot *streamable(struct relay *r, const char **replid, u
     }
     f = r->fetch && !r->fetch_finished ? upstream_filling(r->fetch) : NULL;
     if (f && r->fetch_gen && r->has_history && !r->main_full_sync) {
-        bool same = strcmp(f->replid, r->replid) == 0 ||
-                    (strcmp(f->replid, r->replid2) == 0 && f->offset < r->second_replid_offset);
+        bool same = history_match(r, f->replid, strlen(f->replid), f->offset + 1) != HISTORY_NONE;
         if (same && f->offset + 1 >= held_start(r)) {
             *replid = r->replid;
             *gen = r->fetch_gen;
@@ -444,7 +466,7 @@ static void up_on_continue(void *ctx, const char *new_replid)
 {
     struct relay *r = ctx;
     r->stats.upstream_partial_syncs++;
-    if (!new_replid[0] || strcmp(new_replid, r->replid) == 0)
+    if (!new_replid[0] || resp_replid_equal(new_replid, strlen(new_replid), r->replid))
         return;
     /* psync2: the old id stays valid up to here (Redis' shiftReplicationId). */
     memcpy(r->replid2, r->replid, 41);
@@ -474,8 +496,8 @@ static void up_on_snapshot(void *ctx, struct snapshot *s)
     r->main_full_sync = false;
     uint64_t gen = r->main_gen;
     r->main_gen = 0;
-    bool continues =
-        r->has_history && strcmp(s->replid, r->replid) == 0 && s->offset == backlog_end(r->backlog);
+    bool continues = r->has_history && resp_replid_equal(s->replid, strlen(s->replid), r->replid) &&
+                     s->offset == backlog_end(r->backlog);
     if (!continues) {
         /* A new history: the old one was served until now; nothing of it is mixed in. */
         if (r->has_history)
@@ -649,7 +671,7 @@ static void info_clients(struct relay *r, struct sbuf *o)
                 "maxclients:%" PRId64 "\r\n"
                 "blocked_clients:0\r\n",
                 server_client_count(r->server) + replica_set_count(r->replicas),
-                r->cfg->max_clients);
+                server_max_clients(r->server));
 }
 
 static void info_memory(struct relay *r, struct sbuf *o)
@@ -1147,15 +1169,20 @@ static int relay_config_set(void *ctx, const char *key, const char *value, char 
  * same upstream history, so such a replica is continued and gets bytes once the stream reaches
  * its offset; a change of id or history drops it like every replica.
  */
-static bool can_continue(const struct relay *r, const char *replid, int64_t offset)
+static bool can_continue(const struct relay *r, const char *replid, size_t len, int64_t offset)
 {
     int64_t next = backlog_end(r->backlog) + 1;
-    if (!r->has_history || offset < 0 || offset > RESP_MAX_OFFSET)
+    if (offset < 0 || offset > RESP_MAX_OFFSET)
         return false; /* an offset no stream reaches: a full sync, as Redis gives */
-    if (strcmp(replid, r->replid) == 0)
+    switch (history_match(r, replid, len, offset)) {
+    case HISTORY_CURRENT:
         return offset >= held_start(r) && offset <= next + AHEAD_MAX;
-    return strcmp(replid, r->replid2) == 0 && offset <= r->second_replid_offset &&
-           offset >= held_start(r) && offset <= next;
+    case HISTORY_PREVIOUS:
+        return offset >= held_start(r) && offset <= next;
+    case HISTORY_NONE:
+        break;
+    }
+    return false;
 }
 
 static int relay_sync(void *ctx, struct bufferevent *bev, const struct server_sync_request *req,
@@ -1163,7 +1190,9 @@ static int relay_sync(void *ctx, struct bufferevent *bev, const struct server_sy
 {
     struct relay *r = ctx;
     const struct resp_command *cmd = req->cmd;
-    char replid[41] = "?";
+    char replid[64] = "?"; /* for the log: escaped, cut */
+    const char *id = "";   /* as sent, for the comparison */
+    size_t id_len = 0;
     int64_t offset = -1;
     if (!req->plain_sync) {
         if (cmd->argc >= 4 && resp_arg_is(cmd, 3, "FAILOVER")) {
@@ -1174,9 +1203,9 @@ static int relay_sync(void *ctx, struct bufferevent *bev, const struct server_sy
             snprintf(err, errlen, "ERR value is not an integer or out of range");
             return -1;
         }
-        size_t n = cmd->argl[1] < 40 ? cmd->argl[1] : 40;
-        memcpy(replid, cmd->argv[1], n);
-        replid[n] = '\0';
+        id = cmd->argv[1];
+        id_len = cmd->argl[1];
+        resp_escape(id, id_len < 44 ? id_len : 44, replid, sizeof(replid));
     }
     /* While the first full sync from the upstream runs, a history is coming: replicas wait for
      * it (and are streamed its RDB as it arrives). */
@@ -1212,7 +1241,7 @@ static int relay_sync(void *ctx, struct bufferevent *bev, const struct server_sy
     struct replica *rep = replica_attach(r->replicas, bev, &h);
     if (!req->plain_sync && store_usable(r) && offset < backlog_start(r->backlog))
         (void)store_verify(r->store, offset); /* bytes that fail are cut now: a full sync */
-    if (!req->plain_sync && !req->rdb_only && can_continue(r, replid, offset)) {
+    if (!req->plain_sync && !req->rdb_only && can_continue(r, id, id_len, offset)) {
         r->stats.sync_partial_ok++;
         if (offset > backlog_end(r->backlog) + 1)
             log_notice("relay", req->peer,
@@ -1223,7 +1252,7 @@ static int relay_sync(void *ctx, struct bufferevent *bev, const struct server_sy
         replica_start_partial(rep, offset, r->replid);
         return 0;
     }
-    if (!req->plain_sync && strcmp(replid, "?") != 0)
+    if (!req->plain_sync && !(id_len == 1 && id[0] == '?'))
         r->stats.sync_partial_err++;
     log_info("relay", req->peer,
              "full sync for %s %" PRId64 " (history %s %" PRId64 "..%" PRId64 ")", replid, offset,

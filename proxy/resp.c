@@ -110,6 +110,11 @@ static ssize_t parse_multibulk(const char *buf, size_t len, const struct resp_li
         set_err(err, errlen, "Protocol error: invalid multibulk length");
         return -1;
     }
+    /* Redis (networking.c) answers these two before AUTH, whatever its other limits. */
+    if (lim->unauthenticated && count > RESP_UNAUTH_MAX_ARGC) {
+        set_err(err, errlen, "Protocol error: unauthenticated multibulk length");
+        return -1;
+    }
     size_t max_argc = min_sz(lim->max_argc, RESP_MAX_ARGC);
     if (count > (int64_t)max_argc) {
         set_err(err, errlen, "Protocol error: invalid multibulk length");
@@ -141,6 +146,11 @@ static ssize_t parse_multibulk(const char *buf, size_t len, const struct resp_li
             return 0;
         }
         int64_t blen;
+        if (lim->unauthenticated && parse_i64(buf + pos + 1, (size_t)cr - pos - 1, &blen) == 0 &&
+            blen > RESP_UNAUTH_MAX_BULK) {
+            set_err(err, errlen, "Protocol error: unauthenticated bulk length");
+            return -1;
+        }
         if (parse_i64(buf + pos + 1, (size_t)cr - pos - 1, &blen) != 0 || blen < 0 ||
             (uint64_t)blen > lim->max_bulk_bytes) {
             set_err(err, errlen, "Protocol error: invalid bulk length");
@@ -621,4 +631,10 @@ void resp_random_hex(char *out, size_t n)
             out[done++] = hex[buf[i] & 15];
     }
     out[n] = '\0';
+}
+
+bool resp_replid_equal(const char *id, size_t len, const char *ours)
+{
+    return len == RESP_REPLID_LEN && strlen(ours) == RESP_REPLID_LEN &&
+           strncasecmp(id, ours, RESP_REPLID_LEN) == 0;
 }

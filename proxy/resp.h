@@ -30,7 +30,12 @@ struct resp_limits {
     size_t max_argc;         /* multibulk count, at most RESP_MAX_ARGC */
     size_t max_bulk_bytes;   /* one argument */
     size_t max_inline_bytes; /* one inline command line, and one header line */
+    bool unauthenticated;    /* Redis' limits before AUTH: RESP_UNAUTH_MAX_ARGC arguments of
+                                RESP_UNAUTH_MAX_BULK bytes at most */
 };
+
+#define RESP_UNAUTH_MAX_ARGC 10    /* Redis' multibulk length limit before AUTH */
+#define RESP_UNAUTH_MAX_BULK 16384 /* Redis' bulk length limit before AUTH */
 
 /* A parsed command. argv points into the caller's buffer: valid while it is. */
 struct resp_command {
@@ -123,6 +128,11 @@ ssize_t resp_eofmark_feed(struct resp_eofmark *m, const char *buf, size_t len);
  * marks and run ids nobody can predict (a value equal to the mark would end a transfer early
  * at a stock replica). Aborts if the kernel has no randomness to give. */
 void resp_random_hex(char *out, size_t n);
+
+/* True if the replication id id[0..len) is ours (a NUL-terminated id of 40 characters), as
+ * Redis' masterTryPartialResynchronization decides: same length, ASCII case-insensitively
+ * equal. An id of another length never matches, not even on its first 40 characters. */
+bool resp_replid_equal(const char *id, size_t len, const char *ours);
 
 /* Writes a printable, escaped sample of buf (at most out_len - 1 chars) for log messages. */
 void resp_escape(const char *buf, size_t len, char *out, size_t out_len);

@@ -12,6 +12,7 @@
 #include <openssl/ssl.h>
 #include <event2/event.h>
 #include <event2/listener.h>
+#include <errno.h>
 #include <fnmatch.h>
 #include <stdarg.h>
 #include <inttypes.h>
@@ -19,12 +20,19 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "log.h"
+#include "redis_commands.h"
 
 #define MAX_CHANNELS       4         /* Sentinel uses one */
 #define OUTPUT_PAUSE_BYTES (1 << 20) /* replies a plain client may leave unread */
+#define AUTH_FREE_FAILURES 3         /* failed AUTHs on a connection answered at once */
+#define AUTH_LOG_MS        10000     /* one "AUTH failed" line per client and interval */
+#define NOISE_LINES        10        /* per second: lines about single clients (refusals, ...) */
+#define FD_RESERVED        32        /* fds kept for the upstream, log, snapshots, listeners */
+#define ACCEPT_PAUSE_MS    100       /* out of fds: accept again after this */
 
 struct client {
     struct client *next, *prev; /* the server's list */
@@ -47,9 +55,24 @@ struct client {
     bool dead;    /* on the reaper list */
     int64_t created_ms;
     int64_t last_cmd_ms;
-    int64_t partial_since_ms; /* an incomplete command has been pending since, 0 if none */
-    bool tls;                 /* accepted on the TLS port */
-    bool paused;              /* not read from until it reads its replies */
+    int64_t partial_since_ms;  /* an incomplete command has been pending since, 0 if none */
+    bool tls;                  /* accepted on the TLS port */
+    bool paused;               /* not read from until it reads its replies */
+    size_t in_bytes;           /* its input buffer, as counted in the server's input_bytes */
+    int64_t out_soft_since_ms; /* output past the soft limit since, 0 if not */
+    int auth_fails;            /* failed AUTHs on this connection */
+    int64_t auth_log_ms;       /* last "AUTH failed" line, 0 if none yet */
+    int64_t auth_unlogged;     /* failures since that line */
+    bool auth_delayed;         /* a failed AUTH's reply is held: no reads, no writes */
+    struct event *auth_timer;  /* owned, created at the first delay */
+};
+
+/* Lines about single clients (refusals, evictions, AUTH failures) are capped per second; what
+ * is left out is counted and reported once a second by the cron. */
+struct log_budget {
+    int64_t window_ms; /* start of the current second */
+    int lines;         /* written in it */
+    int64_t dropped;   /* left out since the last report */
 };
 
 struct server {
@@ -65,6 +88,11 @@ struct server {
     struct event *reaper;
     size_t count;
     uint64_t next_id;
+    size_t input_bytes;         /* input buffers of all plain clients */
+    int64_t fd_clients;         /* clients the fd limit leaves room for (0 = not measured) */
+    struct event *accept_timer; /* re-enables the listeners after EMFILE/ENFILE */
+    bool accept_paused;         /* out of fds: listeners disabled, logged once */
+    struct log_budget noise;
 };
 
 typedef void (*command_fn)(struct client *c, const struct resp_command *cmd);
@@ -102,11 +130,40 @@ static void reply_raw(struct client *c, const char *s, size_t n)
     c->srv->stats->total_net_output_bytes += (int64_t)n;
 }
 
+static bool budget_take(struct server *s)
+{
+    int64_t now = net_now_ms();
+    if (now - s->noise.window_ms >= 1000) {
+        s->noise.window_ms = now;
+        s->noise.lines = 0;
+    }
+    if (s->noise.lines < NOISE_LINES) {
+        s->noise.lines++;
+        return true;
+    }
+    s->noise.dropped++;
+    return false;
+}
+
+#define client_log(lvl, c, ...)                                                                    \
+    do {                                                                                           \
+        if (log_enabled(lvl) && budget_take((c)->srv))                                             \
+            log_msg(lvl, "server", (c)->peer, __VA_ARGS__);                                        \
+    } while (0)
+
 static void bury(struct client *c)
 {
     if (c->dead)
         return;
     struct server *s = c->srv;
+    if (c->auth_unlogged > 0)
+        client_log(LOG_NOTICE, c, "AUTH failed %" PRId64 " more times (%d on this connection)",
+                   c->auth_unlogged, c->auth_fails);
+    c->auth_unlogged = 0;
+    if (c->auth_timer)
+        event_del(c->auth_timer);
+    s->input_bytes -= c->in_bytes;
+    c->in_bytes = 0;
     if (c->prev)
         c->prev->next = c->next;
     else
@@ -133,6 +190,8 @@ static void reap_cb(evutil_socket_t fd, short what, void *arg)
         s->dead = c->next;
         if (c->bev)
             bufferevent_free(c->bev);
+        if (c->auth_timer)
+            event_free(c->auth_timer);
         free(c);
     }
 }
@@ -142,14 +201,51 @@ static void close_after_reply(struct client *c)
 {
     c->closing = true;
     bufferevent_disable(c->bev, EV_READ);
+    /* Nothing more is read: what it sent past this point is dropped now, not held. */
+    struct evbuffer *in = bufferevent_get_input(c->bev);
+    evbuffer_drain(in, evbuffer_get_length(in));
+    c->srv->input_bytes -= c->in_bytes;
+    c->in_bytes = 0;
     if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
         bury(c);
+}
+
+/*
+ * Redis' client-output-buffer-limit for plain clients: the pubsub class once it has subscribed,
+ * the normal one otherwise; hard (bytes), or soft (bytes) for longer than the soft time. A
+ * client over it is closed at once, its output dropped. True if it was.
+ */
+static bool output_check(struct client *c, int64_t now)
+{
+    const struct config *cfg = c->srv->cfg;
+    bool pubsub = c->nchannels > 0;
+    int64_t hard = pubsub ? cfg->pubsub_output_limit_bytes : cfg->client_output_limit_bytes;
+    int64_t soft = pubsub ? cfg->pubsub_output_soft_bytes : cfg->client_output_soft_bytes;
+    int64_t soft_ms = pubsub ? cfg->pubsub_output_soft_ms : cfg->client_output_soft_ms;
+    int64_t out = (int64_t)evbuffer_get_length(bufferevent_get_output(c->bev));
+    bool over = hard > 0 && out > hard;
+    if (!over && soft > 0 && out > soft) {
+        if (!c->out_soft_since_ms)
+            c->out_soft_since_ms = now;
+        else
+            over = now - c->out_soft_since_ms > soft_ms;
+    } else if (!over) {
+        c->out_soft_since_ms = 0;
+    }
+    if (!over)
+        return false;
+    c->srv->stats->client_output_buffer_limit_disconnections++;
+    client_log(
+        LOG_NOTICE, c, "closing: output buffer of %" PRId64 " bytes over the %s client limit (%s)",
+        out, pubsub ? "pubsub" : "normal", hard > 0 && out > hard ? "hard" : "soft, for too long");
+    bury(c);
+    return true;
 }
 
 static void protocol_error(struct client *c, const char *err)
 {
     c->srv->stats->protocol_errors++;
-    log_info("server", c->peer, "%s; closing", err);
+    client_log(LOG_INFO, c, "%s; closing", err);
     reply(c, "-ERR %s\r\n", err);
     close_after_reply(c);
 }
@@ -176,6 +272,20 @@ static void cmd_ping(struct client *c, const struct resp_command *cmd)
         reply(c, "+PONG\r\n");
 }
 
+/* RESET: back to a fresh connection, as Redis does: no name, no channels, and not
+ * authenticated if a password is set. */
+static void cmd_reset(struct client *c, const struct resp_command *cmd)
+{
+    (void)cmd;
+    c->name[0] = '\0';
+    c->nchannels = 0;
+    if (config_has_auth(c->srv->cfg)) {
+        c->authed = false;
+        c->user[0] = '\0';
+    }
+    reply(c, "+RESET\r\n");
+}
+
 static void cmd_echo(struct client *c, const struct resp_command *cmd)
 {
     reply_bulk(c, cmd->argv[1], cmd->argl[1]);
@@ -186,6 +296,61 @@ static void cmd_quit(struct client *c, const struct resp_command *cmd)
     (void)cmd;
     reply(c, "+OK\r\n");
     close_after_reply(c);
+}
+
+static void read_cb(struct bufferevent *bev, void *arg);
+
+/* A held AUTH reply is due: send it and read the client again. */
+static void auth_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct client *c = arg;
+    (void)fd;
+    (void)what;
+    if (c->dead || !c->bev || !c->auth_delayed)
+        return;
+    c->auth_delayed = false;
+    c->srv->stats->auth_delayed_replies++;
+    bufferevent_enable(c->bev, c->paused || c->closing ? EV_WRITE : EV_READ | EV_WRITE);
+    if (!c->paused && !c->closing)
+        read_cb(c->bev, c); /* what it sent meanwhile is waiting in its input */
+}
+
+/*
+ * A failed AUTH: one log line per client and AUTH_LOG_MS (with the count since the last one),
+ * and past AUTH_FREE_FAILURES on the connection the reply is held for auth-failure-delay while
+ * the client is neither read nor written (a timer, the loop never waits): guessing costs time.
+ */
+static void auth_failed(struct client *c)
+{
+    struct server *s = c->srv;
+    int64_t now = net_now_ms();
+    s->stats->auth_failures++;
+    c->auth_fails++;
+    if (c->auth_log_ms == 0 || now - c->auth_log_ms >= AUTH_LOG_MS) {
+        if (c->auth_unlogged > 0)
+            client_log(LOG_NOTICE, c,
+                       "AUTH failed (%" PRId64
+                       " more times since the last line, %d on this connection)",
+                       c->auth_unlogged + 1, c->auth_fails);
+        else
+            client_log(LOG_NOTICE, c, "AUTH failed"); /* never the password */
+        c->auth_log_ms = now;
+        c->auth_unlogged = 0;
+    } else {
+        c->auth_unlogged++;
+    }
+    if (c->auth_fails <= AUTH_FREE_FAILURES || s->cfg->auth_failure_delay_ms <= 0 || !c->bev)
+        return;
+    if (!c->auth_timer) {
+        c->auth_timer = evtimer_new(s->base, auth_timer_cb, c);
+        if (!c->auth_timer)
+            abort();
+    }
+    c->auth_delayed = true;
+    bufferevent_disable(c->bev, EV_READ | EV_WRITE);
+    struct timeval tv = {.tv_sec = s->cfg->auth_failure_delay_ms / 1000,
+                         .tv_usec = (s->cfg->auth_failure_delay_ms % 1000) * 1000};
+    evtimer_add(c->auth_timer, &tv);
 }
 
 /* Check user/password; the time taken does not depend on which part was wrong. */
@@ -201,8 +366,7 @@ static bool check_auth(struct client *c, const char *user, size_t ulen, const ch
         memcpy(c->user, user, n);
         c->user[n] = '\0';
     } else {
-        c->srv->stats->auth_failures++;
-        log_notice("server", c->peer, "AUTH failed"); /* never the password */
+        auth_failed(c);
     }
     return ok;
 }
@@ -226,24 +390,47 @@ static void cmd_auth(struct client *c, const struct resp_command *cmd)
         reply(c, "-WRONGPASS invalid username-password pair or user is disabled.\r\n");
 }
 
-/* HELLO [protover [AUTH user pass] [SETNAME name]]: RESP2 only. */
+/* A name Redis would take (CLIENT SETNAME, HELLO SETNAME): printable ASCII without spaces,
+ * so that CLIENT LIST, INFO and the logs stay one field per name. */
+static bool name_ok(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] < '!' || s[i] > '~')
+            return false;
+    }
+    return true;
+}
+
+/* CLIENT SETNAME / HELLO SETNAME: false (and the error replied) if the name is refused. */
+static bool set_name(struct client *c, const char *name, size_t len)
+{
+    if (!name_ok(name, len)) {
+        reply(c, "-ERR Client names cannot contain spaces, newlines or special characters.\r\n");
+        return false;
+    }
+    size_t n = len < sizeof(c->name) - 1 ? len : sizeof(c->name) - 1;
+    memcpy(c->name, name, n);
+    c->name[n] = '\0';
+    return true;
+}
+
+/* HELLO [protover [AUTH user pass] [SETNAME name]]: RESP2 only. Checks in Redis 7.0's order:
+ * the version, each option in turn (AUTH, SETNAME), then authentication. */
 static void cmd_hello(struct client *c, const struct resp_command *cmd)
 {
     size_t i = 1;
+    int64_t ver = 0;
     if (cmd->argc > 1) {
-        int64_t ver;
         if (resp_arg_int64(cmd, 1, &ver) != 0) {
             reply(c, "-ERR Protocol version is not an integer or out of range\r\n");
             return;
         }
-        if (ver != 2) {
-            reply(c, "-NOPROTO sorry, this protocol version is not supported.\r\n");
+        if (ver < 2 || ver > 3) {
+            reply(c, "-NOPROTO unsupported protocol version\r\n");
             return;
         }
         i = 2;
     }
-    const char *name = NULL;
-    size_t name_len = 0;
     for (; i < cmd->argc; i++) {
         if (resp_arg_is(cmd, i, "AUTH") && i + 2 < cmd->argc) {
             if (!check_auth(c, cmd->argv[i + 1], cmd->argl[i + 1], cmd->argv[i + 2],
@@ -253,24 +440,25 @@ static void cmd_hello(struct client *c, const struct resp_command *cmd)
             }
             i += 2;
         } else if (resp_arg_is(cmd, i, "SETNAME") && i + 1 < cmd->argc) {
-            name = cmd->argv[i + 1];
-            name_len = cmd->argl[i + 1];
+            if (!set_name(c, cmd->argv[i + 1], cmd->argl[i + 1]))
+                return;
             i++;
         } else {
-            reply(c, "-ERR Syntax error in HELLO option\r\n");
+            char opt[64];
+            redis_printable(cmd->argv[i], cmd->argl[i], opt, sizeof(opt));
+            reply(c, "-ERR Syntax error in HELLO option '%s'\r\n", opt);
             return;
         }
     }
     if (config_has_auth(c->srv->cfg) && !c->authed) {
         reply(c, "-NOAUTH HELLO must be called with the client already authenticated, otherwise "
-                 "the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the "
-                 "client and select the RESP protocol version at the same time\r\n");
+                 "the HELLO AUTH <user> <pass> option can be used to authenticate the client and "
+                 "select the RESP protocol version at the same time\r\n");
         return;
     }
-    if (name) {
-        size_t n = name_len < sizeof(c->name) - 1 ? name_len : sizeof(c->name) - 1;
-        memcpy(c->name, name, n);
-        c->name[n] = '\0';
+    if (ver == 3) {
+        reply(c, "-NOPROTO this relay speaks RESP2 only\r\n");
+        return;
     }
     reply(c,
           "*14\r\n$6\r\nserver\r\n$5\r\nredis\r\n$7\r\nversion\r\n$6\r\n7.0.15\r\n"
@@ -324,8 +512,10 @@ static void cmd_replconf(struct client *c, const struct resp_command *cmd)
             }
             c->listening_port = (int)port;
         } else if (resp_arg_is(cmd, i, "ip-address")) {
+            /* It is shown in INFO (slaveN:ip=...), ROLE and the logs: printable, no separators
+             * (Sentinel reads slave_priority from those lines; a CR/LF here would forge one). */
             size_t n = cmd->argl[i + 1];
-            if (n == 0 || n >= sizeof(c->ip)) {
+            if (n == 0 || n >= sizeof(c->ip) || !name_ok(cmd->argv[i + 1], n)) {
                 reply(c, "-ERR invalid ip-address\r\n");
                 return;
             }
@@ -456,18 +646,8 @@ static void cmd_client(struct client *c, const struct resp_command *cmd)
     } else if (resp_arg_is(cmd, 1, "ID")) {
         reply(c, ":%" PRIu64 "\r\n", c->id);
     } else if (resp_arg_is(cmd, 1, "SETNAME") && cmd->argc == 3) {
-        size_t n = cmd->argl[2] < sizeof(c->name) - 1 ? cmd->argl[2] : sizeof(c->name) - 1;
-        memcpy(c->name, cmd->argv[2], n);
-        c->name[n] = '\0';
-        for (size_t i = 0; i < n; i++) {
-            if (c->name[i] <= ' ' || c->name[i] > '~') {
-                c->name[0] = '\0';
-                reply(c, "-ERR Client names cannot contain spaces, newlines or special "
-                         "characters.\r\n");
-                return;
-            }
-        }
-        reply(c, "+OK\r\n");
+        if (set_name(c, cmd->argv[2], cmd->argl[2]))
+            reply(c, "+OK\r\n");
     } else if (resp_arg_is(cmd, 1, "GETNAME")) {
         if (c->name[0])
             reply_bulk(c, c->name, strlen(c->name));
@@ -491,7 +671,7 @@ static void config_alias(const struct server *s, const char *name, char *out, si
     else if (strcmp(name, "dir") == 0)
         snprintf(out, len, "%s", cfg->dir);
     else if (strcmp(name, "maxclients") == 0)
-        snprintf(out, len, "%" PRId64, cfg->max_clients);
+        snprintf(out, len, "%" PRId64, server_max_clients(s));
     else if (strcmp(name, "repl-backlog-size") == 0)
         snprintf(out, len, "%" PRId64, cfg->backlog_size_bytes);
     else if (strcmp(name, "repl-timeout") == 0)
@@ -682,7 +862,10 @@ static void cmd_unsubscribe(struct client *c, const struct resp_command *cmd)
 static void cmd_publish(struct client *c, const struct resp_command *cmd)
 {
     int receivers = 0;
-    for (struct client *o = c->srv->head; o; o = o->next) {
+    int64_t now = net_now_ms();
+    struct client *next;
+    for (struct client *o = c->srv->head; o; o = next) {
+        next = o->next; /* output_check may bury o */
         if (o->closing || !o->bev || channel_index(o, cmd->argv[1], cmd->argl[1]) < 0)
             continue;
         reply(o, "*3\r\n$7\r\nmessage\r\n$%zu\r\n", cmd->argl[1]);
@@ -691,6 +874,7 @@ static void cmd_publish(struct client *c, const struct resp_command *cmd)
         reply_raw(o, cmd->argv[2], cmd->argl[2]);
         reply(o, "\r\n");
         receivers++;
+        output_check(o, now);
     }
     reply(c, ":%d\r\n", receivers);
 }
@@ -762,11 +946,12 @@ static void cmd_slowlog(struct client *c, const struct resp_command *cmd)
 }
 
 static const struct command commands[] = {
-    {"ping", -1, true, cmd_ping},
+    {"ping", -1, false, cmd_ping},
     {"echo", 2, false, cmd_echo},
     {"quit", -1, true, cmd_quit},
     {"auth", -2, true, cmd_auth},
     {"hello", -1, true, cmd_hello},
+    {"reset", 1, true, cmd_reset},
     {"info", -1, false, cmd_info},
     {"role", 1, false, cmd_role},
     {"replconf", -1, false, cmd_replconf},
@@ -786,46 +971,51 @@ static const struct command commands[] = {
 
 static void unknown_command(struct client *c, const struct resp_command *cmd)
 {
-    char name[64], args[256] = "";
-    resp_escape(cmd->argv[0], cmd->argl[0] < 40 ? cmd->argl[0] : 40, name, sizeof(name));
-    size_t off = 0;
-    for (size_t i = 1; i < cmd->argc && off < 200; i++) {
-        char a[64];
-        resp_escape(cmd->argv[i], cmd->argl[i] < 40 ? cmd->argl[i] : 40, a, sizeof(a));
-        int w = snprintf(args + off, sizeof(args) - off, "'%s' ", a);
-        if (w < 0)
-            break;
-        off += (size_t)w;
-    }
-    reply(c, "-ERR unknown command '%s', with args beginning with: %s\r\n", name, args);
+    char line[512];
+    redis_unknown_command(cmd, line, sizeof(line));
+    reply(c, "-ERR %s\r\n", line);
 }
 
 static void dispatch(struct client *c, const struct resp_command *cmd)
 {
     c->srv->stats->total_commands_processed++;
     c->last_cmd_ms = net_now_ms();
+    /* Redis closes at once, without a reply, a connection that looks like an HTTP request
+     * (a browser or a cross-protocol attack). */
+    if (resp_arg_is(cmd, 0, "POST") || resp_arg_is(cmd, 0, "Host:")) {
+        client_log(LOG_WARNING, c, "possible security attack: an HTTP request; closing");
+        bury(c);
+        return;
+    }
     const struct command *k = commands;
     for (; k->name; k++) {
         if (resp_arg_is(cmd, 0, k->name))
             break;
     }
-    size_t n = cmd->argl[0] < sizeof(c->last_cmd) - 1 ? cmd->argl[0] : sizeof(c->last_cmd) - 1;
-    if (k->name) {
-        memcpy(c->last_cmd, k->name, strlen(k->name) + 1);
-    } else {
-        resp_escape(cmd->argv[0], n, c->last_cmd, sizeof(c->last_cmd));
+    /* CLIENT LIST shows the name of a command the relay knows, "NULL" otherwise (as Redis does
+     * for unknown commands): never the client's bytes. */
+    snprintf(c->last_cmd, sizeof(c->last_cmd), "%s", k->name ? k->name : "");
+    /* Before AUTH, Redis 7.0's answer exactly: it knows commands the relay does not, and checks
+     * existence and arity before authentication. */
+    if (config_has_auth(c->srv->cfg) && !c->authed) {
+        char line[512];
+        bool refused = redis_preauth_reject(cmd, line, sizeof(line));
+        if (!refused && (!k->name || !k->before_auth)) { /* a no-auth command the relay lacks */
+            snprintf(line, sizeof(line), "-NOAUTH Authentication required.");
+            refused = true;
+        }
+        if (refused) {
+            reply(c, "%s\r\n", line);
+            return;
+        }
     }
     if (!k->name) {
         unknown_command(c, cmd);
         return;
     }
-    if (config_has_auth(c->srv->cfg) && !c->authed && !k->before_auth) {
-        reply(c, "-NOAUTH Authentication required.\r\n");
-        return;
-    }
     /* A subscribed client may only (un)subscribe, PING and QUIT, as in Redis (RESP2). */
     if (c->nchannels > 0 && k->fn != cmd_subscribe && k->fn != cmd_unsubscribe &&
-        k->fn != cmd_ping && k->fn != cmd_quit) {
+        k->fn != cmd_ping && k->fn != cmd_quit && k->fn != cmd_reset) {
         reply(c,
               "-ERR Can't execute '%s': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT "
               "/ RESET are allowed in this context\r\n",
@@ -844,22 +1034,61 @@ static void dispatch(struct client *c, const struct resp_command *cmd)
     k->fn(c, cmd);
 }
 
-static void read_cb(struct bufferevent *bev, void *arg)
+static void evict(struct client *c)
 {
-    struct client *c = arg;
-    struct evbuffer *in = bufferevent_get_input(bev);
+    c->srv->stats->evicted_clients++;
+    client_log(LOG_NOTICE, c,
+               "closing: relay.input-memory (%" PRId64 ") exceeded, %zu bytes of input held",
+               c->srv->cfg->input_memory_bytes, c->in_bytes);
+    bury(c);
+}
+
+/*
+ * Past relay.input-memory: close clients until the input buffers fit again. An unauthenticated
+ * newcomer (cur) goes first; for anyone else, unauthenticated clients go first, then those
+ * sitting on an incomplete command (newest first), cur itself last. Replicas are not plain
+ * clients: never counted, never closed here.
+ */
+static void enforce_input_memory(struct server *s, struct client *cur)
+{
+    size_t cap = (size_t)s->cfg->input_memory_bytes;
+    bool need_auth = config_has_auth(s->cfg);
+    if (need_auth && !cur->authed) {
+        evict(cur);
+        return;
+    }
+    for (int pass = 0; pass < 2 && s->input_bytes > cap; pass++) {
+        struct client *next;
+        for (struct client *o = s->head; o && s->input_bytes > cap; o = next) {
+            next = o->next;
+            if (o == cur || o->in_bytes == 0 || o->closing)
+                continue;
+            if (pass == 0 ? !(need_auth && !o->authed) : !o->partial_since_ms)
+                continue;
+            evict(o);
+        }
+    }
+    if (s->input_bytes > cap)
+        evict(cur);
+}
+
+static void read_commands(struct client *c)
+{
+    struct evbuffer *in = bufferevent_get_input(c->bev);
     const struct config *cfg = c->srv->cfg;
-    const struct resp_limits lim = {
+    bool need_auth = config_has_auth(cfg);
+    struct resp_limits lim = {
         .max_argc = (size_t)cfg->max_args,
         .max_bulk_bytes = (size_t)cfg->max_bulk_bytes,
         .max_inline_bytes = (size_t)cfg->max_inline_bytes,
     };
     /* A command the relay answers never needs more than one big argument. */
     size_t query_limit = 2 * (size_t)cfg->max_bulk_bytes + (size_t)cfg->max_inline_bytes;
-    while (c->bev && !c->closing && !c->dead) {
+    while (c->bev && !c->closing && !c->dead && !c->auth_delayed) {
         size_t len = evbuffer_get_length(in);
         if (len == 0)
             break;
+        lim.unauthenticated = need_auth && !c->authed; /* an AUTH may precede in this read */
         const char *buf = (const char *)evbuffer_pullup(in, -1);
         struct resp_command cmd;
         char err[RESP_ERR_LEN];
@@ -899,6 +1128,24 @@ static void read_cb(struct bufferevent *bev, void *arg)
     }
 }
 
+static void read_cb(struct bufferevent *bev, void *arg)
+{
+    struct client *c = arg;
+    struct server *s = c->srv;
+    (void)bev;
+    read_commands(c);
+    if (c->dead)
+        return;
+    /* Count what it holds now (nothing once the connection was handed over to a replica). */
+    size_t held = c->bev ? evbuffer_get_length(bufferevent_get_input(c->bev)) : 0;
+    s->input_bytes = s->input_bytes - c->in_bytes + held;
+    c->in_bytes = held;
+    if (c->bev && !c->closing)
+        output_check(c, net_now_ms());
+    if (!c->dead && s->input_bytes > (size_t)s->cfg->input_memory_bytes)
+        enforce_input_memory(s, c);
+}
+
 static bool tls_handshake_done(const struct client *c)
 {
     SSL *ssl = c->bev ? bufferevent_openssl_get_ssl(c->bev) : NULL;
@@ -928,9 +1175,17 @@ void server_cron(struct server *s, int64_t now)
             why = "idle for client-timeout";
         if (why) {
             s->stats->client_timeouts++;
-            log_info("server", c->peer, "closing: %s", why);
+            client_log(LOG_INFO, c, "closing: %s", why);
             bury(c);
+        } else if (c->bev && !c->paused) {
+            output_check(c, now); /* soft limits run out without a new reply */
         }
+    }
+    if (s->noise.dropped > 0 && now - s->noise.window_ms >= 1000) {
+        log_notice("server", "-",
+                   "%" PRId64 " more lines about single clients left out (at most %d a second)",
+                   s->noise.dropped, NOISE_LINES);
+        s->noise.dropped = 0;
     }
 }
 
@@ -983,13 +1238,22 @@ static bool refused_by_protected_mode(const struct config *cfg, const struct soc
 static struct client *add_client(struct server *s, struct bufferevent *bev, struct sockaddr *sa,
                                  bool tls);
 
+static void accepted(struct server *s)
+{
+    s->stats->total_connections_received++;
+    if (s->accept_paused) {
+        s->accept_paused = false;
+        log_notice("server", "-", "accepting again (%zu clients)", s->count);
+    }
+}
+
 static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int slen,
                       void *arg)
 {
     struct server *s = arg;
     (void)l;
     (void)slen;
-    s->stats->total_connections_received++;
+    accepted(s);
     net_tune(fd);
     struct bufferevent *bev = bufferevent_socket_new(s->base, fd, BEV_OPT_CLOSE_ON_FREE);
     if (!bev) {
@@ -1005,7 +1269,7 @@ static void accept_tls_cb(struct evconnlistener *l, evutil_socket_t fd, struct s
     struct server *s = arg;
     (void)l;
     (void)slen;
-    s->stats->total_connections_received++;
+    accepted(s);
     net_tune(fd);
     SSL *ssl = SSL_new(s->tls);
     struct bufferevent *bev =
@@ -1045,7 +1309,7 @@ static struct client *add_client(struct server *s, struct bufferevent *bev, stru
     bufferevent_enable(bev, EV_READ | EV_WRITE);
     if (refused_by_protected_mode(s->cfg, sa)) {
         s->stats->protected_mode_refusals++;
-        log_notice("server", c->peer, "refused by protected mode");
+        client_log(LOG_NOTICE, c, "refused by protected mode");
         reply(c, "-DENIED cascade is running in protected mode: it is bound to a non-loopback "
                  "address and no password is set, so only loopback clients are accepted. Set "
                  "relay.requirepass (or [users]), bind to 127.0.0.1, or set relay.protected-mode "
@@ -1054,10 +1318,18 @@ static struct client *add_client(struct server *s, struct bufferevent *bev, stru
         return NULL;
     }
     size_t others = s->cb.other_connections ? s->cb.other_connections(s->cb.ctx) : 0;
-    if ((int64_t)(s->count + others) > s->cfg->max_clients) {
+    int64_t max = server_max_clients(s);
+    if ((int64_t)(s->count + others) > max) {
         s->stats->rejected_connections++;
-        log_notice("server", c->peer, "refused: max-clients (%" PRId64 ") reached",
-                   s->cfg->max_clients);
+        client_log(LOG_NOTICE, c, "refused: max-clients (%" PRId64 ") reached", max);
+        reply(c, "-ERR max number of clients reached\r\n");
+        close_after_reply(c);
+        return NULL;
+    }
+    if (s->input_bytes >= (size_t)s->cfg->input_memory_bytes) {
+        s->stats->rejected_connections++;
+        client_log(LOG_NOTICE, c, "refused: relay.input-memory (%" PRId64 ") is full",
+                   s->cfg->input_memory_bytes);
         reply(c, "-ERR max number of clients reached\r\n");
         close_after_reply(c);
         return NULL;
@@ -1066,11 +1338,44 @@ static struct client *add_client(struct server *s, struct bufferevent *bev, stru
     return c;
 }
 
+static void accept_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct server *s = arg;
+    (void)fd;
+    (void)what;
+    if (s->listener)
+        evconnlistener_enable(s->listener);
+    if (s->tls_listener)
+        evconnlistener_enable(s->tls_listener);
+}
+
+/*
+ * accept() failed. Out of fds (EMFILE, ENFILE) the pending connection stays in the queue and the
+ * listener would fire again at once: stop listening for ACCEPT_PAUSE_MS, and say so once per
+ * episode (it ends at the next accepted connection). Anything else is logged through the budget.
+ */
 static void accept_error_cb(struct evconnlistener *l, void *arg)
 {
+    struct server *s = arg;
+    int err = EVUTIL_SOCKET_ERROR();
     (void)l;
-    (void)arg;
-    log_warning("server", "-", "accept: %s", evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+    if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
+        if (!s->accept_paused)
+            log_warning("server", "-",
+                        "accept: %s; not accepting for %d ms at a time until fds are free "
+                        "(%zu clients; lower replicas.max-clients or raise the fd limit)",
+                        evutil_socket_error_to_string(err), ACCEPT_PAUSE_MS, s->count);
+        s->accept_paused = true;
+        if (s->listener)
+            evconnlistener_disable(s->listener);
+        if (s->tls_listener)
+            evconnlistener_disable(s->tls_listener);
+        struct timeval tv = {.tv_sec = 0, .tv_usec = ACCEPT_PAUSE_MS * 1000};
+        evtimer_add(s->accept_timer, &tv);
+        return;
+    }
+    if (budget_take(s))
+        log_warning("server", "-", "accept: %s", evutil_socket_error_to_string(err));
 }
 
 struct server *server_new(struct event_base *base, const struct config *cfg, struct stats *stats,
@@ -1084,7 +1389,8 @@ struct server *server_new(struct event_base *base, const struct config *cfg, str
     s->stats = stats;
     s->cb = *cb;
     s->reaper = event_new(base, -1, 0, reap_cb, s);
-    if (!s->reaper)
+    s->accept_timer = evtimer_new(base, accept_timer_cb, s);
+    if (!s->reaper || !s->accept_timer)
         abort();
     return s;
 }
@@ -1098,6 +1404,7 @@ void server_free(struct server *s)
         bury(s->head);
     reap_cb(-1, 0, s);
     event_free(s->reaper);
+    event_free(s->accept_timer);
     free(s);
 }
 
@@ -1117,8 +1424,47 @@ static struct evconnlistener *open_listener(struct server *s, int port, evconnli
     return l;
 }
 
+/*
+ * As Redis does at start-up: raise the soft fd limit toward what max-clients needs (up to the
+ * hard limit), and if it still does not fit, serve only as many clients as there are fds for,
+ * keeping FD_RESERVED for the upstream, the log, snapshots and the listeners. Logged either way.
+ */
+static void fit_fd_limit(struct server *s)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return;
+    rlim_t want = (rlim_t)s->cfg->max_clients + FD_RESERVED;
+    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < want) {
+        rlim_t old = rl.rlim_cur;
+        rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > want ? want : rl.rlim_max;
+        if (rl.rlim_cur > old && setrlimit(RLIMIT_NOFILE, &rl) == 0)
+            log_notice("server", "-", "open files limit raised from %llu to %llu",
+                       (unsigned long long)old, (unsigned long long)rl.rlim_cur);
+        else
+            rl.rlim_cur = old;
+    }
+    if (rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur >= want)
+        return;
+    s->fd_clients = rl.rlim_cur > FD_RESERVED + 1 ? (int64_t)(rl.rlim_cur - FD_RESERVED) : 1;
+    log_warning("server", "-",
+                "replicas.max-clients %" PRId64 " needs %llu open files, the limit is %llu (hard "
+                "%llu): at most %" PRId64 " clients and replicas will be served; raise the limit "
+                "(ulimit -n, LimitNOFILE=) for more",
+                s->cfg->max_clients, (unsigned long long)want, (unsigned long long)rl.rlim_cur,
+                (unsigned long long)rl.rlim_max, s->fd_clients);
+}
+
+int64_t server_max_clients(const struct server *s)
+{
+    if (s->fd_clients > 0 && s->fd_clients < s->cfg->max_clients)
+        return s->fd_clients;
+    return s->cfg->max_clients;
+}
+
 int server_listen(struct server *s, char *err, size_t errlen)
 {
+    fit_fd_limit(s);
     s->listener = open_listener(s, (int)s->cfg->port, accept_cb, err, errlen);
     return s->listener ? 0 : -1;
 }

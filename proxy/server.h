@@ -61,7 +61,8 @@ struct server *server_new(struct event_base *base, const struct config *cfg, str
                           const struct server_callbacks *cb);
 void server_free(struct server *s);
 
-/* Bind and listen on cfg bind:port. 0 or -1 with a message. */
+/* Bind and listen on cfg bind:port (first raising the fd limit toward what max-clients needs,
+ * or serving fewer clients if it cannot). 0 or -1 with a message. */
 __attribute__((warn_unused_result)) int server_listen(struct server *s, char *err, size_t errlen);
 
 /* Handshake and idle timeouts of plain clients. */
@@ -76,5 +77,8 @@ __attribute__((warn_unused_result)) int server_listen_tls(struct server *s, int 
 void server_stop_listening(struct server *s);
 
 size_t server_client_count(const struct server *s);
+
+/* replicas.max-clients, or fewer if the fd limit leaves room for fewer (see server_listen). */
+int64_t server_max_clients(const struct server *s);
 
 #endif

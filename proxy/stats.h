@@ -35,7 +35,12 @@
       "remote clients refused by protected mode")                                                  \
     X(client_timeouts, "client_timeouts", "plain clients closed by a timeout")                     \
     X(disk_log_cuts, "disk_log_cuts", "disk log ranges cut after failing their check")             \
-    X(disk_log_restarts, "disk_log_restarts", "disk log restarts after a write error")
+    X(disk_log_restarts, "disk_log_restarts", "disk log restarts after a write error")             \
+    X(client_output_buffer_limit_disconnections, "client_output_limit_disconnections",             \
+      "plain clients closed past their output limit")                                              \
+    X(evicted_clients, "clients_evicted_input_memory",                                             \
+      "plain clients closed for relay.input-memory")                                               \
+    X(auth_delayed_replies, "auth_delayed_replies", "failed AUTH replies sent after a delay")
 
 struct stats {
 #define STATS_FIELD(name, prom, help) int64_t name;
