@@ -69,6 +69,38 @@ void redis_unknown_command(const struct resp_command *cmd, char *out, size_t out
     }
 }
 
+/* Redis refuses an EXEC by aborting the transaction: its error is wrapped (rejectCommand). */
+static void refuse(const struct redis_command *k, const char *code, const char *msg, char *out,
+                   size_t outlen)
+{
+    if (strcmp(k->name, "exec") == 0)
+        snprintf(out, outlen, "-EXECABORT Transaction discarded because of: %s%s%s",
+                 strcmp(code, "ERR") == 0 ? "" : code, strcmp(code, "ERR") == 0 ? "" : " ", msg);
+    else
+        snprintf(out, outlen, "-%s %s", code, msg);
+}
+
+static bool arity_wrong(const struct redis_command *k, const struct resp_command *cmd, char *out,
+                        size_t outlen)
+{
+    if ((k->arity > 0 && cmd->argc != (size_t)k->arity) ||
+        (k->arity < 0 && cmd->argc < (size_t)-k->arity)) {
+        char msg[128];
+        snprintf(msg, sizeof(msg), "wrong number of arguments for '%s' command", k->name);
+        refuse(k, "ERR", msg, out, outlen);
+        return true;
+    }
+    return false;
+}
+
+bool redis_arity_reject(const struct resp_command *cmd, char *out, size_t outlen)
+{
+    const struct redis_command *k = find(cmd->argv[0], cmd->argl[0], NULL, 0);
+    if (k && k->container && cmd->argc > 1)
+        k = find(cmd->argv[0], cmd->argl[0], cmd->argv[1], cmd->argl[1]);
+    return k && arity_wrong(k, cmd, out, outlen);
+}
+
 bool redis_preauth_reject(const struct resp_command *cmd, char *out, size_t outlen)
 {
     const struct redis_command *k = find(cmd->argv[0], cmd->argl[0], NULL, 0);
@@ -93,14 +125,11 @@ bool redis_preauth_reject(const struct resp_command *cmd, char *out, size_t outl
         redis_unknown_command(cmd, out + at, outlen > at ? outlen - at : 0);
         return true;
     }
-    if ((k->arity > 0 && cmd->argc != (size_t)k->arity) ||
-        (k->arity < 0 && cmd->argc < (size_t)-k->arity)) {
-        snprintf(out, outlen, "-ERR wrong number of arguments for '%s' command", k->name);
+    if (arity_wrong(k, cmd, out, outlen))
         return true;
-    }
     if (k->no_auth)
         return false;
-    snprintf(out, outlen, "-NOAUTH Authentication required.");
+    refuse(k, "NOAUTH", "Authentication required.", out, outlen);
     return true;
 }
 

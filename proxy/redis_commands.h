@@ -23,6 +23,11 @@
  */
 bool redis_preauth_reject(const struct resp_command *cmd, char *out, size_t outlen);
 
+/* For an authenticated client: true (out = "-ERR wrong number of arguments for '<name>'
+ * command", Redis' name: 'client|setname') if Redis knows the (sub)command and its argument
+ * count is wrong. A (sub)command Redis does not know is left to the caller. */
+bool redis_arity_reject(const struct resp_command *cmd, char *out, size_t outlen);
+
 /* Redis' "unknown command '<name>', with args beginning with: '<a>' ..." text (without "-ERR ",
  * CR and LF mapped to spaces), for cmd (argc > 0). */
 void redis_unknown_command(const struct resp_command *cmd, char *out, size_t outlen);

@@ -429,6 +429,15 @@ static void cmd_hello(struct client *c, const struct resp_command *cmd)
             reply(c, "-NOPROTO unsupported protocol version\r\n");
             return;
         }
+        /* RESP3, which Redis takes, is refused before any option has an effect. Unauthenticated
+         * without AUTH it gets Redis' -NOAUTH below (after the options, as there). */
+        bool auth_opt = false;
+        for (size_t a = 2; a < cmd->argc; a++)
+            auth_opt = auth_opt || resp_arg_is(cmd, a, "AUTH");
+        if (ver == 3 && (auth_opt || c->authed || !config_has_auth(c->srv->cfg))) {
+            reply(c, "-NOPROTO unsupported protocol version\r\n");
+            return;
+        }
         i = 2;
     }
     for (; i < cmd->argc; i++) {
@@ -454,10 +463,6 @@ static void cmd_hello(struct client *c, const struct resp_command *cmd)
         reply(c, "-NOAUTH HELLO must be called with the client already authenticated, otherwise "
                  "the HELLO AUTH <user> <pass> option can be used to authenticate the client and "
                  "select the RESP protocol version at the same time\r\n");
-        return;
-    }
-    if (ver == 3) {
-        reply(c, "-NOPROTO this relay speaks RESP2 only\r\n");
         return;
     }
     reply(c,
@@ -635,6 +640,11 @@ static void client_line(const struct client *c, int64_t now, struct sbuf *out)
 static void cmd_client(struct client *c, const struct resp_command *cmd)
 {
     if (resp_arg_is(cmd, 1, "LIST")) {
+        /* No filters here: TYPE and ID show every connection; anything else is Redis' error. */
+        if (cmd->argc > 2 && !resp_arg_is(cmd, 2, "TYPE") && !resp_arg_is(cmd, 2, "ID")) {
+            reply(c, "-ERR syntax error\r\n");
+            return;
+        }
         struct sbuf out = {0};
         int64_t now = net_now_ms();
         for (const struct client *o = c->srv->head; o; o = o->next)
@@ -1011,6 +1021,11 @@ static void dispatch(struct client *c, const struct resp_command *cmd)
     }
     if (!k->name) {
         unknown_command(c, cmd);
+        return;
+    }
+    char line[512];
+    if (redis_arity_reject(cmd, line, sizeof(line))) { /* Redis' text, e.g. 'client|setname' */
+        reply(c, "%s\r\n", line);
         return;
     }
     /* A subscribed client may only (un)subscribe, PING and QUIT, as in Redis (RESP2). */

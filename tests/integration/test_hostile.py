@@ -1,0 +1,249 @@
+"""Hostile clients and careless operators (issue 14): the relay answers like Redis 7.0 before AUTH,
+bounds what unauthenticated clients, subscribers that never read, fd exhaustion and AUTH guessing
+can cost, and keeps client-supplied separators out of INFO, CLIENT LIST and the log.
+
+Flood tests assert bounds on sizes and counts (RSS peak, log lines, counters), never on speed,
+each with a stock replica beside the flood that must stay in sync. RSS is the peak (VmHWM) read
+from /proc; under ASan the relay runs with a small quarantine so that freed buffers do not count.
+"""
+
+import os
+import re
+import socket
+import subprocess
+import time
+import uuid
+
+import pytest
+
+import harness as h
+import secutil as su
+from harness import wait_for, wait_link_up
+from secutil import RespConn, RespError, encode, stat
+
+pytestmark = pytest.mark.relay_only
+
+MB = 1024 * 1024
+SERVER_C = os.path.join(h.REPO_ROOT, "proxy", "server.c")
+
+
+def relay_commands():
+    """Every command in server.c's table (so that a command added there is compared too)."""
+    text = open(SERVER_C).read()
+    table = text[text.index("static const struct command commands[]"):]
+    table = table[:table.index("};")]
+    return re.findall(r'\{"([a-z]+)", -?\d+,', table)
+
+
+def asan_binary():
+    try:
+        with open(h.CASCADE_BIN, "rb") as f:
+            return b"AddressSanitizer" in f.read()
+    except OSError:
+        return False
+
+
+@pytest.fixture
+def small_quarantine(monkeypatch):
+    """ASan keeps up to 256 MB of freed memory in quarantine: in the relays started under this
+    fixture it keeps 8 MB, so RSS peaks measure what is held, not what was freed."""
+    opts = os.environ.get("ASAN_OPTIONS", "")
+    monkeypatch.setenv("ASAN_OPTIONS", (opts + ":" if opts else "") + "quarantine_size_mb=8")
+
+
+def peak_rss(proc):
+    with open("/proc/%d/status" % proc.pid) as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    raise AssertionError("no VmHWM for pid %d" % proc.pid)
+
+
+def log_text(relay):
+    return su.relay_log(relay)
+
+
+def raise_nofile(need):
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < need:
+        new = need if hard == resource.RLIM_INFINITY else min(need, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (new, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+class Raw:
+    """A raw connection returning each reply as its exact bytes (a nested RESP value), or
+    "<closed>" when the server closed the connection instead of replying."""
+
+    def __init__(self, port):
+        self.c = RespConn(port, timeout=5.0)
+
+    def ask(self, *args):
+        if self.c.eof:
+            return "<closed>"
+        try:
+            self.c.send(encode(*args))
+            return self.read()
+        except (ConnectionError, BrokenPipeError, ConnectionResetError):
+            return "<closed>"
+
+    def read(self):
+        deadline = time.monotonic() + self.c.timeout
+        return self._raw(deadline)
+
+    def _raw(self, deadline):
+        line = self.c._line(deadline)
+        t = line[:1]
+        if t == b"$":
+            n = int(line[1:])
+            if n < 0:
+                return line
+            while len(self.c.buf) < n + 2:
+                self.c._fill(deadline)
+            body, self.c.buf = self.c.buf[:n], self.c.buf[n + 2:]
+            return line + b"\r\n" + body
+        if t == b"*":
+            return [self._raw(deadline) for _ in range(int(line[1:]))]
+        return line
+
+    def close(self):
+        self.c.close()
+
+
+def hello_shape(reply):
+    """HELLO's map differs between the two servers in its values (role, id, version): keep the
+    keys."""
+    if isinstance(reply, list):
+        return ["<map>"] + [reply[i] for i in range(0, len(reply), 2)
+                            if reply[i] in (b"$6\r\nserver", b"$5\r\nproto", b"$2\r\nid",
+                                            b"$4\r\nmode", b"$4\r\nrole")]
+    return reply
+
+
+def compare(relay, redis_, forms, auth=None, fresh=False):
+    """Send each form to both servers (on one connection each, or a fresh one per form) and
+    return the list of differences."""
+    diffs = []
+    pairs = None
+    for form in forms:
+        if pairs is None or fresh:
+            if pairs:
+                for p in pairs:
+                    p.close()
+            pairs = (Raw(relay.port), Raw(redis_.port))
+            if auth:
+                for p in pairs:
+                    assert p.ask("AUTH", auth) == b"+OK"
+        a, b = (hello_shape(p.ask(*form)) for p in pairs)
+        if a != b:
+            diffs.append("%r: relay %r, redis %r" % (form, a, b))
+        if a == "<closed>" or b == "<closed>" or form[0].upper() in ("RESET", "QUIT"):
+            for p in pairs:
+                p.close()
+            pairs = None
+    if pairs:
+        for p in pairs:
+            p.close()
+    return diffs
+
+
+def unauth_forms(pw):
+    forms = []
+    for name in relay_commands() + ["ping", "quit", "hello", "auth", "reset"]:
+        for n in range(0, 4):
+            forms.append((name,) + ("x",) * n)
+            forms.append((name.upper(),) + ("1",) * n)
+    for container, subs in (("client", ["list", "id", "setname", "getname", "setinfo", "kill",
+                                        "nosuch", "help"]),
+                            ("config", ["get", "set", "reload", "resetstat", "rewrite", "nosuch",
+                                        "help"])):
+        for sub in subs:
+            for n in range(0, 4):
+                forms.append((container, sub) + ("a",) * n)
+                forms.append((container.upper(), sub.upper()) + ("a",) * n)
+    forms += [
+        ("AUTH", "wrong"), ("AUTH", "default", "wrong"), ("AUTH", "nosuchuser", pw),
+        ("AUTH", "a", "b", "c"), ("AUTH", ""),
+        ("HELLO",), ("HELLO", "2"), ("HELLO", "3"), ("HELLO", "1"), ("HELLO", "4"),
+        ("HELLO", "x"), ("HELLO", "2", "AUTH", "default", "wrong"),
+        ("HELLO", "2", "AUTH", "default"), ("HELLO", "2", "FOO"),
+        ("HELLO", "2", "SETNAME", "bad name"), ("HELLO", "2", "SETNAME", "good"),
+        ("HELLO", "3", "SETNAME", "good"),
+        # commands Redis knows and the relay does not, unknown ones, unknown subcommands
+        ("GET", "k"), ("SET", "k", "v"), ("SET", "k"), ("FLUSHALL",), ("DEBUG", "SLEEP", "0"),
+        ("SHUTDOWN",), ("KEYS", "*"), ("SELECT", "0"), ("MULTI",), ("EXEC",), ("EXEC", "x"),
+        ("COMMAND",),
+        ("LATENCY", "LATEST"), ("LATENCY", "NOSUCH"), ("SLOWLOG", "GET"), ("SLOWLOG",),
+        ("MEMORY", "USAGE"), ("XINFO", "STREAM"), ("FOOBAR",), ("FOOBAR", "a", "b"),
+        ("NOSUCHCOMMAND", "x" * 200, "y" * 50), ("FOO\r\nBAR", "a\r\nb"), ("x" * 300,),
+        ("WAIT", "0", "0"), ("MONITOR",), ("SENTINEL", "masters"),
+        ("AUTH", pw),  # last: authenticates
+    ]
+    return forms
+
+
+def authed_forms():
+    return [
+        ("PING",), ("PING", "hi"), ("PING", "a", "b"), ("ECHO",), ("ECHO", "x"),
+        ("ECHO", "a", "b"), ("ROLE", "x"), ("SYNC", "x"), ("PSYNC", "x"), ("REPLICAOF", "x"),
+        ("SUBSCRIBE",), ("PUBLISH", "c"), ("PUBLISH", "c", "m", "x"), ("CLIENT",), ("CONFIG",),
+        ("CLIENT", "SETNAME"), ("CLIENT", "SETNAME", "a b"), ("CLIENT", "SETNAME", "a\r\nb"),
+        ("CLIENT", "SETNAME", "\x01"), ("CLIENT", "SETNAME", "fine"), ("CLIENT", "GETNAME"),
+        ("CLIENT", "SETNAME", "x", "y"), ("CLIENT", "GETNAME", "x"), ("CLIENT", "ID", "x"),
+        ("CLIENT", "LIST", "x"), ("CONFIG", "GET"), ("CONFIG", "SET", "a"),
+        ("CONFIG", "RESETSTAT", "x"), ("AUTH",), ("AUTH", "a", "b", "c"), ("AUTH", "wrong"),
+        ("AUTH", "default", "wrong"), ("HELLO", "x"), ("HELLO", "4"), ("HELLO", "2", "FOO"),
+        ("HELLO", "2", "AUTH", "default", "wrong"), ("HELLO", "2", "SETNAME", "a b"),
+        ("FOOBAR", "a"), ("FOO\r\nBAR",), ("QUIT", "x"),
+        ("RESET",), ("PING",), ("ECHO",), ("HELLO",),  # RESET de-authenticates
+    ]
+
+
+def test_preauth_matches_redis(cluster):
+    """Item 1: with the same requirepass, the relay's answers equal stock Redis 7.0's, byte for
+    byte, for every command in the relay's table (each with 0-3 arguments, in both cases), its
+    CLIENT/CONFIG subcommands, PING, QUIT, HELLO (with and without AUTH), AUTH wrong and right,
+    commands Redis knows and the relay does not, unknown commands; unauthenticated, then
+    authenticated where the replies do not depend on the server's state."""
+    pw = "pw-" + uuid.uuid4().hex
+    red = cluster.redis("redis-pw", extra=["--requirepass", pw], password=pw)
+    relay = cluster.relay(None, password=pw, extra=["--set", "relay.requirepass=" + pw,
+                                       "--set", "relay.auth-failure-delay=0"])
+    assert len(relay_commands()) >= 17
+    forms = unauth_forms(pw)
+    diffs = compare(relay, red, forms)
+    # QUIT and the connection-closing forms on fresh connections too
+    diffs += compare(relay, red, [("QUIT",), ("quit", "x"), ("POST", "/", "HTTP/1.1"),
+                                  ("Host:", "x"), ("ECHO",)], fresh=True)
+    diffs += compare(relay, red, authed_forms(), auth=pw)
+    # a bad HELLO SETNAME is refused before the NOAUTH, a good one is taken (both as Redis)
+    assert not diffs, "%d of %d forms differ:\n%s" % (len(diffs), len(forms), "\n".join(diffs))
+    # the comparison covered the relay's own table in both states
+    assert "ping" in relay_commands() and "client" in relay_commands()
+    su.assert_alive(relay)
+
+
+def test_unauthenticated_request_limits_match_redis(cluster):
+    """Item 2: before AUTH, more than 10 arguments or an argument over 16384 bytes is a protocol
+    error and a close, with Redis' exact texts; after AUTH the relay's own limits apply."""
+    pw = "pw-" + uuid.uuid4().hex
+    red = cluster.redis("redis-pw", extra=["--requirepass", pw], password=pw)
+    relay = cluster.relay(None, password=pw, extra=["--set", "relay.requirepass=" + pw])
+    payloads = [
+        b"*11\r\n", b"*11\r\n$4\r\nPING\r\n",
+        b"*2\r\n$4\r\nAUTH\r\n$16385\r\n", b"*1\r\n$16384\r\n" + b"x" * 16384 + b"\r\n",
+        b"*10\r\n" + b"$1\r\nx\r\n" * 10,
+    ]
+    for p in payloads:
+        got = []
+        for node in (relay, red):
+            data, closed = h.raw_exchange(node.port, p, timeout=3)
+            got.append((data, closed))
+        assert got[0] == got[1], (p[:40], got)
+    # after AUTH, 11 arguments are fine (the relay's max-args is 64)
+    with RespConn(relay.port) as c:
+        assert c.command("AUTH", pw) == "OK"
+        assert c.command("CONFIG", "GET", *(["x"] * 10)) == []
+        assert c.command("ECHO", "y" * 20000) == "y" * 20000
+    assert stat(relay, "protocol_errors") >= 3
