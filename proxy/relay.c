@@ -692,8 +692,9 @@ static void info_memory(struct relay *r, struct sbuf *o)
                 "used_memory_rss_human:%s\r\n"
                 "mem_replication_backlog:%" PRId64 "\r\n"
                 "mem_clients_slaves:%" PRId64 "\r\n"
+                "mem_clients_normal:%zu\r\n"
                 "maxmemory:0\r\n",
-                used, h1, rss, h2, used, outbuf);
+                used, h1, rss, h2, used, outbuf, server_client_memory(r->server));
 }
 
 static void info_stats(struct relay *r, struct sbuf *o)

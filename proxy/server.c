@@ -1503,6 +1503,17 @@ void server_stop_listening(struct server *s)
     }
 }
 
+size_t server_client_memory(const struct server *s)
+{
+    size_t n = 0;
+    for (const struct client *c = s->head; c; c = c->next) {
+        if (c->bev)
+            n += evbuffer_get_length(bufferevent_get_input(c->bev)) +
+                 evbuffer_get_length(bufferevent_get_output(c->bev));
+    }
+    return n;
+}
+
 size_t server_client_count(const struct server *s)
 {
     return s->count;

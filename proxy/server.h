@@ -78,6 +78,9 @@ void server_stop_listening(struct server *s);
 
 size_t server_client_count(const struct server *s);
 
+/* Bytes in plain clients' input and output buffers (INFO's mem_clients_normal). */
+size_t server_client_memory(const struct server *s);
+
 /* replicas.max-clients, or fewer if the fd limit leaves room for fewer (see server_listen). */
 int64_t server_max_clients(const struct server *s);
 

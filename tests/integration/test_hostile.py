@@ -247,3 +247,168 @@ def test_unauthenticated_request_limits_match_redis(cluster):
         assert c.command("CONFIG", "GET", *(["x"] * 10)) == []
         assert c.command("ECHO", "y" * 20000) == "y" * 20000
     assert stat(relay, "protocol_errors") >= 3
+
+
+# ------------------------------------------------------------------------------------------------
+# floods: bounded RSS and log, a replica in sync beside them
+
+
+def tcp_queues(port, peers):
+    """Bytes sent to the relay and not read by it yet on the loopback connections between the
+    relay's `port` and our local ports `peers` (our send queues and its receive queues), from
+    /proc/net/tcp. Replies we leave unread do not count."""
+    total = 0
+    with open("/proc/net/tcp") as f:
+        next(f)
+        for line in f:
+            parts = line.split()
+            lport = int(parts[1].split(":")[1], 16)
+            rport = int(parts[2].split(":")[1], 16)
+            tx, rx = (int(x, 16) for x in parts[4].split(":"))
+            if lport == port and rport in peers:
+                total += rx
+            elif rport == port and lport in peers:
+                total += tx
+    return total
+
+
+def log_lines(relay):
+    return log_text(relay).count("\n")
+
+
+def rss_bound(limit_bytes, slack_mb=48):
+    """What the relay may add to its RSS peak when it holds at most limit_bytes of client
+    buffers: the limit (an eighth more under ASan: its shadow) plus slack for allocator
+    arenas, socket structures and the replica's traffic."""
+    f = 1.25 if asan_binary() else 1.0
+    return int(limit_bytes * f) + slack_mb * MB
+
+
+def connect_many(port, n):
+    socks = []
+    for _ in range(n):
+        s = socket.create_connection((h.HOST, port), timeout=10)
+        socks.append(s)
+    return socks
+
+
+def test_unauthenticated_partial_commands_bounded(cluster, small_quarantine):
+    """Item 2: 1000 unauthenticated connections each send the most Redis lets them before AUTH
+    (10 arguments of 16384 bytes, the last one incomplete: ~160 KB each, 160 MB in all). The
+    relay holds at most relay.input-memory (32 MB here) of it: the RSS peak stays within that
+    bound, clients past it are closed (evicted_clients), the log stays short, and a replica
+    beside the flood stays in sync."""
+    n = 1000
+    assert raise_nofile(n + 1024) >= n + 256
+    pw = "pw-" + uuid.uuid4().hex
+    m = cluster.master()
+    h.preload(m.port, keys_per_db=1000)
+    relay = cluster.relay(m, password=pw, extra=[
+        "--set", "relay.requirepass=" + pw, "--set", "relay.handshake-timeout=120s",
+        "--set", "relay.input-memory=32mb"])
+    wait_link_up(relay)
+    r = cluster.replica(relay, "r", extra=["--masterauth", pw])
+    whole = b"$16384\r\n" + b"x" * 16384 + b"\r\n"
+    payload = b"*10\r\n$4\r\nAUTH\r\n" + whole * 8 + b"$16384\r\n" + b"x" * 16000
+    sent = n * len(payload)
+    base = peak_rss(relay)
+    log0 = log_lines(relay)
+    socks = []
+    with cluster.writer(m, rate=1000) as w:
+        for i in range(n):
+            s = socket.create_connection((h.HOST, relay.port), timeout=10)
+            socks.append(s)
+            try:
+                s.sendall(payload)
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+            if i % 100 == 99:
+                assert relay.r.ping()  # served between batches
+        peers = {s.getsockname()[1] for s in socks}
+        wait_for(lambda: tcp_queues(relay.port, peers) == 0, 60,
+                 "the relay to have read every byte sent")
+        held = int(relay.info("memory")["mem_clients_normal"])
+        peak = peak_rss(relay)
+        w.wait_count(300)
+    su.converge(m, [r], [relay])
+    evicted = stat(relay, "evicted_clients")
+    lines = log_lines(relay) - log0
+    print("unauth flood: sent %d MB on %d connections; held %d MB; evicted %d; RSS peak %d -> %d "
+          "MB (+%d MB); %d log lines" % (sent // MB, n, held // MB, evicted, base // MB,
+                                         peak // MB, (peak - base) // MB, lines))
+    for s in socks:
+        s.close()
+    assert held <= 32 * MB + 256 * 1024, held
+    assert evicted >= (sent - 32 * MB) // len(payload) - 5, evicted
+    assert peak - base < rss_bound(32 * MB), (base, peak)
+    assert sent > 1.5 * rss_bound(32 * MB)  # the flood is well past the bound
+    assert lines < 600, log_text(relay)[-3000:]
+    # an authenticated client is served as before
+    with RespConn(relay.port) as c:
+        assert c.command("AUTH", pw) == "OK"
+        assert c.command("ECHO", "z" * 100000) == "z" * 100000
+    su.assert_alive(relay)
+
+
+def test_subscriber_that_never_reads(cluster, small_quarantine):
+    """Item 3: a subscriber that stops reading while PUBLISH load runs is closed past Redis'
+    pubsub limit (32 MB hard), counted, and the relay's RSS peak stays within that bound; one
+    over the soft limit for longer than its time (set at runtime) is closed too. A replica beside
+    stays in sync."""
+    m = cluster.master()
+    h.preload(m.port, keys_per_db=1000)
+    relay = cluster.relay(m)
+    wait_link_up(relay)
+    r = cluster.replica(relay, "r")
+
+    def subscriber(channel):
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        s.connect((h.HOST, relay.port))
+        c = RespConn(relay.port, sock=s)
+        assert c.command("SUBSCRIBE", channel) == ["subscribe", channel, 1]
+        return c
+
+    sub = subscriber("news")
+    base = peak_rss(relay)
+    log0 = log_lines(relay)
+    msg = b"m" * 65536
+    pub = relay.client()
+    published = 0
+    with cluster.writer(m, rate=1000) as w:
+        for i in range(4000):  # at most 256 MB
+            pub.publish("news", msg)
+            published += 1
+            if i % 32 == 31 and stat(relay, "client_output_buffer_limit_disconnections") >= 1:
+                break
+        peak = peak_rss(relay)
+        assert stat(relay, "client_output_buffer_limit_disconnections") == 1
+        assert pub.publish("news", msg) == 0  # the subscriber is gone
+        w.wait_count(300)
+    su.converge(m, [r], [relay])
+    print("pubsub flood: %d MB published before the close; RSS peak %d -> %d MB (+%d MB)"
+          % (published * len(msg) // MB, base // MB, peak // MB, (peak - base) // MB))
+    assert published * len(msg) > 32 * MB  # it was closed past the limit, not before
+    assert peak - base < rss_bound(32 * MB), (base, peak)
+    sub.wait_closed(10)  # what was in flight, then the close
+
+    # soft limit: 1 MB for 0 s (the next check after it is passed), hard limit off
+    admin = relay.client()
+    admin.execute_command("CONFIG", "SET", "relay.pubsub-output-limit", "0")
+    admin.execute_command("CONFIG", "SET", "relay.pubsub-output-limit-soft", "1mb")
+    admin.execute_command("CONFIG", "SET", "relay.pubsub-output-limit-soft-seconds", "0")
+    sub2 = subscriber("soft")
+    for i in range(2000):
+        pub.publish("soft", msg)
+        if i % 16 == 15 and stat(relay, "client_output_buffer_limit_disconnections") >= 2:
+            break
+    wait_for(lambda: stat(relay, "client_output_buffer_limit_disconnections") == 2, 10,
+             "the soft-limit subscriber to be closed")
+    sub2.wait_closed(10)
+    assert "over the pubsub client limit" in log_text(relay)
+    assert log_lines(relay) - log0 < 50
+    # a subscriber that reads keeps getting messages
+    ok = subscriber("fine")
+    assert pub.publish("fine", "hello") == 1
+    assert ok.reply() == ["message", "fine", "hello"]
+    su.assert_alive(relay)
