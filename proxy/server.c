@@ -63,8 +63,9 @@ struct client {
     int auth_fails;            /* failed AUTHs on this connection */
     int64_t auth_log_ms;       /* last "AUTH failed" line, 0 if none yet */
     int64_t auth_unlogged;     /* failures since that line */
-    bool auth_delayed;         /* a failed AUTH's reply is held: no reads, no writes */
+    bool auth_delayed;         /* a failed AUTH's reply is held, the client not read */
     struct event *auth_timer;  /* owned, created at the first delay */
+    struct evbuffer *held;     /* owned: replies held while auth_delayed */
 };
 
 /* Lines about single clients (refusals, evictions, AUTH failures) are capped per second; what
@@ -92,6 +93,8 @@ struct server {
     int64_t fd_clients;         /* clients the fd limit leaves room for (0 = not measured) */
     struct event *accept_timer; /* re-enables the listeners after EMFILE/ENFILE */
     bool accept_paused;         /* out of fds: listeners disabled, logged once */
+    int64_t emfile_ms;          /* last accept that failed for lack of fds */
+    int64_t emfile_count;       /* such failures in the current episode */
     struct log_budget noise;
 };
 
@@ -104,10 +107,16 @@ struct command {
     command_fn fn;
 };
 
+/* Where replies go: the connection's output, or while a failed AUTH's reply is held, aside. */
+static struct evbuffer *out_of(struct client *c)
+{
+    return c->auth_delayed ? c->held : bufferevent_get_output(c->bev);
+}
+
 static void reply(struct client *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void reply(struct client *c, const char *fmt, ...)
 {
-    struct evbuffer *out = bufferevent_get_output(c->bev);
+    struct evbuffer *out = out_of(c);
     va_list ap;
     va_start(ap, fmt);
     int n = evbuffer_add_vprintf(out, fmt, ap);
@@ -119,14 +128,14 @@ static void reply(struct client *c, const char *fmt, ...)
 static void reply_bulk(struct client *c, const char *s, size_t n)
 {
     reply(c, "$%zu\r\n", n);
-    evbuffer_add(bufferevent_get_output(c->bev), s, n);
+    evbuffer_add(out_of(c), s, n);
     reply(c, "\r\n");
     c->srv->stats->total_net_output_bytes += (int64_t)n;
 }
 
 static void reply_raw(struct client *c, const char *s, size_t n)
 {
-    evbuffer_add(bufferevent_get_output(c->bev), s, n);
+    evbuffer_add(out_of(c), s, n);
     c->srv->stats->total_net_output_bytes += (int64_t)n;
 }
 
@@ -192,6 +201,8 @@ static void reap_cb(evutil_socket_t fd, short what, void *arg)
             bufferevent_free(c->bev);
         if (c->auth_timer)
             event_free(c->auth_timer);
+        if (c->held)
+            evbuffer_free(c->held);
         free(c);
     }
 }
@@ -310,15 +321,18 @@ static void auth_timer_cb(evutil_socket_t fd, short what, void *arg)
         return;
     c->auth_delayed = false;
     c->srv->stats->auth_delayed_replies++;
-    bufferevent_enable(c->bev, c->paused || c->closing ? EV_WRITE : EV_READ | EV_WRITE);
+    evbuffer_add_buffer(bufferevent_get_output(c->bev), c->held);
+    if (!c->paused && !c->closing)
+        bufferevent_enable(c->bev, EV_READ);
     if (!c->paused && !c->closing)
         read_cb(c->bev, c); /* what it sent meanwhile is waiting in its input */
 }
 
 /*
  * A failed AUTH: one log line per client and AUTH_LOG_MS (with the count since the last one),
- * and past AUTH_FREE_FAILURES on the connection the reply is held for auth-failure-delay while
- * the client is neither read nor written (a timer, the loop never waits): guessing costs time.
+ * and past AUTH_FREE_FAILURES on the connection the reply is held for auth-failure-delay (aside,
+ * after the replies before it) while the client is not read (a timer: the loop never waits):
+ * guessing costs time.
  */
 static void auth_failed(struct client *c)
 {
@@ -343,11 +357,12 @@ static void auth_failed(struct client *c)
         return;
     if (!c->auth_timer) {
         c->auth_timer = evtimer_new(s->base, auth_timer_cb, c);
-        if (!c->auth_timer)
+        c->held = evbuffer_new();
+        if (!c->auth_timer || !c->held)
             abort();
     }
     c->auth_delayed = true;
-    bufferevent_disable(c->bev, EV_READ | EV_WRITE);
+    bufferevent_disable(c->bev, EV_READ);
     struct timeval tv = {.tv_sec = s->cfg->auth_failure_delay_ms / 1000,
                          .tv_usec = (s->cfg->auth_failure_delay_ms % 1000) * 1000};
     evtimer_add(c->auth_timer, &tv);
@@ -1196,6 +1211,13 @@ void server_cron(struct server *s, int64_t now)
             output_check(c, now); /* soft limits run out without a new reply */
         }
     }
+    if (s->accept_paused && now - s->emfile_ms >= 1000) {
+        log_notice("server", "-",
+                   "accepting again (%" PRId64 " accepts failed for lack of fds; %zu clients)",
+                   s->emfile_count, s->count);
+        s->accept_paused = false;
+        s->emfile_count = 0;
+    }
     if (s->noise.dropped > 0 && now - s->noise.window_ms >= 1000) {
         log_notice("server", "-",
                    "%" PRId64 " more lines about single clients left out (at most %d a second)",
@@ -1256,10 +1278,6 @@ static struct client *add_client(struct server *s, struct bufferevent *bev, stru
 static void accepted(struct server *s)
 {
     s->stats->total_connections_received++;
-    if (s->accept_paused) {
-        s->accept_paused = false;
-        log_notice("server", "-", "accepting again (%zu clients)", s->count);
-    }
 }
 
 static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int slen,
@@ -1367,7 +1385,8 @@ static void accept_timer_cb(evutil_socket_t fd, short what, void *arg)
 /*
  * accept() failed. Out of fds (EMFILE, ENFILE) the pending connection stays in the queue and the
  * listener would fire again at once: stop listening for ACCEPT_PAUSE_MS, and say so once per
- * episode (it ends at the next accepted connection). Anything else is logged through the budget.
+ * episode (it ends once a second has passed without such a failure: the cron says so). Anything
+ * else is logged through the budget.
  */
 static void accept_error_cb(struct evconnlistener *l, void *arg)
 {
@@ -1381,6 +1400,8 @@ static void accept_error_cb(struct evconnlistener *l, void *arg)
                         "(%zu clients; lower replicas.max-clients or raise the fd limit)",
                         evutil_socket_error_to_string(err), ACCEPT_PAUSE_MS, s->count);
         s->accept_paused = true;
+        s->emfile_ms = net_now_ms();
+        s->emfile_count++;
         if (s->listener)
             evconnlistener_disable(s->listener);
         if (s->tls_listener)

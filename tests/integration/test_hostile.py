@@ -412,3 +412,242 @@ def test_subscriber_that_never_reads(cluster, small_quarantine):
     assert pub.publish("fine", "hello") == 1
     assert ok.reply() == ["message", "fine", "hello"]
     su.assert_alive(relay)
+
+
+def fd_count(proc):
+    return len(os.listdir("/proc/%d/fd" % proc.pid))
+
+
+def cpu_seconds(proc):
+    with open("/proc/%d/stat" % proc.pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_fd_limit_clamps_max_clients_and_emfile_pauses(cluster):
+    """Item 4: started with RLIMIT_NOFILE 1024 (soft and hard, via prlimit) and the default
+    max-clients 10000, the relay says so and serves 992 connections; 1100 idle connections get
+    served or "max number of clients reached", without an accept loop (the log stays short).
+    Then, with the limit lowered under its running fd count (prlimit --pid), accept fails with
+    EMFILE: one log line per episode, the listener pauses, existing clients and the replica are
+    served, and new connections are taken once fds are free again."""
+    assert raise_nofile(4096) >= 2300
+    m = cluster.master()
+    h.preload(m.port, keys_per_db=1000)
+    port = h.free_port()
+    relay = h.RelayProc("relay", port, cluster._dir("relay"), upstream_port=m.port)
+    relay.argv = ["prlimit", "--nofile=1024:1024", "--"] + relay.argv
+    cluster.procs.append(relay)
+    relay.start()
+    relay.wait_ready()
+    wait_link_up(relay)
+    assert "needs 10032 open files, the limit is 1024" in log_text(relay)
+    assert int(relay.info("clients")["maxclients"]) == 992
+    assert relay.r.execute_command("CONFIG", "GET", "maxclients") == ["maxclients", "992"]
+    r = cluster.replica(relay, "r")
+    log0 = log_lines(relay)
+    socks = []
+    try:
+        with cluster.writer(m, rate=1000) as w:
+            for _ in range(1100):
+                s = socket.create_connection((h.HOST, relay.port), timeout=10)
+                s.sendall(b"PING\r\n")
+                socks.append(s)
+            replies = []
+            for s in socks:
+                s.settimeout(10)
+                replies.append(s.recv(100))
+            served = sum(1 for x in replies if x == b"+PONG\r\n")
+            refused = sum(1 for x in replies if x.startswith(b"-ERR max number of clients"))
+            assert served + refused == 1100, set(replies)
+            assert 900 <= served <= 992 and refused >= 108, (served, refused)
+            assert fd_count(relay) <= 1024
+            lines = log_lines(relay) - log0
+            print("fd limit: %d served, %d refused, %d fds, %d log lines"
+                  % (served, refused, fd_count(relay), lines))
+            assert lines < 100, log_text(relay)[-3000:]
+
+            # EMFILE: the limit drops under what the relay holds now
+            for s in socks[served:]:
+                s.close()
+            del socks[served:]
+            # (refused connections take an fd until their reply is out: the burst may have had
+            # an episode of its own; let it end first)
+            wait_for(lambda: log_text(relay).count("not accepting")
+                     == log_text(relay).count("accepting again"), 10, "an episode to end")
+            log1 = log_text(relay)
+            fds = fd_count(relay)
+            subprocess.run(["prlimit", "--pid", str(relay.pid), "--nofile=%d:%d" % (fds, 1024)],
+                           check=True)
+            extra = []
+            for _ in range(40):
+                s = socket.create_connection((h.HOST, relay.port), timeout=10)
+                s.sendall(b"PING\r\n")
+                extra.append(s)
+            wait_for(lambda: "not accepting" in log_text(relay)[len(log1):], 10,
+                     "the EMFILE episode to be logged")
+            cpu0 = cpu_seconds(relay)
+            # existing connections are served meanwhile (a spinning loop would starve nobody
+            # here, but its log would grow by thousands of lines)
+            for s in socks[:20]:
+                s.sendall(b"PING\r\n")
+                assert s.recv(100) == b"+PONG\r\n"
+            episode = log_text(relay)[len(log1):]
+            assert episode.count("not accepting") == 1, episode[-2000:]
+            assert episode.count("\n") < 20, episode[-2000:]
+            # fds come free: the waiting connections are taken
+            for s in socks[:300]:
+                s.close()
+            del socks[:300]
+            for s in extra:
+                s.settimeout(10)
+                got = s.recv(100)
+                assert got == b"+PONG\r\n", got
+            cpu1 = cpu_seconds(relay)
+            wait_for(lambda: "accepting again" in log_text(relay)[len(log1):], 10,
+                     "the end of the episode to be logged")
+            print("EMFILE episode: %d log lines, relay CPU %.2f s meanwhile"
+                  % (log_text(relay)[len(log1):].count("\n"), cpu1 - cpu0))
+            socks += extra
+            subprocess.run(["prlimit", "--pid", str(relay.pid), "--nofile=1024:1024"], check=True)
+            w.wait_count(300)
+        su.converge(m, [r], [relay])
+    finally:
+        for s in socks:
+            s.close()
+    su.assert_alive(relay)
+
+
+def test_auth_guessing_log_bounded_and_delayed(cluster):
+    """Item 5: 300 000 wrong AUTHs (100 connections x 3000, pipelined, with no delay so the
+    test is quick) are counted one by one, but logged once per client and interval: the log
+    stays short. With a delay set, the 4th failure on a connection is answered later (the first
+    three at once): meanwhile its next command is not read (qbuf, as CLIENT LIST shows)."""
+    pw = "pw-" + uuid.uuid4().hex
+    m = cluster.master()
+    h.preload(m.port, keys_per_db=1000)
+    relay = cluster.relay(m, password=pw, extra=["--set", "relay.requirepass=" + pw,
+                                                  "--set", "relay.auth-failure-delay=0"])
+    wait_link_up(relay)
+    r = cluster.replica(relay, "r", extra=["--masterauth", pw])
+    log0 = log_lines(relay)
+    size0 = os.path.getsize(os.path.join(relay.dir, "cascade.log"))
+    per, nconn = 3000, 100
+    one = encode("AUTH", "wrong-guess")
+    want = b"-WRONGPASS invalid username-password pair or user is disabled.\r\n"
+    with cluster.writer(m, rate=1000) as w:
+        socks = connect_many(relay.port, nconn)
+        for s in socks:
+            s.sendall(one * per)
+        for s in socks:
+            s.settimeout(30)
+            got = b""
+            for _ in range(100000):
+                if len(got) >= per * len(want):
+                    break
+                chunk = s.recv(1 << 20)
+                assert chunk, "closed after %d replies" % (len(got) // len(want))
+                got += chunk
+            assert got == want * per
+            s.close()
+        w.wait_count(300)
+    su.converge(m, [r], [relay])
+    total = nconn * per
+    assert stat(relay, "auth_failures") == total
+    lines = log_lines(relay) - log0
+    grown = os.path.getsize(os.path.join(relay.dir, "cascade.log")) - size0
+    print("auth flood: %d wrong AUTHs, %d log lines (%d bytes)" % (total, lines, grown))
+    assert lines <= 2 * nconn + 20, log_text(relay)[-3000:]
+    assert grown < 64 * 1024
+
+    # the delay: 3 failures answered at once, the 4th held
+    admin = RespConn(relay.port)
+    assert admin.command("AUTH", pw) == "OK"
+    assert admin.command("CONFIG", "SET", "relay.auth-failure-delay", "5s") == "OK"
+    g = RespConn(relay.port, timeout=20)
+    g.send(one * 4 + encode("PING"))
+    for _ in range(3):
+        assert g.reply() == RespError(want[1:-2].decode())
+    cl = admin.command("CLIENT", "LIST")
+    me = [line for line in cl.splitlines() if "cmd=auth" in line]
+    assert len(me) == 1, cl
+    assert re.search(r"qbuf=[1-9]", me[0]), me  # its PING waits in the input, unread
+    assert stat(relay, "auth_delayed_replies") == 0
+    assert g.reply() == RespError(want[1:-2].decode())  # within 20 s
+    assert g.reply() == RespError("NOAUTH Authentication required.")
+    assert stat(relay, "auth_delayed_replies") == 1
+    g.close()
+    admin.close()
+    su.assert_alive(relay)
+
+
+# ------------------------------------------------------------------------------------------------
+# separators in client strings, replication ids
+
+
+def test_separators_never_reach_info_client_list_or_log(cluster):
+    """Item 7: REPLCONF ip-address and client names with CR, LF, spaces or control bytes are
+    refused (a forged "slave_priority:100" line never shows in INFO); names, PSYNC ids and
+    unknown command names a client sends reach the log escaped, never as a line of their own."""
+    m = cluster.master()
+    h.preload(m.port, keys_per_db=200)
+    relay = cluster.relay(m)
+    wait_link_up(relay)
+    forged = "10.0.0.1\r\nslave_priority:100"
+    with RespConn(relay.port) as c:
+        for ip in (forged, "10.0.0.1\nslave_priority:100", "a b", "1.2.3.4\x00", "\x7f",
+                   "x\ty"):
+            assert c.command("REPLCONF", "ip-address", ip) == RespError("ERR invalid ip-address")
+        assert c.command("REPLCONF", "ip-address", "10.1.2.3") == "OK"
+        for name in ("a\r\nb", "a b", "\x01", "x\x7f"):
+            assert c.command("CLIENT", "SETNAME", name) == RespError(
+                "ERR Client names cannot contain spaces, newlines or special characters.")
+        assert c.command("CLIENT", "GETNAME") is None
+        # the announced address a replica session shows
+        c.send(b"REPLCONF listening-port 7777\r\nPSYNC ? -1\r\n")
+        assert c.reply() == "OK"
+        wait_for(lambda: "slave0" in relay.info("replication"), 10, "the session in INFO")
+        with RespConn(relay.port) as other:
+            text = other.command("INFO", "replication")
+            cl = other.command("CLIENT", "LIST")
+        assert "slave0:ip=10.1.2.3,port=7777" in text, text
+        assert text.count("slave_priority") <= 1 and "slave_priority:100" not in text, text
+        assert all(line.startswith("id=") for line in cl.splitlines()), cl
+    # what ends up in the log: escaped
+    marker = "FORGED-" + uuid.uuid4().hex
+    with RespConn(relay.port) as c:
+        c.command("PSYNC", "abc\n2026-01-01T00:00:00.000Z 1 warning relay -: " + marker, "-1")
+    with RespConn(relay.port) as c:
+        assert isinstance(c.command("NOSUCH\r\n" + marker), RespError)
+    # the id is logged cut and escaped ("full sync for abc\n2026-01-01..."), not as two lines
+    wait_for(lambda: "full sync for abc\\n2026-01-01" in log_text(relay), 10,
+             "the PSYNC to be logged, escaped")
+    for line in log_text(relay).splitlines():
+        assert re.match(r"\d{4}-\d\d-\d\dT", line) and not line.startswith("2026-01-01"), line
+    su.assert_alive(relay)
+
+
+def test_replication_ids_compare_as_redis(cluster):
+    """Item 8: a PSYNC id matches the relay's only at exactly 40 characters, in either case (as
+    Redis' strcasecmp in masterTryPartialResynchronization): upper case continues, a 41st
+    character or a 39-character prefix means a full resync."""
+    m = cluster.master()
+    h.preload(m.port, keys_per_db=200)
+    relay = cluster.relay(m)
+    wait_link_up(relay)
+    replid = relay.info("replication")["master_replid"]
+    off = h.repl_offset(relay) + 1
+    cases = [(replid, b"+CONTINUE"), (replid.upper(), b"+CONTINUE"),
+             (replid[:20] + replid[20:].upper(), b"+CONTINUE"), (replid + "0", b"+FULLRESYNC"),
+             (replid + "A", b"+FULLRESYNC"), (replid[:39], b"+FULLRESYNC"),
+             ("0" * 40, b"+FULLRESYNC")]
+    for rid, want in cases:
+        rr = h.RawReplica(relay.port, rid, off)
+        try:
+            assert rr.reply.startswith(want), (rid, rr.reply)
+            if want == b"+CONTINUE":
+                assert rr.reply == b"+CONTINUE " + replid.encode(), rr.reply
+        finally:
+            rr.close()
+    assert stat(relay, "sync_partial_ok") == 3
+    su.assert_alive(relay)
