@@ -1,7 +1,8 @@
 /*
  * Fuzz target: resp_parse_command, the downstream command reader, with the server's default
- * limits (server.c), the replica's (replica.c), and small ones as [relay] max-args, max-bulk
- * and max-inline allow (chosen by a hash of the input). The input is what a client sends.
+ * limits (server.c) for authenticated and unauthenticated clients, the replica's (replica.c), and
+ * small ones as [relay] max-args, max-bulk and max-inline allow (chosen by a hash of the input).
+ * The input is what a client sends.
  *   1. Whole: parse command after command from the full buffer, as a read loop does once
  *      everything has arrived; check each result stays inside the buffer and the limits.
  *   2. Chunked: the same bytes arriving in reads of varying size, the reader retrying on the
@@ -19,6 +20,11 @@
 
 static const struct resp_limits server_limits = {
     .max_argc = RESP_MAX_ARGC, .max_bulk_bytes = 512 * 1024, .max_inline_bytes = 64 * 1024};
+/* The server's limits for a client that has not authenticated (Redis' 10 x 16 KB on top). */
+static const struct resp_limits unauth_limits = {.max_argc = RESP_MAX_ARGC,
+                                                 .max_bulk_bytes = 512 * 1024,
+                                                 .max_inline_bytes = 64 * 1024,
+                                                 .unauthenticated = true};
 static const struct resp_limits replica_limits = {
     .max_argc = 16, .max_bulk_bytes = 1024, .max_inline_bytes = 1024};
 
@@ -35,6 +41,7 @@ static void check_command(const char *buf, size_t pos, size_t len, ssize_t rc,
 {
     FUZZ_CHECK(rc > 0 && (size_t)rc <= len - pos);
     FUZZ_CHECK(cmd->argc <= lim->max_argc && cmd->argc <= RESP_MAX_ARGC);
+    FUZZ_CHECK(!lim->unauthenticated || cmd->inline_form || cmd->argc <= RESP_UNAUTH_MAX_ARGC);
     const char *lo = buf + pos, *hi = buf + pos + (size_t)rc;
     for (size_t i = 0; i < cmd->argc; i++) {
         FUZZ_CHECK(cmd->argv[i] >= lo && cmd->argv[i] <= hi);
@@ -43,6 +50,7 @@ static void check_command(const char *buf, size_t pos, size_t len, ssize_t rc,
             FUZZ_CHECK(cmd->argl[i] > 0 && cmd->argl[i] <= lim->max_inline_bytes);
         } else {
             FUZZ_CHECK(cmd->argl[i] <= lim->max_bulk_bytes);
+            FUZZ_CHECK(!lim->unauthenticated || cmd->argl[i] <= RESP_UNAUTH_MAX_BULK);
         }
         int64_t v;
         (void)resp_arg_int64(cmd, i, &v);
@@ -129,6 +137,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     static struct result res[MAX_RESULTS]; /* too big for the stack; no state kept across runs */
     const char *buf = (const char *)data;
     run(buf, size, &server_limits, res);
+    run(buf, size, &unauth_limits, res);
     run(buf, size, &replica_limits, res);
     uint32_t h = 2166136261u; /* FNV-1a */
     for (size_t i = 0; i < size; i++)

@@ -796,6 +796,53 @@ static void test_eofmark_random(void **state)
 
 /* ---- resp_escape ---- */
 
+/* Before AUTH: Redis' 10 arguments and 16384-byte bulks, with its texts, whatever the limits. */
+static void test_unauthenticated_limits(void **state)
+{
+    (void)state;
+    struct resp_limits lim = {.max_argc = RESP_MAX_ARGC,
+                              .max_bulk_bytes = 1 << 20,
+                              .max_inline_bytes = 1024,
+                              .unauthenticated = true};
+    struct resp_command cmd;
+    char err[RESP_ERR_LEN] = "";
+    const char *eleven = "*11\r\n";
+    assert_int_equal(resp_parse_command(eleven, strlen(eleven), &lim, &cmd, err, sizeof(err)), -1);
+    assert_string_equal(err, "Protocol error: unauthenticated multibulk length");
+    const char *ten = "*10\r\n$1\r\na\r\n$1\r\na\r\n$1\r\na\r\n$1\r\na\r\n$1\r\na\r\n"
+                      "$1\r\na\r\n$1\r\na\r\n$1\r\na\r\n$1\r\na\r\n$1\r\na\r\n";
+    assert_int_equal(resp_parse_command(ten, strlen(ten), &lim, &cmd, err, sizeof(err)),
+                     (ssize_t)strlen(ten));
+    assert_int_equal(cmd.argc, 10);
+    /* the bulk header alone is refused, before any of its bytes arrive */
+    const char *big = "*2\r\n$4\r\nAUTH\r\n$16385\r\n";
+    assert_int_equal(resp_parse_command(big, strlen(big), &lim, &cmd, err, sizeof(err)), -1);
+    assert_string_equal(err, "Protocol error: unauthenticated bulk length");
+    const char *ok = "*2\r\n$4\r\nAUTH\r\n$16384\r\n";
+    assert_int_equal(resp_parse_command(ok, strlen(ok), &lim, &cmd, err, sizeof(err)), 0);
+    /* authenticated, the configured limits apply */
+    lim.unauthenticated = false;
+    assert_int_equal(resp_parse_command(eleven, strlen(eleven), &lim, &cmd, err, sizeof(err)), 0);
+    assert_int_equal(resp_parse_command(big, strlen(big), &lim, &cmd, err, sizeof(err)), 0);
+}
+
+/* Redis' rule: exactly 40 characters, ASCII case-insensitive. */
+static void test_replid_equal(void **state)
+{
+    (void)state;
+    const char *ours = "0123456789abcdef0123456789abcdef01234567";
+    assert_true(resp_replid_equal(ours, 40, ours));
+    assert_true(resp_replid_equal("0123456789ABCDEF0123456789ABCDEF01234567", 40, ours));
+    char longer[48];
+    snprintf(longer, sizeof(longer), "%sX", ours);
+    assert_false(resp_replid_equal(longer, 41, ours)); /* not on its first 40 characters */
+    assert_false(resp_replid_equal(ours, 39, ours));
+    assert_false(resp_replid_equal("0123456789abcdef0123456789abcdef0123456\0", 40, ours));
+    assert_false(resp_replid_equal("?", 1, ours));
+    assert_false(resp_replid_equal(ours, 40, "0123")); /* ours must be a whole id too */
+    assert_false(resp_replid_equal("0123456789abcdef0123456789abcdef01234568", 40, ours));
+}
+
 static void test_escape(void **state)
 {
     (void)state;
@@ -869,6 +916,8 @@ int main(void)
         cmocka_unit_test(test_eofmark_self_overlapping),
         cmocka_unit_test(test_eofmark_random),
         cmocka_unit_test(test_escape),
+        cmocka_unit_test(test_unauthenticated_limits),
+        cmocka_unit_test(test_replid_equal),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
