@@ -109,13 +109,16 @@ def test_downstream_auth_password_users_hello(cluster, tmp_path):
                      ("REPLCONF", "listening-port", "7000"), ("REPLCONF", "capa", "eof"),
                      ("PSYNC", "?", "-1"), ("SYNC",), ("REPLICAOF", "127.0.0.1", "1"),
                      ("SLAVEOF", "NO", "ONE"), ("CONFIG", "SET", "relay.requirepass", ""),
-                     ("CONFIG", "SET", "relay.client-timeout", "1s"), ("CONFIG", "RELOAD"),
+                     ("CONFIG", "SET", "relay.client-timeout", "1s"),
                      ("CONFIG", "RESETSTAT"), ("SUBSCRIBE", "__sentinel__:hello"),
                      ("PUBLISH", "__sentinel__:hello", "x"), ("UNSUBSCRIBE",)):
             r = c.command(*args)
             assert is_error(r, "NOAUTH"), (args, r)
         assert is_error(c.command("PING"), "NOAUTH")
         assert is_error(c.command("PING", "hi"), "NOAUTH")
+        # a subcommand only the relay has is unknown to Redis 7.0, which answers that first
+        assert c.command("CONFIG", "RELOAD") == RespError(
+            "ERR unknown subcommand 'RELOAD'. Try CONFIG HELP.")
         assert is_error(c.command("HELLO"), "NOAUTH")
         assert is_error(c.command("HELLO", "2"), "NOAUTH")
         assert is_error(c.command("HELLO", "3", "AUTH", "alice", apw), "NOPROTO")
@@ -530,10 +533,10 @@ def test_handshake_timeout_slowloris_and_unauthenticated(cluster):
         first_byte = {}
 
         def tick(now, closed):
-            if "pinger" not in closed:  # PING is allowed before AUTH, but is no AUTH
+            if "pinger" not in closed:  # PING gets -NOAUTH before AUTH, and is no AUTH
                 try:
                     conns["pinger"].send(b"PING\r\n")
-                    assert conns["pinger"].reply(2) == "PONG"
+                    assert is_error(conns["pinger"].reply(2), "NOAUTH")
                 except (ConnectionError, OSError):
                     pass
             for name in sent:  # one byte a second
