@@ -1207,7 +1207,7 @@ void server_cron(struct server *s, int64_t now)
             s->stats->client_timeouts++;
             client_log(LOG_INFO, c, "closing: %s", why);
             bury(c);
-        } else if (c->bev && !c->paused) {
+        } else if (c->bev) {
             output_check(c, now); /* soft limits run out without a new reply */
         }
     }

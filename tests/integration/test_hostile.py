@@ -662,3 +662,37 @@ def test_replication_ids_compare_as_redis(cluster):
             rr.close()
     assert stat(relay, "sync_partial_ok") == 3
     su.assert_alive(relay)
+
+
+def test_normal_client_output_limit(cluster):
+    """Item 3, normal class: off by default (Redis' 0 0 0: a client that does not read is only
+    not read from); set at runtime, a client whose unread replies pass it is closed and counted,
+    one that reads its replies is not."""
+    relay = cluster.relay(None)
+    big = "e" * 100000
+    with RespConn(relay.port) as c:  # default: 20 unread 100 KB replies are fine
+        c.send(encode("ECHO", big) * 20)
+        for _ in range(20):
+            assert c.reply() == big
+    assert stat(relay, "client_output_buffer_limit_disconnections") == 0
+    relay.r.execute_command("CONFIG", "SET", "relay.client-output-limit", "256kb")
+    reader = RespConn(relay.port)
+    for _ in range(5):
+        assert reader.command("ECHO", big) == big
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.connect((h.HOST, relay.port))
+    s.settimeout(5)
+    hog = RespConn(relay.port, sock=s)
+    try:  # 30 MB of replies it never reads: past what socket buffers take
+        for _ in range(300):
+            hog.send(encode("ECHO", big))
+    except (BrokenPipeError, ConnectionResetError, socket.timeout):
+        pass
+    wait_for(lambda: stat(relay, "client_output_buffer_limit_disconnections") == 1, 10,
+             "the client over its output limit to be closed")
+    hog.wait_closed(10)
+    assert reader.command("PING") == "PONG"
+    assert "over the normal client limit" in log_text(relay)
+    reader.close()
+    su.assert_alive(relay)
