@@ -91,6 +91,7 @@ struct server {
     uint64_t next_id;
     size_t input_bytes;         /* input buffers of all plain clients */
     int64_t fd_clients;         /* clients the fd limit leaves room for (0 = not measured) */
+    int64_t fitted_clients;     /* the max-clients fit_fd_limit last ran for (0: not yet) */
     struct event *accept_timer; /* re-enables the listeners after EMFILE/ENFILE */
     bool accept_paused;         /* out of fds: listeners disabled, logged once */
     int64_t emfile_ms;          /* last accept that failed for lack of fds */
@@ -1182,6 +1183,8 @@ static bool tls_handshake_done(const struct client *c)
     return !ssl || SSL_is_init_finished(ssl);
 }
 
+static void fit_fd_limit(struct server *s);
+
 void server_cron(struct server *s, int64_t now)
 {
     const struct config *cfg = s->cfg;
@@ -1211,6 +1214,8 @@ void server_cron(struct server *s, int64_t now)
             output_check(c, now); /* soft limits run out without a new reply */
         }
     }
+    if (s->fitted_clients && s->fitted_clients != cfg->max_clients)
+        fit_fd_limit(s); /* max-clients changed at runtime: raise the limit (or clamp) again */
     if (s->accept_paused && now - s->emfile_ms >= 1000) {
         log_notice("server", "-",
                    "accepting again (%" PRId64 " accepts failed for lack of fds; %zu clients)",
@@ -1468,6 +1473,8 @@ static struct evconnlistener *open_listener(struct server *s, int port, evconnli
 static void fit_fd_limit(struct server *s)
 {
     struct rlimit rl;
+    s->fitted_clients = s->cfg->max_clients;
+    s->fd_clients = 0;
     if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
         return;
     rlim_t want = (rlim_t)s->cfg->max_clients + FD_RESERVED;

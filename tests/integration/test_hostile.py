@@ -514,6 +514,13 @@ def test_fd_limit_clamps_max_clients_and_emfile_pauses(cluster):
                   % (log_text(relay)[len(log1):].count("\n"), cpu1 - cpu0))
             socks += extra
             subprocess.run(["prlimit", "--pid", str(relay.pid), "--nofile=1024:1024"], check=True)
+            # max-clients lowered at runtime fits: no clamp any more; raised again: clamped again
+            relay.r.execute_command("CONFIG", "SET", "replicas.max-clients", "900")
+            wait_for(lambda: int(relay.info("clients")["maxclients"]) == 900, 10, "900")
+            relay.r.execute_command("CONFIG", "SET", "replicas.max-clients", "5000")
+            wait_for(lambda: "needs 5032 open files, the limit is 1024" in log_text(relay), 10,
+                     "the clamp logged again")
+            assert int(relay.info("clients")["maxclients"]) == 992
             w.wait_count(300)
         su.converge(m, [r], [relay])
     finally:
