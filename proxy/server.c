@@ -627,7 +627,8 @@ static void cmd_replicaof(struct client *c, const struct resp_command *cmd)
         return;
     }
     char host[256];
-    if (cmd->argl[1] == 0 || cmd->argl[1] >= sizeof(host)) {
+    /* The host shows in INFO (master_host), ROLE and the logs. */
+    if (cmd->argl[1] == 0 || cmd->argl[1] >= sizeof(host) || !name_ok(cmd->argv[1], cmd->argl[1])) {
         reply(c, "-ERR Invalid master host\r\n");
         return;
     }
@@ -743,6 +744,15 @@ static int arg_string(const struct resp_command *cmd, size_t i, char *out, size_
     return 0;
 }
 
+static bool has_control(const char *s)
+{
+    for (; *s; s++) {
+        if ((unsigned char)*s < ' ' || *s == 0x7f)
+            return true;
+    }
+    return false;
+}
+
 static void config_set_reload(struct client *c, const struct resp_command *cmd)
 {
     char err[CONFIG_ERR_LEN];
@@ -760,6 +770,12 @@ static void config_set_reload(struct client *c, const struct resp_command *cmd)
             if (arg_string(cmd, i, key, sizeof(key)) != 0 ||
                 arg_string(cmd, i + 1, val, sizeof(val)) != 0) {
                 snprintf(err, sizeof(err), "argument too long");
+                rc = -1;
+                break;
+            }
+            /* Keys and values end up in the log and in errors: no line breaks or controls. */
+            if (has_control(key) || has_control(val)) {
+                snprintf(err, sizeof(err), "argument contains control characters");
                 rc = -1;
                 break;
             }

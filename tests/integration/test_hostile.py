@@ -621,6 +621,12 @@ def test_separators_never_reach_info_client_list_or_log(cluster):
             assert c.command("CLIENT", "SETNAME", name) == RespError(
                 "ERR Client names cannot contain spaces, newlines or special characters.")
         assert c.command("CLIENT", "GETNAME") is None
+        # REPLICAOF's host (INFO master_host, ROLE, the log) and CONFIG SET (the log, errors)
+        assert c.command("REPLICAOF", "h\r\nmaster_link_status:up", "6379") == RespError(
+            "ERR Invalid master host")
+        for key, val in (("upstream.host", "a\nb"), ("relay.log-level\r\nx", "info")):
+            assert c.command("CONFIG", "SET", key, val) == RespError(
+                "ERR argument contains control characters")
         # the announced address a replica session shows
         c.send(b"REPLCONF listening-port 7777\r\nPSYNC ? -1\r\n")
         assert c.reply() == "OK"
