@@ -6,6 +6,9 @@
  * the bytes this process wrote: the check is of what the device gives back (O_DIRECT writes
  * leave nothing in the page cache to hide a bad read), once per byte per process, and only
  * for the bytes that are ever read back (replicas behind memory).
+ * Owns the segment table (the caller's thread alone touches it). Must not create threads or
+ * share anything with them but the descriptors of queued jobs: that is writer.c, which this
+ * file drives through writer.h. Every wait for the writer's queue says so where it is called.
  */
 #include "store.h"
 
@@ -14,17 +17,17 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
-#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
 #include <sys/stat.h>
-#include <sys/mman.h>
 #include <sys/statvfs.h>
 #include <sys/uio.h>
 #include <unistd.h>
+
+#include "crc32c.h"
+#include "writer.h"
 
 #define META_NAME   "meta"
 #define META_MAGIC1 "cascade-meta 1\n" /* no checksum: read, never written */
@@ -32,23 +35,6 @@
 #define OFFSET_MAX  ((int64_t)1 << 62) /* no stream gets this long */
 #define SEG_PREFIX  "log-"
 #define READ_CHUNK  (1 << 20)
-
-/* The background writer's queue: jobs, and the bytes they may pin, at most. */
-#define WQ_JOBS  1024 /* a power of two */
-#define WQ_BYTES (16 << 20)
-#define WQ_BATCH 64 /* writes merged into one writev and one index record */
-
-/* Direct I/O (O_DIRECT) of the writer's batches: whole pages of at least DIRECT_MIN bytes go
- * from a bounce buffer of DIRECT_BOUNCE bytes straight to the device. */
-#define DIRECT_ALIGN  4096
-#define DIRECT_MIN    (64 << 10)
-#define DIRECT_BOUNCE (2 << 20)
-
-struct index_record {
-    int64_t start; /* stream offset of the first byte of this write */
-    uint32_t len;  /* bytes written */
-    uint32_t crc;  /* CRC-32C of those bytes */
-};
 
 /* Stream offsets [a, b) whose bytes matched their index records. */
 struct vrange {
@@ -67,87 +53,13 @@ struct segment {
     size_t nver, capver;
 };
 
-/* One queued piece of work for the writer thread. */
-enum wjob_kind {
-    WJOB_WRITE,      /* write buf to the segment, one index record per batch */
-    WJOB_SYNC,       /* fsync the segment's data and index */
-    WJOB_SYNC_CLOSE, /* the same, then close the index: the segment is complete */
-};
-
-struct wjob {
-    enum wjob_kind kind;
-    int fd, idx_fd;  /* the segment's files */
-    int dfd;         /* its data file opened O_DIRECT, or -1 */
-    off_t pos;       /* where buf[0] goes in the data file */
-    int64_t start;   /* stream offset of buf[0] */
-    const void *buf; /* the caller's bytes, unchanged until the job is collected */
-    size_t len;
-    void *token; /* handed back by store_collect */
-};
-
-/*
- * The background writer (store_start_writer) is two threads in a pipeline. The loop thread
- * enqueues jobs at `end`. The preparing thread takes them from `taken` on, merges them into
- * batches, checksums them and copies their whole pages into bounce buffers, and hands the I/O
- * thread a list of steps (wops). The I/O thread does every write, in order, and completes jobs
- * from `done` on; store_collect hands back [first, done). So a batch's copy and checksum run
- * while the device writes the one before (the device's time is most of a batch's). Everything
- * below `mu` is guarded by it; the threads touch nothing else of the store but the descriptors
- * their jobs name, so the segment table stays the loop thread's alone.
- */
-#define WOP_RING 32 /* a power of two */
-#define NBOUNCE  2  /* bounce buffers: one filled while the other is written */
-
-enum wop_kind {
-    WOP_CACHED, /* bytes [a, b) of the batch through fd, from the jobs' buffers */
-    WOP_DIRECT, /* bytes [a, b) of the batch through dfd, from bounce buffer `bounce` */
-    WOP_END,    /* the jobs [from, to) are done: write rec, or fsync for sync jobs */
-};
-
-struct wop {
-    enum wop_kind kind;
-    uint64_t from, to; /* the batch's jobs */
-    size_t a, b;
-    int bounce;
-    size_t total;             /* WOP_END: the batch's bytes */
-    struct index_record rec; /* WOP_END of a write batch */
-};
-
-struct writer {
-    pthread_t prep_thread, io_thread;
-    bool io_started;
-    pthread_mutex_t mu;
-    pthread_cond_t work;    /* jobs arrived, or stop: for the preparing thread */
-    pthread_cond_t room;    /* jobs completed: for the loop thread */
-    pthread_cond_t io_work; /* steps arrived, or nothing more will: for the I/O thread */
-    pthread_cond_t io_room; /* a step ran, a bounce buffer came free: for the preparing one */
-    int notify_fd;          /* eventfd: readable once jobs completed */
-    struct wjob jobs[WQ_JOBS];
-    uint64_t first, taken, done, end; /* job ring positions, monotonic */
-    size_t queued_bytes;              /* bytes of the jobs in [done, end) */
-    struct wop wops[WOP_RING];
-    uint64_t wop_head, wop_tail;           /* step ring positions, monotonic */
-    uint64_t bounce_filled, bounce_freed;  /* bounce buffers used in turn */
-    int64_t durable;                       /* last stream byte written to its segment */
-    bool stop;                             /* for the preparing thread */
-    bool prepared_all;                     /* it stopped: the I/O thread ends when idle */
-    bool failed;
-    char error[256];
-    char *bounce[NBOUNCE]; /* DIRECT_BOUNCE bytes each (bounce_alloc), allocated on first use
-                              by the preparing thread */
-    bool direct_off; /* direct I/O was refused: page cache only from then on (atomic: read by
-                        store_direct_io and the preparing thread, set by the I/O thread) */
-};
-
 struct store {
     char *dir;
     struct store_params p;
     struct segment *segs; /* oldest first */
     size_t nseg, cap;
-    int64_t next;     /* offset of the next byte to append */
-    struct writer *w; /* background writer, or NULL: appends are written at once */
-    void (*done_cb)(void *ctx, void *token); /* where queued appends' tokens go back */
-    void *done_ctx;
+    int64_t next;       /* offset of the next byte to append */
+    struct writer *w;   /* background writer, or NULL: appends are written at once */
     bool need_boundary; /* no segment, and next is not known to be a command boundary: appends
                            skip to the first boundary they hold (store_restart, a cut) */
 };
@@ -176,168 +88,9 @@ static void errf(char *err, size_t errlen, const char *fmt, ...)
     va_end(ap);
 }
 
-/* CRC-32C (Castagnoli), reflected: a table-driven version everywhere, and the SSE4.2 crc32
- * instruction where the CPU has it (the log checksums every stream byte). */
-static uint32_t crc_table[256];
-
-static void crc_table_init(void)
-{
-    for (uint32_t i = 0; i < 256; i++) {
-        uint32_t c = i;
-        for (int k = 0; k < 8; k++)
-            c = (c & 1) ? (c >> 1) ^ 0x82F63B78u : c >> 1;
-        crc_table[i] = c;
-    }
-}
-
-uint32_t store_crc32c_portable(uint32_t crc, const void *buf, size_t len)
-{
-    static pthread_once_t once = PTHREAD_ONCE_INIT;
-    pthread_once(&once, crc_table_init); /* both threads checksum */
-    const uint32_t *table = crc_table;
-    const unsigned char *p = buf;
-    crc = ~crc;
-    while (len--)
-        crc = table[(crc ^ *p++) & 0xff] ^ (crc >> 8);
-    return ~crc;
-}
-
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-/*
- * Three lanes: the crc32 instruction has a latency of three cycles and a throughput of one,
- * so one chain of it runs at a third of its speed. Each 3 x LANE bytes are checksummed as
- * three independent chains (the second and third from state 0) and joined. Without the final
- * inversions a CRC is linear: the state after A then B is the state after A advanced over
- * |B| zero bytes, xor B's CRC from state 0. Advancing over LANE zero bytes is a fixed linear
- * map of 32 bits, tabulated once per byte of the state.
- */
-#define CRC_LANE 4096
-
-static uint32_t crc_advance[4][256]; /* state -> state after CRC_LANE zero bytes */
-static bool crc_hw;
-
-__attribute__((target("sse4.2"))) static void crc_init(void)
-{
-    crc_hw = __builtin_cpu_supports("sse4.2");
-    if (!crc_hw)
-        return;
-    uint32_t bit[32];
-    for (int i = 0; i < 32; i++) {
-        uint64_t c = 1u << i;
-        for (int k = 0; k < CRC_LANE / 8; k++)
-            c = __builtin_ia32_crc32di(c, 0);
-        bit[i] = (uint32_t)c;
-    }
-    for (int k = 0; k < 4; k++) {
-        for (int b = 0; b < 256; b++) {
-            uint32_t v = 0;
-            for (int j = 0; j < 8; j++)
-                v ^= (b >> j & 1) ? bit[8 * k + j] : 0;
-            crc_advance[k][b] = v;
-        }
-    }
-}
-
-static uint32_t crc_skip_lane(uint32_t c)
-{
-    return crc_advance[0][c & 0xff] ^ crc_advance[1][c >> 8 & 0xff] ^
-           crc_advance[2][c >> 16 & 0xff] ^ crc_advance[3][c >> 24];
-}
-
-__attribute__((target("sse4.2"))) static uint32_t crc32c_sse42(uint32_t crc, const void *buf,
-                                                               size_t len)
-{
-    const unsigned char *p = buf;
-    uint64_t c = ~crc;
-    while (len >= 3 * CRC_LANE) {
-        uint64_t b = 0, d = 0;
-        for (size_t i = 0; i < CRC_LANE; i += 8) {
-            uint64_t x, y, z;
-            memcpy(&x, p + i, 8);
-            memcpy(&y, p + CRC_LANE + i, 8);
-            memcpy(&z, p + 2 * CRC_LANE + i, 8);
-            c = __builtin_ia32_crc32di(c, x);
-            b = __builtin_ia32_crc32di(b, y);
-            d = __builtin_ia32_crc32di(d, z);
-        }
-        c = crc_skip_lane(crc_skip_lane((uint32_t)c) ^ (uint32_t)b) ^ (uint32_t)d;
-        p += 3 * CRC_LANE;
-        len -= 3 * CRC_LANE;
-    }
-    while (len >= 8) {
-        uint64_t v;
-        memcpy(&v, p, 8);
-        c = __builtin_ia32_crc32di(c, v);
-        p += 8;
-        len -= 8;
-    }
-    uint32_t c32 = (uint32_t)c;
-    while (len--)
-        c32 = __builtin_ia32_crc32qi(c32, *p++);
-    return ~c32;
-}
-
-uint32_t store_crc32c(uint32_t crc, const void *buf, size_t len)
-{
-    static pthread_once_t once = PTHREAD_ONCE_INIT;
-    pthread_once(&once, crc_init);
-    return crc_hw ? crc32c_sse42(crc, buf, len) : store_crc32c_portable(crc, buf, len);
-}
-#else
-uint32_t store_crc32c(uint32_t crc, const void *buf, size_t len)
-{
-    return store_crc32c_portable(crc, buf, len);
-}
-#endif
-
 static void seg_path(const struct store *s, int64_t start, const char *ext, char *out, size_t n)
 {
     snprintf(out, n, "%s/" SEG_PREFIX "%020" PRId64 ".%s", s->dir, start, ext);
-}
-
-static int writev_all(int fd, struct iovec *iov, int n)
-{
-    while (n > 0) {
-        ssize_t got = writev(fd, iov, n);
-        if (got < 0) {
-            if (errno == EINTR)
-                continue;
-            return -1;
-        }
-        while (n > 0 && (size_t)got >= iov->iov_len) {
-            got -= (ssize_t)iov->iov_len;
-            iov++;
-            n--;
-        }
-        if (n > 0) {
-            iov->iov_base = (char *)iov->iov_base + got;
-            iov->iov_len -= (size_t)got;
-        }
-    }
-    return 0;
-}
-
-static int write_all(int fd, const void *buf, size_t len)
-{
-    struct iovec v = {.iov_base = (void *)buf, .iov_len = len};
-    return writev_all(fd, &v, 1);
-}
-
-/* pread or pwrite all of len bytes at pos. */
-static int pio_all(int fd, void *buf, size_t len, off_t pos, bool write)
-{
-    char *p = buf;
-    while (len > 0) {
-        ssize_t n = write ? pwrite(fd, p, len, pos) : pread(fd, p, len, pos);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return -1;
-        p += n;
-        len -= (size_t)n;
-        pos += n;
-    }
-    return 0;
 }
 
 static void seg_close(struct segment *g)
@@ -424,437 +177,39 @@ static void ver_add(struct segment *g, int64_t a, int64_t b)
 
 /* ---- the background writer ---- */
 
-/* Of a run of len bytes at position pos < to of a sequence, the part within [from, to), as
- * [*a, *b) in the run; false if none. */
-static bool clip_run(size_t pos, size_t len, size_t from, size_t to, size_t *a, size_t *b)
-{
-    *a = from > pos ? from - pos : 0;
-    *b = to - pos < len ? to - pos : len;
-    return *a < *b;
-}
+/* ---- the background writer (writer.c): the store's side ---- */
 
-static const struct wjob *job_at(const struct writer *w, uint64_t k)
-{
-    return &w->jobs[k & (WQ_JOBS - 1)];
-}
-
-/* Bytes [a, b) of the batch of jobs [from, to), as iovecs into the jobs' buffers (which stay
- * put until the jobs are done); returns their count. */
-static int batch_slice(const struct writer *w, uint64_t from, uint64_t to, size_t a, size_t b,
-                       struct iovec *out)
-{
-    int k = 0;
-    size_t pos = 0;
-    for (uint64_t i = from; i < to && pos < b; pos += job_at(w, i)->len, i++) {
-        const struct wjob *j = job_at(w, i);
-        size_t x, y;
-        if (clip_run(pos, j->len, a, b, &x, &y))
-            out[k++] = (struct iovec){.iov_base = (char *)j->buf + x, .iov_len = y - x};
-    }
-    return k;
-}
-
-static uint32_t crc_iov(uint32_t crc, const struct iovec *iov, int n)
-{
-    for (int i = 0; i < n; i++)
-        crc = store_crc32c(crc, iov[i].iov_base, iov[i].iov_len);
-    return crc;
-}
-
-/* A bounce buffer: one huge page where the kernel gives one (on this VM's virtio disk a 2 MB
- * write from 4 KB pages is split into three requests: 254 segments at most), else pages. */
-static char *bounce_alloc(void)
-{
-    char *p = aligned_alloc(DIRECT_BOUNCE, DIRECT_BOUNCE);
-    if (!p)
-        abort();
-#ifdef MADV_HUGEPAGE
-    (void)madvise(p, DIRECT_BOUNCE, MADV_HUGEPAGE); /* advice: refused is fine */
-#endif
-    return p;
-}
-
-/* Hands the I/O thread a step; waits while its ring is full. Called with mu held. */
-static void push_wop(struct writer *w, const struct wop *op)
-{
-    while (w->wop_tail - w->wop_head == WOP_RING)
-        pthread_cond_wait(&w->io_room, &w->mu);
-    w->wops[w->wop_tail++ & (WOP_RING - 1)] = *op;
-    pthread_cond_signal(&w->io_work);
-}
-
-/* The next bounce buffer, once the I/O thread is done with it. Called with mu held. */
-static int take_bounce(struct writer *w)
-{
-    while (w->bounce_filled - w->bounce_freed == NBOUNCE)
-        pthread_cond_wait(&w->io_room, &w->mu);
-    return (int)(w->bounce_filled++ % NBOUNCE);
-}
-
-/*
- * Turns the batch of jobs [from, to) (total bytes; a file position pos of the segment's data
- * file, where it holds pos bytes) into steps. The whole pages go through dfd from the bounce
- * buffers, past the page cache: copying a stream into fresh page-cache pages costs the CPU more
- * than all the relay's other work per byte (BENCHMARKS.md). The partial pages at either end go
- * through fd (O_APPEND), so the file never holds more than the stream and the page that the
- * next batch completes stays in the cache. The checksum is taken in stream order on the way.
- * Called with mu held; drops it while copying.
- */
-static void prepare_batch(struct writer *w, uint64_t from, uint64_t to, size_t total, bool skip)
-{
-    const struct wjob *j0 = job_at(w, from);
-    struct wop end = {.kind = WOP_END, .from = from, .to = to, .total = total};
-    if (j0->kind != WJOB_WRITE || skip) {
-        push_wop(w, &end); /* after a failure, jobs only go back to their owner */
-        return;
-    }
-    struct iovec part[WQ_BATCH];
-    off_t pos = j0->pos;
-    off_t a = (pos + DIRECT_ALIGN - 1) / DIRECT_ALIGN * DIRECT_ALIGN;
-    off_t b = (pos + (off_t)total) / DIRECT_ALIGN * DIRECT_ALIGN;
-    uint32_t crc = 0;
-    if (j0->dfd < 0 || __atomic_load_n(&w->direct_off, __ATOMIC_RELAXED) || b - a < DIRECT_MIN) {
-        a = b = pos + (off_t)total; /* all of it through the page cache */
-    }
-    size_t head = (size_t)(a - pos), mid_end = (size_t)(b - pos);
-    if (head > 0) {
-        crc = crc_iov(crc, part, batch_slice(w, from, to, 0, head, part));
-        push_wop(w, &(struct wop){.kind = WOP_CACHED, .from = from, .to = to, .b = head});
-    }
-    for (size_t at = head; at < mid_end;) {
-        size_t len = mid_end - at < DIRECT_BOUNCE ? mid_end - at : DIRECT_BOUNCE;
-        int k = take_bounce(w);
-        pthread_mutex_unlock(&w->mu);
-        if (!w->bounce[k])
-            w->bounce[k] = bounce_alloc();
-        char *o = w->bounce[k];
-        int n = batch_slice(w, from, to, at, at + len, part);
-        for (int i = 0; i < n; o += part[i].iov_len, i++)
-            memcpy(o, part[i].iov_base, part[i].iov_len);
-        crc = store_crc32c(crc, w->bounce[k], len); /* still in the cache */
-        pthread_mutex_lock(&w->mu);
-        push_wop(w, &(struct wop){.kind = WOP_DIRECT,
-                                  .from = from,
-                                  .to = to,
-                                  .a = at,
-                                  .b = at + len,
-                                  .bounce = k});
-        at += len;
-    }
-    if (mid_end < total) {
-        crc = crc_iov(crc, part, batch_slice(w, from, to, mid_end, total, part));
-        struct wop tail = {.kind = WOP_CACHED, .from = from, .to = to, .a = mid_end, .b = total};
-        push_wop(w, &tail);
-    }
-    /* One index record for the batch, after its data: a record never points at lost bytes. */
-    end.rec = (struct index_record){.start = j0->start, .len = (uint32_t)total, .crc = crc};
-    push_wop(w, &end);
-}
-
-/* The preparing thread: takes jobs in batches of consecutive writes to one file. */
-static void *writer_prepare_main(void *arg)
-{
-    struct writer *w = arg;
-    pthread_mutex_lock(&w->mu);
-    for (;;) {
-        while (w->taken == w->end && !w->stop)
-            pthread_cond_wait(&w->work, &w->mu);
-        if (w->taken == w->end)
-            break; /* stopping, and nothing left */
-        uint64_t from = w->taken, to = from + 1;
-        const struct wjob *j0 = job_at(w, from);
-        size_t total = j0->len;
-        while (j0->kind == WJOB_WRITE && to < w->end && to - from < WQ_BATCH) {
-            const struct wjob *j = job_at(w, to);
-            if (j->kind != WJOB_WRITE || j->fd != j0->fd ||
-                j->start != j0->start + (int64_t)total || total + j->len > UINT32_MAX)
-                break;
-            total += j->len;
-            to++;
-        }
-        w->taken = to;
-        prepare_batch(w, from, to, total, w->failed);
-    }
-    w->prepared_all = true;
-    pthread_cond_signal(&w->io_work);
-    pthread_mutex_unlock(&w->mu);
-    return NULL;
-}
-
-/* Bytes [a, b) of a batch that dfd refused (EINVAL: a file system without direct I/O, or a
- * larger alignment) from buf: through fd from wherever the device stopped. */
-static int write_refused(int fd, off_t pos, size_t a, size_t b, const char *buf)
-{
-    struct stat st;
-    if (fstat(fd, &st) != 0)
-        return -1;
-    size_t at = (size_t)(st.st_size - pos);
-    return at < b ? write_all(fd, buf + (at - a), b - at) : 0;
-}
-
-/* Runs one step; why gets the error, if any. */
-static void run_wop(struct writer *w, const struct wop *op, char *why, size_t whylen)
-{
-    const struct wjob *j0 = job_at(w, op->from);
-    struct iovec part[WQ_BATCH];
-    switch (op->kind) {
-    case WOP_CACHED:
-        if (writev_all(j0->fd, part, batch_slice(w, op->from, op->to, op->a, op->b, part)) != 0)
-            errf(why, whylen, "write segment: %s", strerror(errno));
-        return;
-    case WOP_DIRECT: {
-        const char *buf = w->bounce[op->bounce];
-        int rc;
-        if (__atomic_load_n(&w->direct_off, __ATOMIC_RELAXED)) {
-            rc = write_all(j0->fd, buf, op->b - op->a);
-        } else if ((rc = pio_all(j0->dfd, (void *)buf, op->b - op->a, j0->pos + (off_t)op->a,
-                                 true)) != 0 &&
-                   errno == EINVAL) {
-            __atomic_store_n(&w->direct_off, true, __ATOMIC_RELAXED); /* page cache from now */
-            rc = write_refused(j0->fd, j0->pos, op->a, op->b, buf);
-        }
-        if (rc != 0)
-            errf(why, whylen, "write segment: %s", strerror(errno));
-        return;
-    }
-    case WOP_END:
-        if (j0->kind == WJOB_WRITE) {
-            if (write_all(j0->idx_fd, &op->rec, sizeof(op->rec)) != 0)
-                errf(why, whylen, "write segment index: %s", strerror(errno));
-            return;
-        }
-        if (fsync(j0->fd) != 0 || fsync(j0->idx_fd) != 0)
-            errf(why, whylen, "fsync segment: %s", strerror(errno));
-        if (j0->kind == WJOB_SYNC_CLOSE) {
-            close(j0->idx_fd);
-            if (j0->dfd >= 0)
-                close(j0->dfd);
-        }
-        return;
-    }
-}
-
-/* The I/O thread: runs the steps in order and completes the jobs. */
-static void *writer_io_main(void *arg)
-{
-    struct writer *w = arg;
-    pthread_mutex_lock(&w->mu);
-    for (;;) {
-        while (w->wop_head == w->wop_tail && !w->prepared_all)
-            pthread_cond_wait(&w->io_work, &w->mu);
-        if (w->wop_head == w->wop_tail)
-            break;
-        struct wop op = w->wops[w->wop_head & (WOP_RING - 1)];
-        bool skip = w->failed;
-        pthread_mutex_unlock(&w->mu);
-        char why[sizeof(w->error)] = "";
-        if (!skip)
-            run_wop(w, &op, why, sizeof(why));
-        pthread_mutex_lock(&w->mu);
-        w->wop_head++;
-        w->bounce_freed += op.kind == WOP_DIRECT;
-        pthread_cond_signal(&w->io_room);
-        if (why[0] && !w->failed) {
-            w->failed = true;
-            snprintf(w->error, sizeof(w->error), "%s", why);
-        }
-        if (op.kind != WOP_END)
-            continue;
-        const struct wjob *last = job_at(w, op.to - 1);
-        if (!w->failed && last->kind == WJOB_WRITE)
-            w->durable = last->start + (int64_t)last->len - 1;
-        w->queued_bytes -= last->kind == WJOB_WRITE ? op.total : 0;
-        w->done = op.to;
-        pthread_cond_broadcast(&w->room);
-        pthread_mutex_unlock(&w->mu);
-        uint64_t one = 1;
-        if (write(w->notify_fd, &one, sizeof(one)) < 0) {
-            /* the counter is far from full: nothing to do */
-        }
-        pthread_mutex_lock(&w->mu);
-    }
-    pthread_mutex_unlock(&w->mu);
-    return NULL;
-}
-
-/* Hands the tokens of completed jobs back to their owner, oldest first. */
-static void hand_back(struct store *s)
-{
-    struct writer *w = s->w;
-    pthread_mutex_lock(&w->mu);
-    uint64_t done = w->done;
-    pthread_mutex_unlock(&w->mu);
-    /* [first, done) is the loop thread's alone now. */
-    for (; w->first < done; w->first++) {
-        const struct wjob *j = job_at(w, w->first);
-        if (j->kind == WJOB_WRITE && j->token && s->done_cb)
-            s->done_cb(s->done_ctx, j->token);
-    }
-}
-
-/* Blocks until every queued job ran. */
+/* Blocks the caller (the loop thread) until every queued job ran: at most the time the device
+ * takes for WRITER_BYTES bytes and the fsyncs queued with them (writer.h). */
 static void wait_idle(struct store *s)
 {
-    if (!s->w)
-        return;
-    pthread_mutex_lock(&s->w->mu);
-    while (s->w->done != s->w->end)
-        pthread_cond_wait(&s->w->room, &s->w->mu);
-    pthread_mutex_unlock(&s->w->mu);
-}
-
-static void enqueue(struct store *s, const struct wjob *job)
-{
-    struct writer *w = s->w;
-    for (;;) {
-        pthread_mutex_lock(&w->mu);
-        bool full = w->end - w->first == WQ_JOBS ||
-                    (w->queued_bytes > 0 && w->queued_bytes + job->len > WQ_BYTES);
-        if (!full)
-            break;
-        if (w->done > w->first) { /* completed jobs hold the room: hand them back */
-            pthread_mutex_unlock(&w->mu);
-            hand_back(s);
-            continue;
-        }
-        pthread_cond_wait(&w->room, &w->mu); /* the disk is slower than the stream */
-        pthread_mutex_unlock(&w->mu);
-    }
-    w->jobs[w->end & (WQ_JOBS - 1)] = *job;
-    w->end++;
-    w->queued_bytes += job->kind == WJOB_WRITE ? job->len : 0;
-    pthread_cond_signal(&w->work);
-    pthread_mutex_unlock(&w->mu);
-}
-
-static void writer_free(struct writer *w)
-{
-    pthread_mutex_destroy(&w->mu);
-    pthread_cond_destroy(&w->work);
-    pthread_cond_destroy(&w->room);
-    pthread_cond_destroy(&w->io_work);
-    pthread_cond_destroy(&w->io_room);
-    close(w->notify_fd);
-    for (int i = 0; i < NBOUNCE; i++)
-        free(w->bounce[i]);
-    free(w);
-}
-
-/* Lets the preparing thread finish what is queued and stop, then the I/O thread. */
-static void join_writer(struct writer *w)
-{
-    pthread_mutex_lock(&w->mu);
-    w->stop = true;
-    pthread_cond_signal(&w->work);
-    pthread_mutex_unlock(&w->mu);
-    pthread_join(w->prep_thread, NULL);
-    if (w->io_started)
-        pthread_join(w->io_thread, NULL);
-}
-
-static void stop_writer(struct store *s)
-{
-    struct writer *w = s->w;
-    if (!w)
-        return;
-    join_writer(w);
-    hand_back(s);
-    writer_free(w);
-    s->w = NULL;
+    if (s->w)
+        writer_wait_idle(s->w);
 }
 
 int store_start_writer(struct store *s, void (*done)(void *ctx, void *token), void *ctx,
                        int *notify_fd, char *err, size_t errlen)
 {
-    struct writer *w = calloc(1, sizeof(*w));
-    if (!w)
-        abort();
-    w->notify_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (w->notify_fd < 0) {
-        errf(err, errlen, "eventfd: %s", strerror(errno));
-        free(w);
+    s->w = writer_start(s->next - 1, done, ctx, err, errlen);
+    if (!s->w)
         return -1;
-    }
-    pthread_mutex_init(&w->mu, NULL);
-    pthread_cond_init(&w->work, NULL);
-    pthread_cond_init(&w->room, NULL);
-    pthread_cond_init(&w->io_work, NULL);
-    pthread_cond_init(&w->io_room, NULL);
-    w->durable = s->next - 1;
-    int rc = pthread_create(&w->prep_thread, NULL, writer_prepare_main, w);
-    if (rc != 0) {
-        errf(err, errlen, "cannot start the log writer: %s", strerror(rc));
-        writer_free(w);
-        return -1;
-    }
-    rc = pthread_create(&w->io_thread, NULL, writer_io_main, w);
-    if (rc != 0) {
-        errf(err, errlen, "cannot start the log writer: %s", strerror(rc));
-        join_writer(w); /* nothing queued: it stops at once */
-        writer_free(w);
-        return -1;
-    }
-    w->io_started = true;
-    s->w = w;
-    s->done_cb = done;
-    s->done_ctx = ctx;
-    *notify_fd = w->notify_fd;
+    *notify_fd = writer_notify_fd(s->w);
     return 0;
 }
 
 int store_collect(struct store *s, char *err, size_t errlen)
 {
-    struct writer *w = s->w;
-    if (!w)
-        return 0;
-    uint64_t n;
-    if (read(w->notify_fd, &n, sizeof(n)) < 0) {
-        /* EAGAIN: nothing new said; one read empties the counter, which only says "look" */
-    }
-    hand_back(s);
-    pthread_mutex_lock(&w->mu);
-    int rc = 0;
-    if (w->failed && w->error[0]) {
-        errf(err, errlen, "%s", w->error);
-        w->error[0] = '\0'; /* said once */
-        rc = -1;
-    }
-    pthread_mutex_unlock(&w->mu);
-    return rc;
+    return s->w ? writer_collect(s->w, err, errlen) : 0;
 }
 
 bool store_direct_io(const struct store *s)
 {
-    return s->p.direct && s->w && !__atomic_load_n(&s->w->direct_off, __ATOMIC_RELAXED);
+    return s->p.direct && s->w && !writer_direct_off(s->w);
 }
 
 int64_t store_durable_end(const struct store *s)
 {
-    if (!s->w)
-        return s->next - 1;
-    pthread_mutex_lock(&s->w->mu);
-    int64_t d = s->w->durable;
-    pthread_mutex_unlock(&s->w->mu);
-    return d;
-}
-
-/* True if an append may be written at once: nothing queued or running, no failure. */
-static bool writer_idle(struct store *s)
-{
-    pthread_mutex_lock(&s->w->mu);
-    bool idle = s->w->done == s->w->end && !s->w->failed;
-    pthread_mutex_unlock(&s->w->mu);
-    return idle;
-}
-
-static int writer_failed(struct store *s, char *err, size_t errlen)
-{
-    pthread_mutex_lock(&s->w->mu);
-    bool failed = s->w->failed;
-    if (failed)
-        errf(err, errlen, "%s", s->w->error[0] ? s->w->error : "the log writer failed");
-    pthread_mutex_unlock(&s->w->mu);
-    return failed ? -1 : 0;
+    return s->w ? writer_durable(s->w) : s->next - 1;
 }
 
 static int cmp_start(const void *a, const void *b)
@@ -875,9 +230,9 @@ static const char *check_record(const struct segment *g, const struct index_reco
     uint32_t crc = 0;
     for (int64_t done = 0; done < rec->len;) {
         size_t n = rec->len - done < READ_CHUNK ? (size_t)(rec->len - done) : READ_CHUNK;
-        if (pio_all(g->fd, buf, n, (off_t)(rec->start - g->start + done), false) != 0)
+        if (writer_pio_all(g->fd, buf, n, (off_t)(rec->start - g->start + done), false) != 0)
             return "a read error";
-        crc = store_crc32c(crc, buf, n);
+        crc = crc32c(crc, buf, n);
         done += (int64_t)n;
     }
     return crc == rec->crc ? NULL : "a checksum mismatch";
@@ -901,7 +256,7 @@ static int recover_tail(struct store *s, struct segment *g, char *err, size_t er
         char *buf = malloc(READ_CHUNK);
         if (!buf)
             abort();
-        while (pio_all(idx, &rec, sizeof(rec), idx_good, false) == 0) {
+        while (writer_pio_all(idx, &rec, sizeof(rec), idx_good, false) == 0) {
             const char *bad = check_record(g, &rec, g->start + good, buf);
             if (bad) {
                 why = bad;
@@ -997,7 +352,7 @@ static void drop_first(struct store *s, size_t n, enum store_event ev, const cha
     report(s, ev,
            "%s: dropped the disk log %" PRId64 "..%" PRId64 " (%" PRId64 " bytes, %zu segment(s))",
            what, s->segs[0].start, s->segs[n - 1].start + s->segs[n - 1].len - 1, bytes, n);
-    wait_idle(s); /* no queued job may still name their files */
+    wait_idle(s); /* no queued job may still name their files: blocks, see writer.h */
     while (n-- > 0)
         seg_remove_at(s, 0);
 }
@@ -1099,7 +454,7 @@ size_t store_meta_format(const struct store_meta *m, int64_t log_start, int64_t 
 #undef OR_DASH
     if (n < 0 || (size_t)n + 17 >= outlen)
         return 0;
-    uint32_t crc = store_crc32c(0, out, (size_t)n);
+    uint32_t crc = crc32c(0, out, (size_t)n);
     n += snprintf(out + n, outlen - (size_t)n, "crc32c %08x\n", crc);
     return (size_t)n;
 }
@@ -1219,7 +574,7 @@ int store_meta_parse(const char *text, size_t len, struct store_meta *m, char *w
             return -1;
         }
         body = (size_t)(p - text);
-        uint32_t got = store_crc32c(0, text, body);
+        uint32_t got = crc32c(0, text, body);
         if (got != crc) {
             errf(why, whylen, "checksum mismatch (file says %08x, contents %08x)", crc, got);
             return -1;
@@ -1378,7 +733,8 @@ void store_close(struct store *s)
 {
     if (!s)
         return;
-    stop_writer(s);
+    writer_stop(s->w); /* waits for the queue: writer.h */
+    s->w = NULL;
     for (size_t i = 0; i < s->nseg; i++)
         seg_close(&s->segs[i]);
     free(s->segs);
@@ -1398,17 +754,13 @@ int store_reset(struct store *s, int64_t next, char *err, size_t errlen)
 {
     (void)err;
     (void)errlen;
-    wait_idle(s);
+    wait_idle(s); /* blocks until the queue ran: see writer.h */
     while (s->nseg)
         seg_remove_at(s, 0);
     s->next = next;
-    if (s->w) {
-        pthread_mutex_lock(&s->w->mu);
-        s->w->failed = false; /* a new history gets a fresh log */
-        s->w->durable = next - 1;
-        pthread_mutex_unlock(&s->w->mu);
-    }
-    s->need_boundary = false; /* a history starts at a command boundary */
+    if (s->w)
+        writer_reset(s->w, next - 1); /* a fresh log: no failure */
+    s->need_boundary = false;         /* a history starts at a command boundary */
     return 0;
 }
 
@@ -1416,7 +768,7 @@ int store_restart(struct store *s, int64_t next, char *err, size_t errlen)
 {
     (void)err;
     (void)errlen;
-    wait_idle(s);
+    wait_idle(s); /* blocks until the queue ran: see writer.h */
     /* After a failed write the segments' lengths count queued bytes that were never written:
      * say what was. */
     int64_t durable = store_durable_end(s);
@@ -1428,13 +780,8 @@ int store_restart(struct store *s, int64_t next, char *err, size_t errlen)
     drop_first(s, s->nseg, STORE_EVENT_DROPPED, "the log restarts after a hole");
     s->next = next;
     s->need_boundary = true;
-    if (s->w) {
-        pthread_mutex_lock(&s->w->mu);
-        s->w->failed = false;
-        s->w->error[0] = '\0';
-        s->w->durable = next - 1;
-        pthread_mutex_unlock(&s->w->mu);
-    }
+    if (s->w)
+        writer_reset(s->w, next - 1); /* a fresh log: no failure */
     return 0;
 }
 
@@ -1458,11 +805,8 @@ bool store_waiting_boundary(const struct store *s)
 static void skip_bytes(struct store *s, size_t n)
 {
     s->next += (int64_t)n;
-    if (s->w) {
-        pthread_mutex_lock(&s->w->mu);
-        s->w->durable = s->next - 1;
-        pthread_mutex_unlock(&s->w->mu);
-    }
+    if (s->w)
+        writer_set_durable(s->w, s->next - 1);
 }
 
 static int fsync_segment(struct segment *g, char *err, size_t errlen)
@@ -1501,7 +845,7 @@ static int finish_segment(struct store *s, bool queue, char *err, size_t errlen)
     if (queue) {
         struct wjob job = {
             .kind = WJOB_SYNC_CLOSE, .fd = prev->fd, .idx_fd = prev->idx_fd, .dfd = prev->dfd};
-        enqueue(s, &job);
+        writer_enqueue(s->w, &job); /* blocks while the queue is full: writer.h */
     } else {
         if (fsync_segment(prev, err, errlen) != 0)
             return -1;
@@ -1535,7 +879,7 @@ static int write_span(struct store *s, const struct store_piece *pc, int n, size
     size_t pos = 0;
     for (int i = 0; i < n && pos < to; pos += pc[i].len, i++) {
         size_t a, b;
-        if (!clip_run(pos, pc[i].len, from, to, &a, &b))
+        if (!writer_clip_run(pos, pc[i].len, from, to, &a, &b))
             continue;
         const char *p = (const char *)pc[i].buf + a;
         if (queue) {
@@ -1547,28 +891,26 @@ static int write_span(struct store *s, const struct store_piece *pc, int n, size
                                .buf = p,
                                .len = b - a,
                                .token = b == pc[i].len ? pc[i].token : NULL};
-            enqueue(s, &job);
+            writer_enqueue(s->w, &job); /* blocks while the queue is full: writer.h */
             g->len += (int64_t)(b - a);
             s->next += (int64_t)(b - a);
         } else {
             iov[k++] = (struct iovec){.iov_base = (void *)p, .iov_len = b - a};
-            crc = store_crc32c(crc, p, b - a);
+            crc = crc32c(crc, p, b - a);
         }
     }
     if (!queue && k > 0) {
         /* Data first: an index record never points at bytes that were not written. */
         struct index_record rec = {.start = s->next, .len = (uint32_t)(to - from), .crc = crc};
-        if (writev_all(g->fd, iov, k) != 0 || write_all(g->idx_fd, &rec, sizeof(rec)) != 0) {
+        if (writer_writev_all(g->fd, iov, k) != 0 ||
+            writer_write_all(g->idx_fd, &rec, sizeof(rec)) != 0) {
             errf(err, errlen, "write segment %" PRId64 ": %s", g->start, strerror(errno));
             return -1;
         }
         g->len += (int64_t)(to - from);
         s->next += (int64_t)(to - from);
-        if (s->w) {
-            pthread_mutex_lock(&s->w->mu);
-            s->w->durable = s->next - 1;
-            pthread_mutex_unlock(&s->w->mu);
-        }
+        if (s->w)
+            writer_set_durable(s->w, s->next - 1);
     }
     g->mtime = time(NULL);
     return 0;
@@ -1586,7 +928,7 @@ int store_append(struct store *s, const struct store_piece *pc, int n, int64_t b
     }
     if (total == 0)
         return 0;
-    if (s->w && writer_failed(s, err, errlen) != 0)
+    if (s->w && writer_failed(s->w, err, errlen) != 0)
         return -1;
     /* A new segment starts only at a command boundary: at the first one, or when the last
      * segment is full, at the boundary these bytes hold. */
@@ -1612,7 +954,7 @@ int store_append(struct store *s, const struct store_piece *pc, int n, int64_t b
         split = (size_t)boundary;
     }
     /* A restart's first write goes at once: no piece it skips waits for a token then. */
-    bool queue = s->w && !skip && (bulk || !writer_idle(s));
+    bool queue = s->w && !skip && (bulk || !writer_idle(s->w));
     /* Whatever can fail comes before anything is queued, so that on -1 no token is held. */
     int fd = -1, idx_fd = -1;
     int64_t new_start = s->next + (int64_t)split;
@@ -1652,15 +994,15 @@ int store_sync(struct store *s, char *err, size_t errlen)
     if (s->w) { /* in order after the queued writes; store_close waits for it */
         struct segment *g = &s->segs[s->nseg - 1];
         struct wjob job = {.kind = WJOB_SYNC, .fd = g->fd, .idx_fd = g->idx_fd};
-        enqueue(s, &job);
-        return writer_failed(s, err, errlen);
+        writer_enqueue(s->w, &job); /* blocks while the queue is full: writer.h */
+        return writer_failed(s->w, err, errlen);
     }
     return fsync_segment(&s->segs[s->nseg - 1], err, errlen);
 }
 
 int store_write_meta(struct store *s, const struct store_meta *m, char *err, size_t errlen)
 {
-    wait_idle(s); /* log_end below must be on disk */
+    wait_idle(s); /* log_end below must be on disk: blocks, see writer.h */
     char path[4096], tmp[4200];
     snprintf(path, sizeof(path), "%s/" META_NAME, s->dir);
     snprintf(tmp, sizeof(tmp), "%s.tmp", path);
@@ -1671,7 +1013,7 @@ int store_write_meta(struct store *s, const struct store_meta *m, char *err, siz
         return -1;
     }
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0 || write_all(fd, text, n) != 0 || fsync(fd) != 0) {
+    if (fd < 0 || writer_write_all(fd, text, n) != 0 || fsync(fd) != 0) {
         errf(err, errlen, "cannot write %s: %s", tmp, strerror(errno));
         if (fd >= 0)
             close(fd);
@@ -1721,7 +1063,7 @@ int64_t store_last_segment_start(const struct store *s)
 
 static int read_rec(int idx, uint64_t k, struct index_record *rec)
 {
-    return pio_all(idx, rec, sizeof(*rec), (off_t)(k * sizeof(*rec)), false);
+    return writer_pio_all(idx, rec, sizeof(*rec), (off_t)(k * sizeof(*rec)), false);
 }
 
 /*
@@ -1798,7 +1140,7 @@ static int seg_verify(struct store *s, struct segment *g, int64_t offset, int64_
 /* Bytes [a, b) of segment i failed their check: cut it and every segment before it. */
 static void cut(struct store *s, size_t i, int64_t a, int64_t b, const char *why)
 {
-    wait_idle(s); /* no queued job may still name their files */
+    wait_idle(s); /* no queued job may still name their files: blocks, see writer.h */
     int64_t from = s->segs[0].start, to = s->segs[i].start + s->segs[i].len;
     int64_t seg = s->segs[i].start;
     bool active = i == s->nseg - 1;
@@ -1807,11 +1149,8 @@ static void cut(struct store *s, size_t i, int64_t a, int64_t b, const char *why
     if (active) {
         /* The log starts again at the next command boundary appended. */
         s->need_boundary = true;
-        if (s->w) {
-            pthread_mutex_lock(&s->w->mu);
-            s->w->durable = s->next - 1;
-            pthread_mutex_unlock(&s->w->mu);
-        }
+        if (s->w)
+            writer_set_durable(s->w, s->next - 1);
     }
     report(s, STORE_EVENT_CUT,
            "bytes %" PRId64 "..%" PRId64 " (%" PRId64 " bytes) of log segment %" PRId64
@@ -1876,7 +1215,7 @@ int store_read(struct store *s, int64_t offset, void *buf, size_t len)
         if (store_locate(s, offset, &fd, &pos, &avail) != 0)
             return -1;
         size_t n = (int64_t)len < avail ? len : (size_t)avail;
-        if (pio_all(fd, p, n, pos, false) != 0)
+        if (writer_pio_all(fd, p, n, pos, false) != 0)
             return -1;
         p += n;
         offset += (int64_t)n;
@@ -1898,7 +1237,7 @@ int store_trim(struct store *s, int64_t keep_from, time_t now)
         bool above_min = total - g->len >= s->p.retain_min_bytes;
         if (needed || !(too_big || too_old) || !above_min)
             break;
-        wait_idle(s); /* no queued job may still name its files */
+        wait_idle(s); /* no queued job may still name its files: blocks, see writer.h */
         total -= g->len;
         seg_remove_at(s, 0);
         deleted++;

@@ -10,8 +10,16 @@
  *     serves bytes it cannot prove it has. A range that fails is cut from the history with
  *     every segment before it. A new segment starts only at a command boundary, so the
  *     framing of the stream is known at every segment's start.
- * Owns its files and descriptors. No libevent, no logging: errors come back as text, and what
- * the store drops on its own (recovery, a failed check) is reported through params.report.
+ * Owns its files and descriptors, and its writer (writer.h: the only threads). Every function
+ * here runs on the caller's thread (the loop thread). No libevent, no logging: errors come back
+ * as text, and what the store drops on its own (recovery, a failed check) is reported through
+ * params.report. CRC-32C is crc32c.h's.
+ *
+ * Where the caller blocks on the disk, with a writer running (writer.h says for how long at
+ * most): store_append and store_sync while the writer's queue is full; store_write_meta,
+ * store_trim (when it deletes), store_reset, store_restart, store_discard_meta, store_close,
+ * and a read whose check cuts segments (store_locate, store_read, store_verify), until the
+ * queue ran. Without one, every write is done at once, on the caller's thread.
  */
 #ifndef CASCADE_STORE_H
 #define CASCADE_STORE_H
@@ -76,11 +84,13 @@ struct store *store_open(const struct store_params *p, struct store_meta *meta, 
 void store_close(struct store *s);
 void store_set_retention(struct store *s, const struct store_params *p);
 
-/* Forget every segment: the next byte appended has offset `next` (a new history). */
+/* Forget every segment: the next byte appended has offset `next` (a new history). Waits for
+ * the writer's queue to run first (blocks: see the top). */
 __attribute__((warn_unused_result)) int store_reset(struct store *s, int64_t next, char *err,
                                                     size_t errlen);
 
-/* After a write error: forget every segment (reported) and the writer's failure; `next` is
+/* After a write error (waits for the writer's queue first: blocks, see the top): forget every
+ * segment (reported) and the writer's failure; `next` is
  * the stream's position, not known to be a command boundary: appends skip bytes up to the
  * first boundary they hold, where the log starts again. */
 __attribute__((warn_unused_result)) int store_restart(struct store *s, int64_t next, char *err,
@@ -120,9 +130,9 @@ __attribute__((warn_unused_result)) int store_append(struct store *s,
                                                      size_t errlen);
 
 /*
- * Move the log's writes to background threads: the stream is checksummed and written (whole
- * pages with O_DIRECT when params.direct, else through the page cache) off the caller's thread,
- * in batches, for bulk appends; one thread prepares a batch while the other writes the one
+ * Move the log's writes to background threads (writer.h): the stream is checksummed and written
+ * (whole pages with O_DIRECT when params.direct, else through the page cache) off the caller's
+ * thread, in batches, for bulk appends; one thread prepares a batch while the other writes the one
  * before. Others, while nothing is queued, are still written at once. *notify_fd becomes
  * readable when queued appends completed: then call store_collect, which calls done(ctx,
  * token) for each of them, oldest first, on the caller's thread. Only the threads' own state
@@ -148,6 +158,8 @@ int64_t store_durable_end(const struct store *s);
 /* fsync the active segment and its index (queued behind the writes, with a writer). */
 __attribute__((warn_unused_result)) int store_sync(struct store *s, char *err, size_t errlen);
 
+/* Rewrites meta atomically, after waiting for the writer's queue (its log_end must be on
+ * disk: blocks, see the top), with two fsyncs of its own. */
 __attribute__((warn_unused_result)) int
 store_write_meta(struct store *s, const struct store_meta *m, char *err, size_t errlen);
 
@@ -175,11 +187,7 @@ bool store_verify(struct store *s, int64_t offset);
 int store_read(struct store *s, int64_t offset, void *buf, size_t len);
 
 /* Apply retention, never deleting a segment holding offsets >= keep_from. Returns the number
- * of segments deleted. */
+ * of segments deleted. Before deleting, waits for the writer's queue (blocks: see the top). */
 int store_trim(struct store *s, int64_t keep_from, time_t now);
-
-/* CRC-32C; the portable version is what the fast one must always equal (tests). */
-uint32_t store_crc32c(uint32_t crc, const void *buf, size_t len);
-uint32_t store_crc32c_portable(uint32_t crc, const void *buf, size_t len);
 
 #endif

@@ -2,8 +2,9 @@
  * Unit tests for store.c: appends across segments (rotation only at command boundaries),
  * reads and locates against a flat model at every offset, reset, the meta round trip, reopen,
  * recovery of torn tails (cut data, flipped byte, partial index record, unindexed bytes, a
- * wholly torn last segment), gaps, retention and the CRC-32C vector. Each test gets a fresh
- * temp directory, emptied and removed in teardown.
+ * wholly torn last segment), gaps, retention and the background writer through the store (writer.c
+ * alone: test_writer.c; CRC-32C: test_crc32c.c). Each test gets a fresh temp directory, emptied and
+ * removed in teardown.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -25,6 +26,7 @@
 
 #include <cmocka.h>
 
+#include "crc32c.h"
 #include "store.h"
 
 #define REC_SIZE  16 /* one index record: int64 start, uint32 len, uint32 crc */
@@ -317,15 +319,6 @@ static void check_locate(const struct fx *f, int64_t o, int64_t seg_start, int64
 }
 
 /* ---- tests ---- */
-
-static void test_crc32c(void **state)
-{
-    (void)state;
-    assert_int_equal(store_crc32c(0, "123456789", 9), 0xE3069283u);
-    assert_int_equal(store_crc32c(store_crc32c(0, "1234", 4), "56789", 5), 0xE3069283u);
-    assert_int_equal(store_crc32c(0, "", 0), 0);
-    assert_int_equal(store_crc32c(0, "a", 1), 0xC1D04330u);
-}
 
 static void test_empty_and_first_append(void **state)
 {
@@ -885,7 +878,7 @@ static void test_torn_index_past_data(void **state)
     struct {
         int64_t start;
         uint32_t len, crc;
-    } rec = {146, 4, store_crc32c(0, "abcd", 4)};
+    } rec = {146, 4, crc32c(0, "abcd", 4)};
     _Static_assert(sizeof(rec) == REC_SIZE, "index record layout");
     seg_append_raw(f, 71, "idx", &rec, sizeof(rec));
     open_store(f);
@@ -1147,30 +1140,6 @@ static void test_trim_age(void **state)
     assert_int_equal(store_start(f->s), 65);
     model_drop_to(f, 65);
     check_model(f);
-}
-
-/* The hardware CRC (where the CPU has one) equals the portable table version, for every
- * length and alignment, including chained calls and the three-lane rounds. */
-static void test_crc32c_fast_equals_portable(void **state)
-{
-    (void)state;
-    static unsigned char buf[40000 + 16]; /* past three 3 x 4 KB rounds of the fast version */
-    uint32_t seed = 12345;
-    for (size_t i = 0; i < sizeof(buf); i++) {
-        seed = seed * 1103515245u + 12345u;
-        buf[i] = (unsigned char)(seed >> 16);
-    }
-    for (size_t off = 0; off < 8; off++) {
-        for (size_t len = 0; len <= 40000; len += (len < 64 ? 1 : len < 1024 ? 37 : 1531)) {
-            assert_int_equal(store_crc32c(0, buf + off, len),
-                             store_crc32c_portable(0, buf + off, len));
-            uint32_t a = store_crc32c(store_crc32c(7, buf + off, len / 3), buf + off + len / 3,
-                                      len - len / 3);
-            uint32_t b = store_crc32c_portable(store_crc32c_portable(7, buf + off, len / 3),
-                                               buf + off + len / 3, len - len / 3);
-            assert_int_equal(a, b);
-        }
-    }
 }
 
 /* Several pieces in one append: one write, one index record; a full segment ends at the
@@ -1793,8 +1762,6 @@ int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup_dir, teardown_dir)
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_crc32c_fast_equals_portable),
-        cmocka_unit_test(test_crc32c),
         T(test_empty_and_first_append),
         T(test_append_rotation),
         T(test_read_locate_edges),
