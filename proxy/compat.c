@@ -397,8 +397,10 @@ bool compat_marks_held(struct compat_marks *t, const char *ip, int port,
     struct compat_mark *e = compat_marks_find(t, ip, port);
     if (!e || !e->marked)
         return false;
-    if (e->rdb_version != rdb->version || e->valkey_magic != rdb->valkey_magic) {
-        /* The snapshot changed format: the leaf gets a fresh chance. */
+    if (e->rdb_version != rdb->version || e->valkey_magic != rdb->valkey_magic ||
+        e->held_until_ms == INT64_MAX) {
+        /* The snapshot changed format, or the leaf was marked for the version it announced
+         * and now announces none: it gets a fresh chance. */
         compat_marks_ok(t, ip, port);
         return false;
     }

@@ -129,7 +129,8 @@ bool compat_marks_cannot(struct compat_marks *t, const char *ip, int port,
                          const struct compat_leaf *leaf, const struct compat_rdb *rdb, int64_t now);
 /* The leaf acknowledged a full sync: forget it. */
 void compat_marks_ok(struct compat_marks *t, const char *ip, int port);
-/* True if (ip, port) is held off now for this RDB (a mark for another RDB version is lifted). */
+/* True if (ip, port) is held off now for this RDB after failed syncs (a mark for another RDB
+ * version, or one made by compat_marks_cannot, is lifted: ask compat_check first). */
 bool compat_marks_held(struct compat_marks *t, const char *ip, int port,
                        const struct compat_rdb *rdb, int64_t now);
 /* Entries currently marked. */

@@ -347,7 +347,12 @@ static const char *refusal(struct relay *r, const struct replica_hello *h, char 
     char lv[48], rv[48];
     leaf_desc(&h->leaf, lv, sizeof(lv));
     rdb_desc(&f, rv, sizeof(rv));
-    if (compat_check(&h->leaf, &f) == COMPAT_CANNOT) {
+    enum compat_verdict v = compat_check(&h->leaf, &f);
+    if (v == COMPAT_LOADS) {
+        compat_marks_ok(&r->marks, h->ip, h->listening_port); /* e.g. upgraded in place */
+        return NULL;
+    }
+    if (v == COMPAT_CANNOT) {
         if (compat_marks_cannot(&r->marks, h->ip, h->listening_port, &h->leaf, &f, now))
             log_warning("relay", h->peer,
                         "replica %s:%d (%s) cannot load this relay's snapshot, %s: its full "
