@@ -109,10 +109,11 @@ struct relay {
     int64_t stop_ms;     /* graceful stop began, 0 if running */
     struct event *drain; /* owned: polls replica output while stopping */
     char run_id[41];
-    struct compat_rdb snap_fmt; /* RDB format of snap (read from its file) */
-    bool snap_fmt_known;        /* snap_fmt is snap's */
-    struct compat_marks marks;  /* leaves held off: they cannot load the snapshot */
-    int fetch_fails;            /* side fetches failed in a row (their retry backs off) */
+    struct compat_rdb snap_fmt;        /* RDB format of snap (read from its file) */
+    struct compat_identity snap_ident; /* its writer (aux fields); server UNKNOWN if none */
+    bool snap_fmt_known;               /* snap_fmt is snap's */
+    struct compat_marks marks;         /* leaves held off: they cannot load the snapshot */
+    int fetch_fails;                   /* side fetches failed in a row (their retry backs off) */
 };
 
 /* ---- history and snapshots ------------------------------------------------------------ */
@@ -291,16 +292,37 @@ static struct compat_rdb snap_format(struct relay *r)
         return (struct compat_rdb){0};
     if (!r->snap_fmt_known) {
         r->snap_fmt = (struct compat_rdb){0};
+        r->snap_ident = (struct compat_identity){0};
         int fd = snapshot_open(r->snap);
-        char head[COMPAT_MAGIC_LEN];
-        if (fd >= 0 && pread(fd, head, sizeof(head), 0) == (ssize_t)sizeof(head) &&
-            compat_rdb_parse(head, sizeof(head), &r->snap_fmt) != 1)
+        char head[512]; /* the magic and the aux fields that name the writer */
+        ssize_t n = fd >= 0 ? pread(fd, head, sizeof(head), 0) : -1;
+        if (n < 0 || compat_rdb_parse(head, (size_t)n, &r->snap_fmt) != 1)
             r->snap_fmt = (struct compat_rdb){0};
+        enum compat_server srv;
+        int ver;
+        if (n > 0 && compat_rdb_writer(head, (size_t)n, &srv, &ver) == 1) {
+            struct compat_identity *id = &r->snap_ident;
+            id->server = srv;
+            compat_version_format(ver, id->server_version, sizeof(id->server_version));
+            snprintf(id->redis_version, sizeof(id->redis_version), "%s",
+                     srv == COMPAT_VALKEY ? "7.2.4" : id->server_version);
+        }
         if (fd >= 0)
             close(fd);
         r->snap_fmt_known = true;
     }
     return r->snap_fmt;
+}
+
+/* Who the upstream is: as it said, else as the cached snapshot's writer says (after a
+ * restart, before the upstream answered), so that a relay below announces the right version. */
+static const struct compat_identity *identity(struct relay *r)
+{
+    const struct compat_identity *id = r->up ? upstream_identity(r->up) : NULL;
+    if (id)
+        return id;
+    snap_format(r);
+    return r->snap && r->snap_ident.server != COMPAT_UNKNOWN ? &r->snap_ident : NULL;
 }
 
 /* The format a full sync would get now: the cached snapshot's, or that of one arriving. */
@@ -783,7 +805,7 @@ static void info_server(struct relay *r, struct sbuf *o)
     int64_t up_s = (net_now_ms() - r->start_ms) / 1000;
     /* The upstream's version once known, so that tools see what the data set is; Valkey's
      * own fields where the upstream is Valkey (a relay below learns the version from them). */
-    const struct compat_identity *id = upstream_identity(r->up);
+    const struct compat_identity *id = identity(r);
     sbuf_printf(o, "# Server\r\nredis_version:%s\r\n", id ? id->redis_version : "7.0.15");
     if (id && id->server == COMPAT_VALKEY)
         sbuf_printf(o, "server_name:valkey\r\nvalkey_version:%s\r\n", id->server_version);
@@ -1486,8 +1508,7 @@ static void relay_client_list(void *ctx, struct sbuf *out)
 
 static const struct compat_identity *relay_identity(void *ctx)
 {
-    struct relay *r = ctx;
-    return r->up ? upstream_identity(r->up) : NULL;
+    return identity(ctx);
 }
 
 static size_t relay_other_connections(void *ctx)

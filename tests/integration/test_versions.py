@@ -484,3 +484,17 @@ def test_incompatible_leaf_refused_compatible_converges(cluster, master_tag):
     time.sleep(3)  # a rate is measured over a time
     assert h.count_in_file(log, "Full resync from master") <= transfers + 1
     assert int(master.info("stats")["sync_full"]) == 1
+
+
+def test_identity_from_snapshot_after_restart(cluster, fake):
+    """Restarted while its upstream is away, the relay still reports the upstream's version (from
+    its cached snapshot's aux fields), so a relay below announces the right one."""
+    up = fake(payload=rdb(b"VALKEY080", "9.1.2", "valkey-ver"))
+    relay = cluster.relay(up)
+    wait_link_up(relay)
+    up.stop()
+    relay.restart()
+    si = relay.info("server")
+    assert si["server_name"] == "valkey" and si["valkey_version"] == "9.1.2", si
+    assert relay_info(relay)["upstream_server"] == "unknown"  # the upstream itself said nothing
+    assert hello(relay)["version"] == "9.1.2"
