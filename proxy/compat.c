@@ -4,6 +4,8 @@
  */
 #include "compat.h"
 
+#include "rdb.h"
+
 #include <ctype.h>
 #include <stdio.h>
 #include <string.h>
@@ -54,30 +56,20 @@ void compat_version_format(int v, char *out, size_t len)
     snprintf(out, len, "%d.%d.%d", (v >> 16) & 255, (v >> 8) & 255, v & 255);
 }
 
-bool compat_rdb_prefix_ok(const void *buf, size_t n)
-{
-    const char *b = buf;
-    size_t k = n < 6 ? n : 6;
-    if (memcmp(b, "REDIS0", k) != 0 && memcmp(b, "VALKEY", k) != 0)
-        return false;
-    for (size_t i = 6; i < n && i < COMPAT_MAGIC_LEN; i++)
-        if (!isdigit((unsigned char)b[i]))
-            return false;
-    return true;
-}
-
 int compat_rdb_parse(const void *buf, size_t n, struct compat_rdb *out)
 {
-    const char *b = buf;
-    if (!compat_rdb_prefix_ok(buf, n))
+    /* The header itself is rdb.c's: "REDIS" + 4 digits (Redis writes REDIS%04d, Valkey
+     * REDIS0%03d) or "VALKEY" + 3 digits (Valkey >= 9, rdbUseValkeyMagic). */
+    if (!rdb_header_prefix_ok(buf, n < RDB_HEADER_LEN ? n : RDB_HEADER_LEN))
         return -1;
-    if (n < COMPAT_MAGIC_LEN)
+    if (n < RDB_HEADER_LEN)
         return 0;
-    /* Redis writes "REDIS%04d", Valkey "REDIS0%03d" or "VALKEY%03d": the same 9 bytes. */
-    out->valkey_magic = b[0] == 'V';
-    out->version = (b[6] - '0') * 100 + (b[7] - '0') * 10 + (b[8] - '0');
-    if (out->version < 1)
+    struct rdb_header h;
+    char err[80];
+    if (rdb_parse_header(buf, RDB_HEADER_LEN, &h, err, sizeof(err)) != 0)
         return -1;
+    out->version = h.version;
+    out->valkey_magic = h.valkey;
     return 1;
 }
 

@@ -37,10 +37,9 @@ struct compat_rdb {
     int version;       /* RDB_VERSION in the magic, 0 if unknown */
     bool valkey_magic; /* "VALKEY" rather than "REDIS0" */
 };
-/* 1 parsed, 0 more bytes needed (n < 9 and the prefix fits), -1 not an RDB. */
+/* 1 parsed (by rdb.h's header parser), 0 more bytes needed (n < 9 and the prefix fits),
+ * -1 not an RDB. */
 int compat_rdb_parse(const void *buf, size_t n, struct compat_rdb *out);
-/* The prefix bytes seen so far could still open an RDB ("RED", "VALK", ...). */
-bool compat_rdb_prefix_ok(const void *buf, size_t n);
 
 /* The server version an RDB says wrote it: the "valkey-ver" or "redis-ver" aux field, looked
  * for in the first n bytes. 1 found (server and version set), 0 not found there. */

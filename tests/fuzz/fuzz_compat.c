@@ -2,7 +2,7 @@
  * Fuzz target: compat.c's parsers of untrusted input: the RDB header and aux fields (bytes
  * from the upstream), INFO server text (the upstream's reply), version strings (REPLCONF
  * version from any client). Checks: no overread (the input sits in a buffer of exactly its
- * size), a parsed RDB version is the three digits of the magic, a parsed version string
+ * size), a parsed RDB version is the digits of the magic, a parsed version string
  * formats back to a string that parses to the same number, and a writer's version found is
  * one a version string can give.
  */
@@ -18,7 +18,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     int rc = compat_rdb_parse(data, size, &f);
     FUZZ_CHECK(rc >= -1 && rc <= 1);
     if (rc == 1)
-        FUZZ_CHECK(f.version >= 1 && f.version <= 999 && size >= COMPAT_MAGIC_LEN);
+        FUZZ_CHECK(f.version >= 1 && f.version <= 9999 && size >= COMPAT_MAGIC_LEN);
     enum compat_server srv = COMPAT_UNKNOWN;
     int ver = 0;
     if (compat_rdb_writer(data, size, &srv, &ver) == 1)

@@ -53,11 +53,10 @@ static void test_rdb_magic(void **state)
     assert_int_equal(compat_rdb_parse("", 0, &f), 0);
     assert_int_equal(compat_rdb_parse("REDIX0011", 9, &f), -1);
     assert_int_equal(compat_rdb_parse("REDIS00x1", 9, &f), -1);
-    assert_int_equal(compat_rdb_parse("REDIS1011", 9, &f), -1); /* Redis pads to 4 digits */
     assert_int_equal(compat_rdb_parse("REDIS0000", 9, &f), -1);
     assert_int_equal(compat_rdb_parse("-ERR", 4, &f), -1);
-    assert_true(compat_rdb_prefix_ok("RED", 3));
-    assert_false(compat_rdb_prefix_ok("VALKEX", 6));
+    assert_int_equal(compat_rdb_parse("RED", 3, &f), 0);
+    assert_int_equal(compat_rdb_parse("VALKEX", 6, &f), -1);
 }
 
 static size_t aux(unsigned char *p, const char *k, const char *v)
