@@ -218,13 +218,22 @@ static void begin_framing(struct upstream *u)
  */
 static int64_t sync_aborted(struct upstream *u, const char *why)
 {
-    char fmt[48] = "not reached";
-    if (u->rdb_fmt.version)
+    char fmt[96] = "RDB not reached";
+    int up_ver = compat_version_parse(u->ident.server_version, strlen(u->ident.server_version));
+    if (u->rdb_fmt.version) {
         snprintf(fmt, sizeof(fmt), "%s magic, RDB version %d",
                  u->rdb_fmt.valkey_magic ? "VALKEY" : "REDIS", u->rdb_fmt.version);
+    } else if (u->ident.server == COMPAT_VALKEY && up_ver >= 0x090000) {
+        /* Nothing of the RDB came: name the version a Valkey >= 9 picks for what we announced
+         * (replicaRdbVersion: below 9.0 or none gets 11, the last REDIS-magic one). */
+        int a = u->announced[0] ? compat_version_parse(u->announced, strlen(u->announced)) : 0;
+        int v = a >= 0x090000 ? compat_max_rdb(COMPAT_VALKEY, a < up_ver ? a : up_ver, true) : 11;
+        snprintf(fmt, sizeof(fmt), "RDB not reached; valkey %s sends RDB version %d for it",
+                 u->ident.server_version, v);
+    }
     snprintf(u->abort_reason, sizeof(u->abort_reason),
-             "%s (after %" PRId64 " RDB bytes, %s; announced version %s)", why, u->rdb_got, fmt,
-             u->announced[0] ? u->announced : "none");
+             "%s (after %" PRId64 " RDB bytes; announced version %s; %s)", why, u->rdb_got,
+             u->announced[0] ? u->announced : "none", fmt);
     u->sync_aborts++;
     u->sync_aborts_total++;
     if (u->sync_aborts < 2)

@@ -459,6 +459,7 @@ def test_valkey9_announce_none_aborts_are_backed_off(cluster):
     assert h.count_in_file(os.path.join(master.dir, "redis.log"), "in RDB version 11") >= 2
     ri = relay_info(relay)
     assert "announced version none" in ri["upstream_last_sync_abort"], ri
+    assert "sends RDB version 11 for it" in ri["upstream_last_sync_abort"], ri
     forks = int(master.info("stats")["total_forks"])
     time.sleep(6)  # a rate is measured over a time: the next try is 10 s after the 2nd abort
     assert int(master.info("stats")["total_forks"]) <= forks + 1
