@@ -499,3 +499,51 @@ def test_identity_from_snapshot_after_restart(cluster, fake):
     assert si["server_name"] == "valkey" and si["valkey_version"] == "9.1.2", si
     assert relay_info(relay)["upstream_server"] == "unknown"  # the upstream itself said nothing
     assert hello(relay)["version"] == "9.1.2"
+
+
+LEAF_TAGS = ["redis-7.0", "valkey-8.0", "valkey-8.1", "redis-8.0", "valkey-9"]
+
+
+def available(tags):
+    return [t for t in tags if t == "redis-7.0" or
+            os.access(os.path.join(SERVERS, t, "server"), os.X_OK)]
+
+
+def test_every_stock_leaf_attaches(cluster):
+    """Every leaf version's handshake (REPLCONF version, capa rdb-channel-repl, ...) is accepted:
+    under a Redis 7.0 master (RDB 10, which all of them load) each one converges through the
+    relay; under a Valkey 9 master (VALKEY080) only Valkey 9 loads the snapshot, and every
+    other one is refused at PSYNC time without a transfer."""
+    tags = available(LEAF_TAGS)
+    if len(tags) < 2:
+        pytest.skip("no servers in %s besides Debian's redis 7.0: run scripts/servers" % SERVERS)
+    master = server(cluster, "redis-7.0", "redis70-master", extra=["--repl-backlog-size", "64mb"])
+    h.preload(master.port, keys_per_db=300)
+    relay = cluster.relay(master)
+    wait_link_up(relay)
+    leaves = [server(cluster, t, t + "-leaf", replicaof=relay.port) for t in tags]
+    master.r.set("marker", "after")
+    for leaf in leaves:
+        wait_for(lambda: leaf.r.get("marker") == "after", 20, "the write to reach " + leaf.name)
+        assert leaf.r.dbsize() == master.r.dbsize(), leaf.name
+    assert int(relay_info(relay)["replicas_refused"]) == 0
+    assert int(master.info("stats")["sync_full"]) == 1
+
+    if "valkey-9" not in tags:
+        return
+    vmaster = server(cluster, "valkey-9", "valkey9-master")
+    h.preload(vmaster.port, keys_per_db=100)
+    vrelay = cluster.relay(vmaster, "relay-valkey9")
+    wait_link_up(vrelay)
+    vleaves = {t: server(cluster, t, t + "-under-valkey9", replicaof=vrelay.port,
+                         wait_synced=(t == "valkey-9")) for t in tags}
+    others = [t for t in tags if t != "valkey-9"]
+    wait_for(lambda: int(relay_info(vrelay)["replicas_refused"]) == len(others), 30,
+             "the relay to refuse %s" % others, describe=cluster.describe)
+    for t in others:
+        log = os.path.join(vleaves[t].dir, "redis.log")
+        wait_for(lambda: h.count_in_file(log, "cannot load") >= 1, 10, t + " to log the refusal")
+        assert h.count_in_file(log, "Full resync from") == 0, t
+        assert h.count_in_file(log, "Retrying with SYNC") == 0, t
+    assert vleaves["valkey-9"].r.dbsize() == vmaster.r.dbsize()
+    assert int(relay_info(vrelay)["full_syncs_served"]) == 1
