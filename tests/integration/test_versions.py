@@ -47,8 +47,10 @@ class FakeUpstream(threading.Thread):
     ACL-style -NOPERM), whether REPLCONF version is known, and what follows PSYNC ("rdb": a
     +FULLRESYNC and payload, then silence; "abort": +FULLRESYNC, then close)."""
 
-    def __init__(self, info=VALKEY9_INFO, version_ok=True, payload=None, on_psync="rdb"):
+    def __init__(self, info=VALKEY9_INFO, version_ok=True, payload=None, on_psync="rdb",
+                 delay=0.0):
         super().__init__(daemon=True)
+        self.delay = delay  # seconds between +FULLRESYNC and the payload
         self.info, self.version_ok = info, version_ok
         self.payload = payload if payload is not None else rdb(b"VALKEY080")
         self.on_psync = on_psync
@@ -149,6 +151,8 @@ class FakeUpstream(threading.Thread):
             if self.on_psync == "abort":
                 c.sendall(b"\n\n")
                 return False
+            if self.delay:
+                time.sleep(self.delay)  # a master busy forking (the relay waits on the link)
             c.sendall(b"$%d\r\n" % len(self.payload) + self.payload)
         else:
             c.sendall(b"-ERR unknown command\r\n")
@@ -357,6 +361,22 @@ def test_valkey_snapshot_refused_to_silent_leaf(cluster, fake):
     r = psync_reply(relay.port, b"REPLCONF listening-port 7002\r\nREPLCONF version 9.1.2\r\n")
     assert r[2].startswith(b"+FULLRESYNC"), r
     assert int(relay.info("relay")["full_syncs_served"]) == 1
+
+
+def test_waiting_leaf_refused_once_the_snapshot_arrives(cluster, fake):
+    """A leaf that asked while the relay's first snapshot was still coming (format unknown)
+    waits with keepalives; once the snapshot is there and it cannot load it, its PSYNC is
+    answered with the refusal instead of +FULLRESYNC."""
+    up = fake(delay=2.0)
+    relay = cluster.relay(up)
+    wait_for(lambda: up.psyncs == 1, 10, "the relay's PSYNC")
+    data, _ = h.raw_exchange(relay.port, b"REPLCONF listening-port 7001\r\nPSYNC ? -1\r\n",
+                             lines=2, timeout=10)
+    lines = [l.lstrip(b"\n") for l in data.split(b"\r\n")]
+    assert lines[0] == b"+OK" and lines[1].startswith(b"-NOMASTERLINK"), data
+    assert b"VALKEY magic" in lines[1]
+    assert data.split(b"+OK\r\n", 1)[1].startswith(b"\n"), data  # it waited (keepalives)
+    assert int(relay_info(relay)["full_syncs_served"]) == 0
 
 
 def test_redis70_leaf_held_off_after_failed_loads(cluster, fake):
