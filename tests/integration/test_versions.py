@@ -567,3 +567,19 @@ def test_every_stock_leaf_attaches(cluster):
         assert h.count_in_file(log, "Retrying with SYNC") == 0, t
     assert vleaves["valkey-9"].r.dbsize() == vmaster.r.dbsize()
     assert int(relay_info(vrelay)["full_syncs_served"]) == 1
+
+
+def test_relay_below_relay_learns_the_version(cluster, fake):
+    """Two relays started together under a Valkey 9 upstream: the lower one may first see the
+    upper one before it knows its upstream (and be refused the VALKEY snapshot as a leaf that
+    announced nothing); it asks INFO again on its next attempt, announces 9.1.2 and syncs."""
+    up = fake(delay=1.0)
+    top = cluster.relay(up, "top")
+    low = cluster.relay(top, "low")
+    wait_link_up(top)
+    wait_link_up(low, timeout=30)
+    ri = relay_info(low)
+    assert ri["upstream_server"] == "valkey" and ri["upstream_version"] == "9.1.2", ri
+    assert ri["upstream_announced_version"] == "9.1.2"
+    assert int(ri["snapshot_rdb_version"]) == 80
+    assert int(relay_info(top)["replicas_refused"]) == 0  # re-judged by its announcement
