@@ -33,11 +33,13 @@
 #include "resp.h"
 #include "tls.h"
 
-#define MAX_LINE             1024         /* longest handshake reply line accepted */
-#define ACK_INTERVAL_MS      1000         /* REPLCONF ACK period, as Redis' replicationCron */
-#define MAX_READ_BYTES       (256 * 1024) /* one TLS read */
-#define DRAIN_BYTES          (512 * 1024) /* read ahead per wakeup, at most */
-#define DRAIN_IOV            16           /* pieces of one read, at most */
+#define MAX_LINE        1024         /* longest handshake reply line accepted */
+#define ACK_INTERVAL_MS 1000         /* REPLCONF ACK period, as Redis' replicationCron */
+#define MAX_READ_BYTES  (256 * 1024) /* one TLS read */
+#define DRAIN_BYTES     (512 * 1024) /* read ahead per wakeup, at most */
+#define DRAIN_IOV       16           /* pieces of one read, at most */
+
+/* Version awareness: the INFO server reply, full syncs aborted after +FULLRESYNC */
 #define MAX_INFO_BYTES       (64 * 1024)  /* INFO server reply accepted */
 #define ABORT_BACKOFF_MS     10000        /* after the 2nd aborted full sync in a row ... */
 #define ABORT_BACKOFF_MAX_MS (10 * 60000) /* ... doubling up to this */
@@ -83,7 +85,7 @@ struct upstream {
     struct snapshot *snap; /* owned while FILLING */
     unsigned snap_seq;     /* names temp files uniquely */
     struct upstream_callbacks cb;
-    SSL_CTX *tls;               /* borrowed, NULL for plain TCP */
+    SSL_CTX *tls;          /* borrowed, NULL for plain TCP */
     struct resolver *resolver;  /* borrowed; NULL: blocking getaddrinfo (tools, tests) */
     struct resolve_req *lookup; /* CONNECTING: the pending name lookup */
     char *server_name;          /* owned */
