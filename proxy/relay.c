@@ -99,11 +99,11 @@ struct relay {
     struct store_piece pend[STORE_MAX_PIECES]; /* stream bytes not yet handed to the log */
     int npend;
     size_t pend_bytes;
-    int64_t pend_boundary; /* a command boundary in them (position), -1 if none */
-    struct event *store_done;     /* owned: the log writer finished queued appends */
-    int64_t last_sync_ms;         /* last fsync of the log */
-    int64_t last_fetch_ms;        /* last fresh snapshot started (side link or main sync) */
-    relay_load_fn load;           /* re-reads the configuration (CONFIG RELOAD) */
+    int64_t pend_boundary;    /* a command boundary in them (position), -1 if none */
+    struct event *store_done; /* owned: the log writer finished queued appends */
+    int64_t last_sync_ms;     /* last fsync of the log */
+    int64_t last_fetch_ms;    /* last fresh snapshot started (side link or main sync) */
+    relay_load_fn load;       /* re-reads the configuration (CONFIG RELOAD) */
     void *load_ctx;
     int64_t start_ms;
     int64_t stop_ms;     /* graceful stop began, 0 if running */
