@@ -93,7 +93,7 @@ bool compat_announce_valid(const char *setting);
  */
 #define COMPAT_MAX_FAILS 3
 #define COMPAT_LEAVES    64
-#define COMPAT_HOLD_MS   5000
+#define COMPAT_HOLD_MS   30000
 #define COMPAT_HOLD_MAX  (10 * 60 * 1000)
 
 struct compat_mark {
