@@ -85,7 +85,7 @@ struct upstream {
     struct snapshot *snap; /* owned while FILLING */
     unsigned snap_seq;     /* names temp files uniquely */
     struct upstream_callbacks cb;
-    SSL_CTX *tls;          /* borrowed, NULL for plain TCP */
+    SSL_CTX *tls;               /* borrowed, NULL for plain TCP */
     struct resolver *resolver;  /* borrowed; NULL: blocking getaddrinfo (tools, tests) */
     struct resolve_req *lookup; /* CONNECTING: the pending name lookup */
     char *server_name;          /* owned */
@@ -823,7 +823,8 @@ static int read_rdb(struct upstream *u)
          * (The rest is checked against its CRC-64 trailer by snapshot_finish.) */
         if (u->rdb_got < RDB_HEADER_LEN) {
             unsigned char head[RDB_HEADER_LEN];
-            size_t had = (size_t)u->rdb_got, k = RDB_HEADER_LEN - had < n ? RDB_HEADER_LEN - had : n;
+            size_t had = (size_t)u->rdb_got,
+                   k = RDB_HEADER_LEN - had < n ? RDB_HEADER_LEN - had : n;
             memcpy(head, u->snap->check.head, had);
             memcpy(head + had, v.iov_base, k);
             if (!rdb_header_prefix_ok(head, had + k)) {
