@@ -487,12 +487,12 @@ static void cmd_hello(struct client *c, const struct resp_command *cmd)
     const struct compat_identity *id =
         c->srv->cb.identity ? c->srv->cb.identity(c->srv->cb.ctx) : NULL;
     const char *srv = id && id->server == COMPAT_VALKEY ? "valkey" : "redis";
-    const char *ver = id ? id->server_version : "7.0.15";
+    const char *version = id ? id->server_version : "7.0.15";
     reply(c,
           "*14\r\n$6\r\nserver\r\n$%zu\r\n%s\r\n$7\r\nversion\r\n$%zu\r\n%s\r\n"
           "$5\r\nproto\r\n:2\r\n$2\r\nid\r\n:%" PRIu64 "\r\n$4\r\nmode\r\n"
           "$10\r\nstandalone\r\n$4\r\nrole\r\n$7\r\nreplica\r\n$7\r\nmodules\r\n*0\r\n",
-          strlen(srv), srv, strlen(ver), ver, c->id);
+          strlen(srv), srv, strlen(version), version, c->id);
 }
 
 static void cmd_info(struct client *c, const struct resp_command *cmd)
