@@ -220,12 +220,12 @@ enum compat_verdict compat_check(const struct compat_leaf *leaf, const struct co
     if (rdb->version <= 0)
         return COMPAT_UNSURE;
     if (leaf->server == COMPAT_UNKNOWN || leaf->version <= 0) {
-        /* It announced nothing: Redis up to 7.4 or 8.x without rdb-channel, Valkey 7.2.
-         * None of those load the VALKEY magic (every Valkey >= 8 announces its version);
-         * everything since Redis 5 loads RDB 9. */
+        /* It announced nothing: Redis 7.0 to 7.4, Valkey 7.2 (older servers are past their
+         * end of life and taken to be at least Redis 7.0). None of those load the VALKEY magic
+         * (every Valkey >= 8 announces its version); all of them load RDB 10. */
         if (rdb->valkey_magic)
             return COMPAT_CANNOT;
-        return rdb->version <= 9 ? COMPAT_LOADS : COMPAT_UNSURE;
+        return rdb->version <= 10 ? COMPAT_LOADS : COMPAT_UNSURE;
     }
     int max = compat_max_rdb(leaf->server, leaf->version, rdb->valkey_magic);
     if (rdb->version <= max)

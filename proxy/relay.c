@@ -410,8 +410,8 @@ static void replica_ended(void *ctx, const struct replica *rep, bool by_peer)
         return;
     }
     struct compat_rdb f = serving_format(r);
-    if (!by_peer || !f.version)
-        return;
+    if (!by_peer || !f.version || compat_check(&h->leaf, &f) != COMPAT_UNSURE)
+        return; /* only a leaf that may not load it (a tool may close after the reply) */
     if (compat_marks_failed(&r->marks, h->ip, h->listening_port, &h->leaf, &f, net_now_ms())) {
         char lv[48], rv[48];
         leaf_desc(&h->leaf, lv, sizeof(lv));

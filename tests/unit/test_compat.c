@@ -152,6 +152,8 @@ static void test_check(void **state)
                       r9 = {9, false}, v80 = {80, true}, none = {0, false};
     struct compat_leaf unknown = {0};
     assert_int_equal(compat_check(&unknown, &r9), COMPAT_LOADS);
+    assert_int_equal(compat_check(&unknown, &r10), COMPAT_LOADS);
+    assert_int_equal(compat_check(&unknown, &r11), COMPAT_UNSURE);
     assert_int_equal(compat_check(&unknown, &r12), COMPAT_UNSURE);
     assert_int_equal(compat_check(&unknown, &v80), COMPAT_CANNOT);
     assert_int_equal(compat_check(&unknown, &none), COMPAT_UNSURE);
