@@ -5,6 +5,8 @@
  * Owns nothing beyond the strings in struct config. No logging, no globals of its own.
  */
 #include "config.h"
+
+#include "compat.h"
 #include "resp.h"
 
 #include <ctype.h>
@@ -92,6 +94,9 @@ const struct config_key config_keys[] = {
         "the master's name in Sentinel"),
     KEY("upstream", "sentinel-password", CONFIG_STRING, sentinel_password, "", 0, 0, NULL, true,
         false, "AUTH to the sentinels (empty: none)"),
+    KEY("upstream", "announce-version", CONFIG_STRING, upstream_announce_version, "auto", 0, 0,
+        NULL, false, true,
+        "REPLCONF version sent upstream: auto (a Valkey upstream's own), none, or x.y.z"),
     KEY("upstream", "tls", CONFIG_ENUM, upstream_tls, "no", 0, 0, "yes|no", false, false,
         "TLS to the upstream (see [tls] for CA, client certificate and server name)"),
     KEY("upstream", "connect-timeout", CONFIG_TIME, connect_timeout_ms, "5s", 100, DAY_MS, NULL,
@@ -441,6 +446,12 @@ int config_validate(const struct config *cfg, char *err, size_t errlen)
              "upstream.reconnect-min (%" PRId64 "ms) exceeds upstream.reconnect-max "
              "(%" PRId64 "ms)",
              cfg->reconnect_min_ms, cfg->reconnect_max_ms);
+        return -1;
+    }
+    if (!compat_announce_valid(cfg->upstream_announce_version)) {
+        errf(err, errlen,
+             "upstream.announce-version must be auto, none or a version like 8.0.0, not '%s'",
+             cfg->upstream_announce_version);
         return -1;
     }
     if (cfg->dir[0] == '\0') {

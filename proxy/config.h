@@ -43,6 +43,7 @@ struct config {
     char *upstream_user;        /* AUTH user (Redis' masteruser), "" = default user */
     char *upstream_password;    /* AUTH password (Redis' masterauth), "" = no AUTH */
     char *upstream_tls;         /* yes | no: TLS to the upstream */
+    char *upstream_announce_version; /* auto | none | x.y.z: REPLCONF version upstream */
     char *sentinels;            /* "host:port,...": follow the master through Sentinel */
     char *resolv_conf;          /* name servers for the upstream's and sentinels' names */
     char *master_name;          /* the master's name in Sentinel */

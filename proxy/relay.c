@@ -36,6 +36,7 @@
 #include <unistd.h>
 
 #include "backlog.h"
+#include "compat.h"
 #include "log.h"
 #include "metrics.h"
 #include "net.h"
@@ -108,6 +109,11 @@ struct relay {
     int64_t stop_ms;     /* graceful stop began, 0 if running */
     struct event *drain; /* owned: polls replica output while stopping */
     char run_id[41];
+    struct compat_rdb snap_fmt;        /* RDB format of snap (read from its file) */
+    struct compat_identity snap_ident; /* its writer (aux fields); server UNKNOWN if none */
+    bool snap_fmt_known;               /* snap_fmt is snap's */
+    struct compat_marks marks;         /* leaves held off: they cannot load the snapshot */
+    int fetch_fails;                   /* side fetches failed in a row (their retry backs off) */
 };
 
 /* ---- history and snapshots ------------------------------------------------------------ */
@@ -248,6 +254,7 @@ static void install_snapshot(struct relay *r, struct snapshot *s)
         r->snap->state = SNAPSHOT_EMPTY; /* same name: the new file replaced it already */
     snapshot_free(r->snap);
     r->snap = s;
+    r->snap_fmt_known = false;
     write_meta(r);
 }
 
@@ -276,6 +283,146 @@ static const struct snapshot *streamable(struct relay *r, const char **replid, u
     return NULL;
 }
 
+/* ---- versions: what each leaf can load (compat.h) --------------------------------------- */
+
+/* The RDB format of the cached snapshot (its first bytes, read once). */
+static struct compat_rdb snap_format(struct relay *r)
+{
+    if (!r->snap)
+        return (struct compat_rdb){0};
+    if (!r->snap_fmt_known) {
+        r->snap_fmt = (struct compat_rdb){0};
+        r->snap_ident = (struct compat_identity){0};
+        int fd = snapshot_open(r->snap);
+        char head[512]; /* the magic and the aux fields that name the writer */
+        ssize_t n = fd >= 0 ? pread(fd, head, sizeof(head), 0) : -1;
+        if (n < 0 || compat_rdb_parse(head, (size_t)n, &r->snap_fmt) != 1)
+            r->snap_fmt = (struct compat_rdb){0};
+        enum compat_server srv;
+        int ver;
+        if (n > 0 && compat_rdb_writer(head, (size_t)n, &srv, &ver) == 1) {
+            struct compat_identity *id = &r->snap_ident;
+            id->server = srv;
+            compat_version_format(ver, id->server_version, sizeof(id->server_version));
+            snprintf(id->redis_version, sizeof(id->redis_version), "%s",
+                     srv == COMPAT_VALKEY ? "7.2.4" : id->server_version);
+        }
+        if (fd >= 0)
+            close(fd);
+        r->snap_fmt_known = true;
+    }
+    return r->snap_fmt;
+}
+
+/* Who the upstream is: as it said, else as the cached snapshot's writer says (after a
+ * restart, before the upstream answered), so that a relay below announces the right version. */
+static const struct compat_identity *identity(struct relay *r)
+{
+    const struct compat_identity *id = r->up ? upstream_identity(r->up) : NULL;
+    if (id)
+        return id;
+    snap_format(r);
+    return r->snap && r->snap_ident.server != COMPAT_UNKNOWN ? &r->snap_ident : NULL;
+}
+
+/* The format a full sync would get now: the cached snapshot's, or that of one arriving. */
+static struct compat_rdb serving_format(struct relay *r)
+{
+    if (snapshot_usable(r, r->snap))
+        return snap_format(r);
+    struct compat_rdb f = upstream_rdb_format(r->up);
+    if (!f.version && r->fetch)
+        f = upstream_rdb_format(r->fetch);
+    return f.version ? f : snap_format(r);
+}
+
+static void leaf_desc(const struct compat_leaf *l, char *out, size_t len)
+{
+    char v[16];
+    compat_version_format(l->version, v, sizeof(v));
+    if (l->server == COMPAT_UNKNOWN || !l->version)
+        snprintf(out, len, "version not announced");
+    else
+        snprintf(out, len, "%s %s%s", compat_server_name(l->server), l->exact ? "" : ">= ", v);
+}
+
+static void rdb_desc(const struct compat_rdb *f, char *out, size_t len)
+{
+    snprintf(out, len, "RDB version %d (%s magic)", f->version,
+             f->valkey_magic ? "VALKEY" : "REDIS");
+}
+
+/*
+ * NULL if the leaf may have a full sync; else the error line to refuse it with. -NOMASTERLINK
+ * because a stock replica (syncWithMaster, Redis 7.0 to Valkey 9) takes it for "try later" and
+ * retries in a second; any other error makes it fall back to SYNC on the same link and drop
+ * its cached master.
+ */
+static const char *refusal(struct relay *r, const struct replica_hello *h, char *buf, size_t len)
+{
+    if (h->rdb_only || h->plain_sync)
+        return NULL; /* tools that save or skip the RDB (redis-cli --rdb, --replica) */
+    struct compat_rdb f = serving_format(r);
+    if (!f.version)
+        return NULL;
+    int64_t now = net_now_ms();
+    char lv[48], rv[48];
+    leaf_desc(&h->leaf, lv, sizeof(lv));
+    rdb_desc(&f, rv, sizeof(rv));
+    enum compat_verdict v = compat_check(&h->leaf, &f);
+    if (v == COMPAT_LOADS) {
+        compat_marks_ok(&r->marks, h->ip, h->listening_port); /* e.g. upgraded in place */
+        return NULL;
+    }
+    if (v == COMPAT_CANNOT) {
+        if (compat_marks_cannot(&r->marks, h->ip, h->listening_port, &h->leaf, &f, now))
+            log_warning("relay", h->peer,
+                        "replica %s:%d (%s) cannot load this relay's snapshot, %s: its full "
+                        "syncs are refused (upstream.announce-version can ask a Valkey master for "
+                        "an older format)",
+                        h->ip, h->listening_port, lv, rv);
+        r->stats.syncs_refused_incompatible++;
+        snprintf(buf, len,
+                 "NOMASTERLINK this relay's snapshot is %s, which this replica (%s) cannot load",
+                 rv, lv);
+        return buf;
+    }
+    if (compat_marks_held(&r->marks, h->ip, h->listening_port, &f, now)) {
+        r->stats.syncs_refused_incompatible++;
+        snprintf(buf, len,
+                 "NOMASTERLINK this replica dropped %d full syncs of this relay's snapshot (%s) "
+                 "before acknowledging one: held off, retry later",
+                 COMPAT_MAX_FAILS, rv);
+        return buf;
+    }
+    return NULL;
+}
+
+/* A session ended: a full sync the leaf dropped before its first ACK counts against it. */
+static void replica_ended(void *ctx, const struct replica *rep, bool by_peer)
+{
+    struct relay *r = ctx;
+    const struct replica_hello *h = &rep->hello;
+    if (!rep->full_sync || rep->rdb_offset < 0 || h->plain_sync || h->rdb_only)
+        return;
+    if (rep->acked) {
+        compat_marks_ok(&r->marks, h->ip, h->listening_port);
+        return;
+    }
+    struct compat_rdb f = serving_format(r);
+    if (!by_peer || !f.version || compat_check(&h->leaf, &f) != COMPAT_UNSURE)
+        return; /* only a leaf that may not load it (a tool may close after the reply) */
+    if (compat_marks_failed(&r->marks, h->ip, h->listening_port, &h->leaf, &f, net_now_ms())) {
+        char lv[48], rv[48];
+        leaf_desc(&h->leaf, lv, sizeof(lv));
+        rdb_desc(&f, rv, sizeof(rv));
+        log_warning("relay", h->peer,
+                    "replica %s:%d (%s) dropped %d full syncs in a row before its first ACK: it "
+                    "probably cannot load this relay's snapshot, %s; its full syncs are held off",
+                    h->ip, h->listening_port, lv, COMPAT_MAX_FAILS, rv);
+    }
+}
+
 static void serve_waiting(struct relay *r)
 {
     bool ready = snapshot_usable(r, r->snap);
@@ -292,6 +439,11 @@ static void serve_waiting(struct relay *r)
         /* Only replicas that announced capa eof can take an RDB of unknown length. */
         if (!ready && (!rep->hello.capa_eof || rep->hello.plain_sync || rep->hello.rdb_only))
             continue;
+        char why[384];
+        if (refusal(r, &rep->hello, why, sizeof(why))) {
+            replica_refuse(rep, why);
+            continue;
+        }
         if (r->cfg->max_full_syncs > 0 &&
             (int64_t)replica_set_sending(r->replicas) >= r->cfg->max_full_syncs)
             break; /* the rest keep waiting, with keepalives, for a slot */
@@ -349,6 +501,7 @@ static void fetch_on_snapshot(void *ctx, struct snapshot *s)
 {
     struct relay *r = ctx;
     r->fetch_finished = true;
+    r->fetch_fails = 0;
     uint64_t gen = r->fetch_gen;
     r->fetch_gen = 0;
     if (!snapshot_usable(r, s)) {
@@ -371,6 +524,7 @@ static void fetch_on_down(void *ctx)
 {
     struct relay *r = ctx;
     r->fetch_finished = true;
+    r->fetch_fails++;
     r->fetch_failed_ms = net_now_ms();
     if (r->fetch_gen)
         replica_set_rdb_abort(r->replicas, r->fetch_gen, "the snapshot fetch failed");
@@ -415,6 +569,7 @@ static struct upstream_params upstream_params(const struct relay *r, enum upstre
         .server_name = c->tls_server_name,
         .resolver = r->resolver,
         .wan = wan,
+        .announce_version = c->upstream_announce_version,
     };
     return p;
 }
@@ -427,7 +582,11 @@ static void request_snapshot(struct relay *r)
     if (!upstream_link_up(r->up))
         return; /* fetched once the main link is back: it must agree on the history */
     int64_t now = net_now_ms();
-    if (r->fetch_failed_ms && now - r->fetch_failed_ms < FETCH_RETRY_MS)
+    /* Each fetch costs the master a fork: failures in a row wait longer (up to 10 min). */
+    int64_t wait = FETCH_RETRY_MS;
+    for (int i = 1; i < r->fetch_fails && wait < 600000; i++)
+        wait *= 2;
+    if (r->fetch_failed_ms && now - r->fetch_failed_ms < (wait < 600000 ? wait : 600000))
         return;
     r->last_fetch_ms = now;
     struct upstream_wan wan = upstream_wan_of(r->cfg);
@@ -644,9 +803,13 @@ static void info_server(struct relay *r, struct sbuf *o)
     struct utsname un;
     uname(&un);
     int64_t up_s = (net_now_ms() - r->start_ms) / 1000;
+    /* The upstream's version once known, so that tools see what the data set is; Valkey's
+     * own fields where the upstream is Valkey (a relay below learns the version from them). */
+    const struct compat_identity *id = identity(r);
+    sbuf_printf(o, "# Server\r\nredis_version:%s\r\n", id ? id->redis_version : "7.0.15");
+    if (id && id->server == COMPAT_VALKEY)
+        sbuf_printf(o, "server_name:valkey\r\nvalkey_version:%s\r\n", id->server_version);
     sbuf_printf(o,
-                "# Server\r\n"
-                "redis_version:7.0.15\r\n"
                 "cascade_version:%s\r\n"
                 "redis_mode:standalone\r\n"
                 "os:%s %s %s\r\n"
@@ -734,7 +897,7 @@ static void info_replication(struct relay *r, struct sbuf *o)
     sbuf_printf(o,
                 "slave_priority:0\r\n"
                 "slave_read_only:1\r\n"
-                "replica_announced:1\r\n"
+                "replica_announced:0\r\n"
                 "connected_slaves:%zu\r\n",
                 replica_set_count(r->replicas));
     int i = 0;
@@ -756,6 +919,45 @@ static void info_replication(struct relay *r, struct sbuf *o)
                 r->has_history ? r->replid : NULL_REPLID, r->replid2, end, r->second_replid_offset,
                 r->has_history ? 1 : 0, (int64_t)backlog_limit(r->backlog),
                 backlog_start(r->backlog), backlog_histlen(r->backlog));
+}
+
+/* Who the upstream is, how its full syncs went, what the snapshot is, who is held off. */
+static void info_versions(struct relay *r, struct sbuf *o)
+{
+    const struct compat_identity *id = upstream_identity(r->up);
+    struct compat_rdb f = snap_format(r);
+    const char *announced = upstream_announced(r->up);
+    sbuf_printf(
+        o,
+        "upstream_server:%s\r\n"
+        "upstream_version:%s\r\n"
+        "upstream_run_id:%s\r\n"
+        "upstream_announced_version:%s\r\n"
+        "upstream_sync_aborts:%d\r\n"
+        "upstream_sync_aborts_total:%" PRId64 "\r\n"
+        "upstream_last_sync_abort:%s\r\n"
+        "snapshot_rdb_version:%d\r\n"
+        "snapshot_rdb_magic:%s\r\n"
+        "replicas_refused:%d\r\n",
+        id ? compat_server_name(id->server) : "unknown", id ? id->server_version : "",
+        id ? id->run_id : "", announced[0] ? announced : "none", upstream_sync_aborts(r->up),
+        upstream_sync_aborts_total(r->up), upstream_abort_reason(r->up), f.version,
+        f.version ? (f.valkey_magic ? "VALKEY" : "REDIS") : "", compat_marks_count(&r->marks));
+    int64_t now = net_now_ms();
+    for (int i = 0, k = 0; i < r->marks.n; i++) {
+        const struct compat_mark *m = &r->marks.m[i];
+        if (!m->marked)
+            continue;
+        char lv[48];
+        leaf_desc(&m->leaf, lv, sizeof(lv));
+        int64_t held = m->held_until_ms == INT64_MAX ? -1
+                       : m->held_until_ms > now      ? (m->held_until_ms - now + 999) / 1000
+                                                     : 0;
+        sbuf_printf(o,
+                    "refused%d:ip=%s,port=%d,leaf=%s,rdb_version=%d,held_seconds=%" PRId64
+                    ",reason=%s\r\n",
+                    k++, m->ip, m->port, lv, m->rdb_version, held, m->reason);
+    }
 }
 
 static void info_relay(struct relay *r, struct sbuf *o)
@@ -806,6 +1008,7 @@ static void info_relay(struct relay *r, struct sbuf *o)
                 "upstream_link_heartbeats:%" PRId64 "\r\n",
                 upstream_link_mode(r->up), uc.raw_bytes, uc.wire_bytes,
                 uc.raw_bytes ? (double)uc.wire_bytes / (double)uc.raw_bytes : 0.0, uc.heartbeats);
+    info_versions(r, o);
     int i = 0;
     for (struct replica *rep = replica_set_first(r->replicas); rep; rep = rep->next, i++) {
         const struct wanlink_counters *lc = rep->link ? wanlink_out_counters(rep->link) : NULL;
@@ -867,6 +1070,7 @@ static void relay_role(void *ctx, struct sbuf *out)
         break;
     case UPSTREAM_CONNECTING:
     case UPSTREAM_PING:
+    case UPSTREAM_INFO:
     case UPSTREAM_HANDSHAKE:
         state = "connecting";
         break;
@@ -919,6 +1123,17 @@ static void render_metrics(void *ctx, struct sbuf *o)
     gauge(o, "cascade_replicas", "replica sessions", (double)replica_set_count(r->replicas));
     gauge(o, "cascade_clients", "plain client connections", (double)server_client_count(r->server));
     gauge(o, "cascade_memory_rss_bytes", "resident set size", (double)rss_bytes());
+    gauge(o, "cascade_upstream_sync_aborts",
+          "full syncs the upstream aborted right after +FULLRESYNC, in a row",
+          upstream_sync_aborts(r->up));
+    metrics_family(o, "cascade_upstream_sync_aborts_total", "counter",
+                   "full syncs the upstream aborted right after +FULLRESYNC");
+    metrics_sample(o, "cascade_upstream_sync_aborts_total", NULL,
+                   (double)upstream_sync_aborts_total(r->up));
+    gauge(o, "cascade_replicas_refused", "replicas held off: they cannot load the snapshot",
+          compat_marks_count(&r->marks));
+    gauge(o, "cascade_snapshot_rdb_version", "RDB version of the cached snapshot (0: none)",
+          snap_format(r).version);
     metrics_family(o, "cascade_commands_forwarded_total", "counter",
                    "stream commands received from the upstream and forwarded");
     metrics_sample(o, "cascade_commands_forwarded_total", NULL, (double)upstream_commands(r->up));
@@ -1100,6 +1315,7 @@ void relay_reload(struct relay *r, const struct config *next)
                           c->reconnect_max_ms);
     struct upstream_wan wan = upstream_wan_of(c);
     upstream_set_wan(r->up, &wan);
+    upstream_set_announce(r->up, c->upstream_announce_version); /* from the next handshake */
     backlog_set_limit(r->backlog, (size_t)c->backlog_size_bytes);
     struct replica_limits lim = replica_limits_of(c);
     replica_set_limits(r->replicas, &lim);
@@ -1232,6 +1448,14 @@ static int relay_sync(void *ctx, struct bufferevent *bev, const struct server_sy
         .capa_psync2 = req->capa_psync2,
         .cascade_frame = req->cascade_frame,
         .frame_level = req->frame_level,
+        .leaf = {.server = req->version > 0        ? COMPAT_VALKEY
+                           : req->capa_rdb_channel ? COMPAT_REDIS
+                                                   : COMPAT_UNKNOWN,
+                 /* Valkey says its version; capa rdb-channel-repl says "Redis 8.0 or later" */
+                 .version = req->version > 0        ? req->version
+                            : req->capa_rdb_channel ? 0x080000
+                                                    : 0,
+                 .exact = req->version > 0},
         .rdb_only = req->rdb_only,
         .plain_sync = req->plain_sync,
         .tls = req->tls,
@@ -1239,10 +1463,13 @@ static int relay_sync(void *ctx, struct bufferevent *bev, const struct server_sy
     };
     snprintf(h.peer, sizeof(h.peer), "%s", req->peer);
     snprintf(h.ip, sizeof(h.ip), "%s", req->ip);
-    struct replica *rep = replica_attach(r->replicas, bev, &h);
     if (!req->plain_sync && store_usable(r) && offset < backlog_start(r->backlog))
         (void)store_verify(r->store, offset); /* bytes that fail are cut now: a full sync */
-    if (!req->plain_sync && !req->rdb_only && can_continue(r, id, id_len, offset)) {
+    bool partial = !req->plain_sync && !req->rdb_only && can_continue(r, id, id_len, offset);
+    if (!partial && refusal(r, &h, err, errlen))
+        return -1;
+    struct replica *rep = replica_attach(r->replicas, bev, &h);
+    if (partial) {
         r->stats.sync_partial_ok++;
         if (offset > backlog_end(r->backlog) + 1)
             log_notice("relay", req->peer,
@@ -1277,6 +1504,11 @@ static void relay_client_list(void *ctx, struct sbuf *out)
                     (now - rep->ack_ms) / 1000, replica_output_bytes(rep),
                     rep->hello.plain_sync ? "sync" : "psync");
     }
+}
+
+static const struct compat_identity *relay_identity(void *ctx)
+{
+    return identity(ctx);
 }
 
 static size_t relay_other_connections(void *ctx)
@@ -1409,6 +1641,7 @@ struct relay *relay_new(struct event_base *base, struct config *cfg, const char 
     r->backlog = backlog_new(BLOCK_SIZE, (size_t)cfg->backlog_size_bytes);
     struct replica_limits lim = replica_limits_of(cfg);
     r->replicas = replica_set_new(base, r->backlog, &r->stats, &lim);
+    replica_set_on_end(r->replicas, replica_ended, r);
     struct server_callbacks scb = {
         .ctx = r,
         .info = relay_info,
@@ -1419,6 +1652,7 @@ struct relay *relay_new(struct event_base *base, struct config *cfg, const char 
         .other_connections = relay_other_connections,
         .config_set = relay_config_set,
         .config_reload = relay_config_reload,
+        .identity = relay_identity,
     };
     r->server = server_new(base, cfg, &r->stats, &scb);
     r->cron = event_new(base, -1, EV_PERSIST, cron_cb, r);

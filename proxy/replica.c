@@ -45,6 +45,8 @@ struct replica_set {
     struct ev_token_bucket_cfg *rate; /* RDB transfer rate limit, NULL for none */
     int64_t last_limits_ms;           /* last output-limit check */
     struct event *reaper;             /* frees dead sessions outside their callbacks */
+    replica_end_fn on_end;            /* told of each session's end, or NULL */
+    void *on_end_ctx;
     size_t count;
 };
 
@@ -110,12 +112,42 @@ static void reap_cb(evutil_socket_t fd, short what, void *arg)
     }
 }
 
+static void end_session(struct replica *r, bool by_peer)
+{
+    if (r->set->on_end)
+        r->set->on_end(r->set->on_end_ctx, r, by_peer);
+    bury(r);
+}
+
 static void drop(struct replica *r, const char *why)
 {
     if (r->dead)
         return;
     log_notice("replica", r->hello.peer, "disconnected: %s", why);
-    bury(r);
+    end_session(r, false);
+}
+
+/* The replica closed the link (or it failed under it). */
+static void lost(struct replica *r, const char *why)
+{
+    if (r->dead)
+        return;
+    log_notice("replica", r->hello.peer, "disconnected: %s", why);
+    end_session(r, true);
+}
+
+void replica_set_on_end(struct replica_set *set, replica_end_fn fn, void *ctx)
+{
+    set->on_end = fn;
+    set->on_end_ctx = ctx;
+}
+
+void replica_refuse(struct replica *r, const char *line)
+{
+    if (r->dead || r->state != REPLICA_WAIT_SNAPSHOT)
+        return;
+    evbuffer_add_printf(bufferevent_get_output(r->bev), "-%s\r\n", line);
+    replica_close(r, "full sync refused");
 }
 
 void replica_close(struct replica *r, const char *why)
@@ -345,6 +377,7 @@ static void handle_command(struct replica *r, const struct resp_command *cmd)
         if (resp_arg_int64(cmd, 2, &off) == 0 && off >= 0 && off <= RESP_MAX_OFFSET)
             r->ack_offset = off;
         r->ack_ms = now;
+        r->acked = true;
         if (r->state == REPLICA_WAIT_ACK) {
             log_info("replica", r->hello.peer, "first ACK: streaming from offset %" PRId64,
                      r->next_offset);
@@ -393,9 +426,9 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
     struct replica *r = arg;
     (void)bev;
     if (what & BEV_EVENT_EOF)
-        drop(r, "connection closed by replica");
+        lost(r, "connection closed by replica");
     else if (what & BEV_EVENT_ERROR)
-        drop(r, evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+        lost(r, evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
     else if (what & BEV_EVENT_TIMEOUT)
         drop(r, "write timed out");
 }

@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "backlog.h"
+#include "compat.h"
 #include "net.h"
 #include "snapshot.h"
 #include "stats.h"
@@ -42,6 +43,7 @@ struct replica_hello {
     bool capa_psync2;        /* REPLCONF capa psync2 */
     bool cascade_frame;      /* a cascade relay that agreed to framing (after the PSYNC reply) */
     int frame_level;         /* ... zstd level of its frames (0: raw frames) */
+    struct compat_leaf leaf; /* what it said of its version (compat.h) */
     bool rdb_only;           /* REPLCONF rdb-only 1: RDB, then close */
     bool plain_sync;         /* SYNC instead of PSYNC: no +FULLRESYNC line, no ACKs */
     bool tls;                /* on the TLS port: writes go through OpenSSL */
@@ -63,6 +65,7 @@ struct replica {
     int64_t keepalive_ms;     /* last "\n" sent while waiting */
     bool dead;                /* on the reaper list */
     bool full_sync;           /* this session began with a full sync */
+    bool acked;               /* sent a REPLCONF ACK */
     int64_t from_disk_bytes;  /* stream bytes served from the disk log */
     int64_t lag_prev;         /* lag at the previous limit check */
     int64_t soft_since_ms;    /* past the soft limit since, 0 if not */
@@ -154,6 +157,14 @@ size_t replica_set_waiting(const struct replica_set *set); /* in WAIT_SNAPSHOT *
 /* Bytes queued but not yet written to the socket, and the stream lag in bytes. */
 size_t replica_output_bytes(const struct replica *r);
 int64_t replica_lag_bytes(const struct replica *r);
+
+/* Called as a session ends (before it is freed): by_peer if the replica closed the link. */
+typedef void (*replica_end_fn)(void *ctx, const struct replica *r, bool by_peer);
+void replica_set_on_end(struct replica_set *set, replica_end_fn fn, void *ctx);
+
+/* WAIT_SNAPSHOT only (nothing but "\n" sent yet): answer the PSYNC with the error line
+ * ("-" and CRLF added) and close. */
+void replica_refuse(struct replica *r, const char *line);
 
 /* Close one session after flushing what is queued. */
 void replica_close(struct replica *r, const char *why);

@@ -50,6 +50,8 @@ struct client {
     bool capa_eof, capa_psync2, rdb_only;
     bool cascade_frame; /* REPLCONF capa cascade-frame: a downstream cascade relay, framed */
     int frame_level;    /* ... with zstd at this level (0: raw frames) */
+    bool capa_rdb_channel; /* REPLCONF capa rdb-channel-repl: Redis >= 8.0 */
+    int version;           /* REPLCONF version (Valkey), packed; 0 if not sent */
     bool authed;
     bool closing; /* close once the output is flushed */
     bool dead;    /* on the reaper list */
@@ -481,11 +483,16 @@ static void cmd_hello(struct client *c, const struct resp_command *cmd)
                  "select the RESP protocol version at the same time\r\n");
         return;
     }
+    /* The upstream's server and version once known, as Valkey's and Redis' helloCommand. */
+    const struct compat_identity *id =
+        c->srv->cb.identity ? c->srv->cb.identity(c->srv->cb.ctx) : NULL;
+    const char *srv = id && id->server == COMPAT_VALKEY ? "valkey" : "redis";
+    const char *version = id ? id->server_version : "7.0.15";
     reply(c,
-          "*14\r\n$6\r\nserver\r\n$5\r\nredis\r\n$7\r\nversion\r\n$6\r\n7.0.15\r\n"
+          "*14\r\n$6\r\nserver\r\n$%zu\r\n%s\r\n$7\r\nversion\r\n$%zu\r\n%s\r\n"
           "$5\r\nproto\r\n:2\r\n$2\r\nid\r\n:%" PRIu64 "\r\n$4\r\nmode\r\n"
           "$10\r\nstandalone\r\n$4\r\nrole\r\n$7\r\nreplica\r\n$7\r\nmodules\r\n*0\r\n",
-          c->id);
+          strlen(srv), srv, strlen(version), version, c->id);
 }
 
 static void cmd_info(struct client *c, const struct resp_command *cmd)
@@ -543,7 +550,8 @@ static void cmd_replconf(struct client *c, const struct resp_command *cmd)
             memcpy(c->ip, cmd->argv[i + 1], n);
             c->ip[n] = '\0';
         } else if (resp_arg_is(cmd, i, "capa")) {
-            /* Unknown capabilities (dual-channel, rdb-channel-repl, ...) are ignored. */
+            /* Unknown capabilities (dual-channel, skip-rdb-checksum, lz4, ...) are ignored, as
+             * masters do: the relay uses none of them. rdb-channel-repl says "Redis >= 8". */
             if (resp_arg_is(cmd, i + 1, "eof"))
                 c->capa_eof = true;
             else if (resp_arg_is(cmd, i + 1, "psync2"))
@@ -552,6 +560,8 @@ static void cmd_replconf(struct client *c, const struct resp_command *cmd)
                 frame = true;
             else if (resp_arg_is(cmd, i + 1, "cascade-zstd"))
                 zstd = true;
+            else if (resp_arg_is(cmd, i + 1, "rdb-channel-repl"))
+                c->capa_rdb_channel = true;
         } else if (resp_arg_is(cmd, i, "rdb-only")) {
             int64_t v;
             if (resp_arg_int64(cmd, i + 1, &v) != 0 || (v != 0 && v != 1)) {
@@ -566,8 +576,25 @@ static void cmd_replconf(struct client *c, const struct resp_command *cmd)
             return;
         } else if (resp_arg_is(cmd, i, "ack") || resp_arg_is(cmd, i, "getack")) {
             return; /* no reply, as Redis */
+        } else if (resp_arg_is(cmd, i, "version")) {
+            /* Valkey >= 8 says which version it is: what RDB it can load. Valkey answers a
+             * malformed one like this (replconfCommand). */
+            int v = compat_version_parse(cmd->argv[i + 1], cmd->argl[i + 1]);
+            if (v <= 0) {
+                reply(c, "-ERR Unrecognized version format: %.*s\r\n",
+                      (int)(cmd->argl[i + 1] > 64 ? 64 : cmd->argl[i + 1]), cmd->argv[i + 1]);
+                return;
+            }
+            c->version = v;
+        } else {
+            /* Everything else (rdb-no-compress, rdb-no-checksum, compression requests,
+             * rdb-channel, set-cluster-node-id, ...) is refused as a master that predates it
+             * refuses it (Redis' and Valkey's replconfCommand): the relay serves its cached
+             * snapshot and the stream exactly as they are, and +OK would promise otherwise. */
+            size_t n = cmd->argl[i] > 64 ? 64 : cmd->argl[i];
+            reply(c, "-ERR Unrecognized REPLCONF option: %.*s\r\n", (int)n, cmd->argv[i]);
+            return;
         }
-        /* "version", "fack" and unknown options: accepted. */
     }
     if (frame) {
         /* Only a downstream cascade relay asks; it alone reads this answer (PROTOCOL.md,
@@ -598,6 +625,8 @@ static void cmd_sync(struct client *c, const struct resp_command *cmd)
         .capa_psync2 = c->capa_psync2,
         .cascade_frame = c->cascade_frame,
         .frame_level = c->frame_level,
+        .capa_rdb_channel = c->capa_rdb_channel,
+        .version = c->version,
         .rdb_only = c->rdb_only,
         .plain_sync = plain,
         .tls = c->tls,

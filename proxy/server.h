@@ -10,6 +10,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "compat.h"
 #include "config.h"
 #include "net.h"
 #include "resp.h"
@@ -29,6 +30,8 @@ struct server_sync_request {
     bool capa_eof, capa_psync2;     /* REPLCONF capa */
     bool cascade_frame;             /* REPLCONF capa cascade-frame answered: framed link */
     int frame_level;                /* ... zstd level (0: raw frames) */
+    bool capa_rdb_channel;          /* REPLCONF capa rdb-channel-repl (Redis >= 8) */
+    int version;                    /* REPLCONF version, packed (compat.h); 0 if not sent */
     bool rdb_only;                  /* REPLCONF rdb-only 1 */
     bool plain_sync;                /* SYNC */
     bool tls;                       /* accepted on the TLS port */
@@ -55,6 +58,8 @@ struct server_callbacks {
     int (*config_set)(void *ctx, const char *key, const char *value, char *err, size_t errlen);
     /* CONFIG RELOAD: re-read the file. 0 or -1 with a message. */
     int (*config_reload)(void *ctx, char *err, size_t errlen);
+    /* Who the upstream is (HELLO reports it), NULL while unknown. */
+    const struct compat_identity *(*identity)(void *ctx);
 };
 
 struct server *server_new(struct event_base *base, const struct config *cfg, struct stats *stats,

@@ -29,6 +29,8 @@
     X(replicas_dropped_output_limit, "replicas_dropped_output_limit",                              \
       "replicas dropped past their output limit")                                                  \
     X(replicas_dropped_timeout, "replicas_dropped_timeout", "replicas dropped for silence")        \
+    X(syncs_refused_incompatible, "syncs_refused_incompatible",                                    \
+      "full syncs refused: the replica cannot load the snapshot's RDB version")                    \
     X(protocol_errors, "protocol_errors", "downstream protocol errors")                            \
     X(auth_failures, "auth_failures", "failed AUTH attempts downstream")                           \
     X(protected_mode_refusals, "protected_mode_refusals",                                          \

@@ -39,6 +39,11 @@
 #define DRAIN_BYTES     (512 * 1024) /* read ahead per wakeup, at most */
 #define DRAIN_IOV       16           /* pieces of one read, at most */
 
+/* Version awareness: the INFO server reply, full syncs aborted after +FULLRESYNC */
+#define MAX_INFO_BYTES       (64 * 1024)  /* INFO server reply accepted */
+#define ABORT_BACKOFF_MS     10000        /* after the 2nd aborted full sync in a row ... */
+#define ABORT_BACKOFF_MAX_MS (10 * 60000) /* ... doubling up to this */
+
 struct upstream {
     struct event_base *base; /* borrowed */
     enum upstream_mode mode;
@@ -92,10 +97,21 @@ struct upstream {
     struct wanlink_in *frame;   /* owned: set once framing began (after the PSYNC reply) */
     struct evbuffer *plain;     /* owned with frame: what the frames decoded to */
     struct wanlink_counters frame_total; /* of links closed before */
+
+    /* Version awareness (see compat.h) */
+    char *announce;                  /* owned: upstream.announce-version */
+    char announced[32];              /* REPLCONF version sent on this handshake, "" none */
+    struct compat_identity ident;    /* who the upstream is; server COMPAT_UNKNOWN until known */
+    char rdb_head[COMPAT_MAGIC_LEN]; /* the RDB's first bytes */
+    struct compat_rdb rdb_fmt;       /* their format, version 0 until 9 bytes arrived */
+    int sync_aborts;                 /* full syncs aborted after +FULLRESYNC, in a row */
+    int64_t sync_aborts_total;
+    char abort_reason[256]; /* of the last one */
 };
 
 static const char *const state_names[] = {
-    "idle", "backoff", "connecting", "ping", "handshake", "psync", "rdb_preamble", "rdb", "stream",
+    "idle",      "backoff", "connecting",   "ping", "info",
+    "handshake", "psync",   "rdb_preamble", "rdb",  "stream",
 };
 
 const char *upstream_state_name(enum upstream_state s)
@@ -195,6 +211,48 @@ static void begin_framing(struct upstream *u)
 }
 
 /* The link failed: log once, close, schedule a retry (MAIN) or give up (RDB_ONLY). */
+/*
+ * The upstream ended a full sync right after +FULLRESYNC (an error instead of the RDB, or
+ * the link closed before the RDB was complete): Valkey 9 does so when the data does not fit
+ * the RDB version the replica's announced version gets ("Can't store key ... in RDB version
+ * 11"). Every try costs the master a fork: from the second in a row on, say why and back off.
+ * Returns the delay to wait at least (0: the usual backoff).
+ */
+static int64_t sync_aborted(struct upstream *u, const char *why)
+{
+    char fmt[96] = "RDB not reached";
+    int up_ver = compat_version_parse(u->ident.server_version, strlen(u->ident.server_version));
+    if (u->rdb_fmt.version) {
+        snprintf(fmt, sizeof(fmt), "%s magic, RDB version %d",
+                 u->rdb_fmt.valkey_magic ? "VALKEY" : "REDIS", u->rdb_fmt.version);
+    } else if (u->ident.server == COMPAT_VALKEY && up_ver >= 0x090000) {
+        /* Nothing of the RDB came: name the version a Valkey >= 9 picks for what we announced
+         * (replicaRdbVersion: below 9.0 or none gets 11, the last REDIS-magic one). */
+        int a = u->announced[0] ? compat_version_parse(u->announced, strlen(u->announced)) : 0;
+        int v = a >= 0x090000 ? compat_max_rdb(COMPAT_VALKEY, a < up_ver ? a : up_ver, true) : 11;
+        snprintf(fmt, sizeof(fmt), "RDB not reached; valkey %s sends RDB version %d for it",
+                 u->ident.server_version, v);
+    }
+    snprintf(u->abort_reason, sizeof(u->abort_reason),
+             "%s (after %" PRId64 " RDB bytes; announced version %s; %s)", why, u->rdb_got,
+             u->announced[0] ? u->announced : "none", fmt);
+    u->sync_aborts++;
+    u->sync_aborts_total++;
+    if (u->sync_aborts < 2)
+        return 0;
+    int64_t delay = ABORT_BACKOFF_MS;
+    for (int i = 2; i < u->sync_aborts && delay < ABORT_BACKOFF_MAX_MS; i++)
+        delay *= 2;
+    if (delay > ABORT_BACKOFF_MAX_MS)
+        delay = ABORT_BACKOFF_MAX_MS;
+    log_warning(component(u), u->peer,
+                "the upstream aborted %d full syncs in a row right after +FULLRESYNC: %s; "
+                "retrying in %" PRId64 " s (upstream.announce-version decides the RDB version "
+                "a Valkey master sends)",
+                u->sync_aborts, u->abort_reason, delay / 1000);
+    return delay;
+}
+
 static void link_fail(struct upstream *u, const char *why)
 {
     bool was_up = u->state == UPSTREAM_STREAM;
@@ -203,7 +261,9 @@ static void link_fail(struct upstream *u, const char *why)
      * after its RDB (or its +CONTINUE) is no proof of health: it backs off like any failure,
      * or a master that breaks each sync would be made to fork in a tight loop. */
     bool healthy = was_up && now - u->stream_since_ms > u->repl_timeout_ms;
+    bool in_sync = u->state == UPSTREAM_RDB_PREAMBLE || u->state == UPSTREAM_RDB;
     log_warning(component(u), u->peer, "link %s: %s", was_up ? "lost" : "failed", why);
+    int64_t at_least = in_sync ? sync_aborted(u, why) : 0;
     close_link(u);
     if (!u->down_since_ms)
         u->down_since_ms = now;
@@ -212,7 +272,10 @@ static void link_fail(struct upstream *u, const char *why)
          * default) is not outrun; other failures back off, doubling up to the cap. */
         if (healthy)
             u->backoff_ms = u->backoff_min_ms;
-        u->retry_at_ms = now + (healthy ? 0 : u->backoff_ms);
+        int64_t delay = healthy ? 0 : u->backoff_ms;
+        if (delay < at_least)
+            delay = at_least;
+        u->retry_at_ms = now + delay;
         if (!healthy) {
             u->backoff_ms *= 2;
             if (u->backoff_ms > u->backoff_max_ms)
@@ -311,9 +374,9 @@ static int read_reply(struct upstream *u, char *line, size_t cap, bool *is_error
     return 1;
 }
 
-static void send_handshake(struct upstream *u)
+/* AUTH (if configured) and INFO server: who the upstream is decides what to announce. */
+static void send_info(struct upstream *u)
 {
-    u->replies_pending = 0;
     u->auth_pending = false;
     if (u->password[0]) {
         if (u->user[0]) {
@@ -323,13 +386,22 @@ static void send_handshake(struct upstream *u)
             const char *argv[] = {"AUTH", u->password};
             send_command(u, 2, argv);
         }
-        u->replies_pending++;
         u->auth_pending = true;
     }
+    const char *info[] = {"INFO", "server"};
+    send_command(u, 2, info);
+    set_state(u, UPSTREAM_INFO);
+}
+
+static void send_handshake(struct upstream *u)
+{
+    u->replies_pending = 0;
     char port[16];
     snprintf(port, sizeof(port), "%d", u->listening_port);
     const char *lp[] = {"REPLCONF", "listening-port", port};
     send_command(u, 3, lp);
+    /* Never capa skip-rdb-checksum, compression or rdb-channel: the snapshot is stored and
+     * served again, whole and checked, and the relay speaks the one-channel protocol. */
     const char *capa[] = {"REPLCONF", "capa", "eof", "capa", "psync2"};
     send_command(u, 5, capa);
     u->replies_pending += 2;
@@ -341,12 +413,94 @@ static void send_handshake(struct upstream *u)
         send_command(u, u->wan.compression ? 5 : 3, fr);
         u->replies_pending++;
     }
+    /* A Valkey >= 9 master picks the RDB version from this (replicaRdbVersion): without it
+     * the relay gets RDB 11, which cannot hold every Valkey 9 data set. */
+    snprintf(u->announced, sizeof(u->announced), "%s", compat_announce(u->announce, &u->ident));
+    if (u->announced[0]) {
+        const char *ver[] = {"REPLCONF", "version", u->announced};
+        send_command(u, 3, ver);
+        u->replies_pending++;
+    }
     if (u->mode == UPSTREAM_RDB_ONLY) {
         const char *ro[] = {"REPLCONF", "rdb-only", "1"};
         send_command(u, 3, ro);
         u->replies_pending++;
     }
     set_state(u, UPSTREAM_HANDSHAKE);
+}
+
+/*
+ * INFO state: the AUTH reply (if AUTH was sent), then INFO's bulk reply. An error to INFO
+ * (an ACL without it) is not fatal: the version is then learned from the RDB.
+ * Returns 1 when done (handshake sent), 0 if more input is needed, -1 when the link failed.
+ */
+static int read_info(struct upstream *u)
+{
+    char line[MAX_LINE + 2];
+    bool is_error;
+    if (u->auth_pending) {
+        int rc = read_reply(u, line, sizeof(line), &is_error);
+        if (rc <= 0)
+            return rc;
+        u->auth_pending = false;
+        if (is_error) {
+            char why[MAX_LINE + 32];
+            snprintf(why, sizeof(why), "AUTH failed: %s", line + 1);
+            link_fail(u, why);
+            return -1;
+        }
+    }
+    struct evbuffer *in = input(u);
+    unsigned char c;
+    if (evbuffer_copyout(in, &c, 1) != 1)
+        return 0;
+    if (c != '$') {
+        int rc = read_reply(u, line, sizeof(line), &is_error);
+        if (rc <= 0)
+            return rc;
+        log_info(component(u), u->peer, "INFO refused (version learned from the RDB): %s",
+                 line + 1);
+        send_handshake(u);
+        return 1;
+    }
+    struct evbuffer_ptr eol = evbuffer_search_eol(in, NULL, NULL, EVBUFFER_EOL_CRLF_STRICT);
+    if (eol.pos < 0 || eol.pos > 16) {
+        if (eol.pos > 16 || evbuffer_get_length(in) > 16) {
+            link_fail(u, "malformed INFO reply");
+            return -1;
+        }
+        return 0;
+    }
+    char head[24];
+    evbuffer_copyout(in, head, (size_t)eol.pos);
+    head[eol.pos] = '\0';
+    char *end;
+    long len = strtol(head + 1, &end, 10);
+    if (*end || len < 0 || len > MAX_INFO_BYTES) {
+        link_fail(u, "malformed INFO reply");
+        return -1;
+    }
+    size_t total = (size_t)eol.pos + 2 + (size_t)len + 2;
+    if (evbuffer_get_length(in) < total)
+        return 0;
+    evbuffer_drain(in, (size_t)eol.pos + 2);
+    char *text = malloc((size_t)len + 1);
+    if (!text)
+        abort();
+    evbuffer_remove(in, text, (size_t)len);
+    evbuffer_drain(in, 2);
+    struct compat_identity id;
+    if (compat_identity_parse(text, (size_t)len, &id) == 0) {
+        if (strcmp(id.server_version, u->ident.server_version) != 0 || id.server != u->ident.server)
+            log_notice(component(u), u->peer, "upstream is %s %s", compat_server_name(id.server),
+                       id.server_version);
+        u->ident = id;
+    } else {
+        log_info(component(u), u->peer, "INFO server without redis_version");
+    }
+    free(text);
+    send_handshake(u);
+    return 1;
 }
 
 static void send_psync(struct upstream *u)
@@ -454,6 +608,7 @@ static void rdb_complete(struct upstream *u)
     u->probing = false;
     log_notice(component(u), u->peer, "RDB complete: %" PRId64 " bytes at offset %" PRId64 " (%s)",
                snap->size, snap->offset, rdb_verdict_name(snap->verdict));
+    u->sync_aborts = 0;
     if (u->mode == UPSTREAM_MAIN) {
         u->offset = u->full_offset;
         u->commands_base += u->scan.commands;
@@ -597,6 +752,7 @@ static int read_preamble(struct upstream *u)
     u->rdb_eof_format = pre.eof_format;
     u->rdb_size = pre.eof_format ? -1 : pre.size;
     u->rdb_got = 0;
+    u->rdb_fmt = (struct compat_rdb){0};
     if (pre.eof_format)
         resp_eofmark_init(&u->eof, pre.mark);
     log_info(component(u), u->peer, "receiving RDB (%s)",
@@ -607,6 +763,34 @@ static int read_preamble(struct upstream *u)
         return u->bev ? 1 : -1;
     }
     return 1;
+}
+
+/* The RDB's first bytes: "REDIS0nnn" or "VALKEYnnn" (compat.h); the writer's version from
+ * its aux fields if INFO did not tell. 0, or -1 when the link failed. */
+static int rdb_head(struct upstream *u, const char *p, size_t n, bool done)
+{
+    size_t have = (size_t)u->rdb_got;
+    size_t k = n < COMPAT_MAGIC_LEN - have ? n : COMPAT_MAGIC_LEN - have;
+    memcpy(u->rdb_head + have, p, k);
+    int rc = compat_rdb_parse(u->rdb_head, have + k, &u->rdb_fmt);
+    if (rc < 0 || (rc == 0 && done && have + n < COMPAT_MAGIC_LEN)) {
+        link_fail(u, "payload is not an RDB (bad magic)");
+        return -1;
+    }
+    enum compat_server srv;
+    int ver;
+    if (rc == 1 && have == 0 && u->ident.server == COMPAT_UNKNOWN &&
+        compat_rdb_writer(p, n, &srv, &ver) == 1) {
+        u->ident.server = srv;
+        compat_version_format(ver, u->ident.server_version, sizeof(u->ident.server_version));
+        snprintf(u->ident.redis_version, sizeof(u->ident.redis_version), "%s",
+                 srv == COMPAT_VALKEY ? "7.2.4" : u->ident.server_version);
+        snprintf(u->ident.server_name, sizeof(u->ident.server_name), "%s",
+                 srv == COMPAT_VALKEY ? "valkey" : "");
+        log_notice(component(u), u->peer, "upstream is %s %s (from the RDB)",
+                   compat_server_name(srv), u->ident.server_version);
+    }
+    return 0;
 }
 
 /* Moves RDB payload from the input to the snapshot file. */
@@ -648,6 +832,8 @@ static int read_rdb(struct upstream *u)
                 return -1;
             }
         }
+        if (u->rdb_got < COMPAT_MAGIC_LEN && rdb_head(u, v.iov_base, n, done) != 0)
+            return -1;
         if (snapshot_write(u->snap, v.iov_base, n, err, sizeof(err)) != 0) {
             link_fail(u, err);
             return -1;
@@ -844,20 +1030,16 @@ static void read_cb(struct bufferevent *bev, void *arg)
                 link_fail(u, why);
                 return;
             }
-            send_handshake(u);
+            send_info(u);
+            break;
+        case UPSTREAM_INFO:
+            if (read_info(u) <= 0)
+                return;
             break;
         case UPSTREAM_HANDSHAKE:
             if (read_reply(u, line, sizeof(line), &is_error) <= 0)
                 return;
-            if (u->auth_pending) {
-                u->auth_pending = false;
-                if (is_error) {
-                    char why[MAX_LINE + 32];
-                    snprintf(why, sizeof(why), "AUTH failed: %s", line + 1);
-                    link_fail(u, why);
-                    return;
-                }
-            } else if (is_error) {
+            if (is_error) {
                 log_info(component(u), u->peer, "REPLCONF refused (ignored): %s", line + 1);
             } else if (strncmp(line, "+OK cascade-frame", 17) == 0) {
                 u->frame_offered = true;
@@ -1005,6 +1187,8 @@ struct upstream *upstream_new(struct event_base *base, const struct upstream_par
     u->tls = p->tls;
     u->resolver = p->resolver;
     u->server_name = xstrdup(p->server_name);
+    u->announce =
+        xstrdup(p->announce_version && p->announce_version[0] ? p->announce_version : "auto");
     u->listening_port = p->listening_port;
     u->cb = *cb;
     struct upstream_wan defaults = {.link_timeout_ms = 5000};
@@ -1031,6 +1215,7 @@ void upstream_free(struct upstream *u)
     free(u->dir);
     free(u->server_name);
     free((char *)u->wan.tcp.congestion);
+    free(u->announce);
     free(u);
 }
 
@@ -1106,6 +1291,7 @@ void upstream_cron(struct upstream *u, int64_t now)
         return;
     case UPSTREAM_CONNECTING:
     case UPSTREAM_PING:
+    case UPSTREAM_INFO:
     case UPSTREAM_HANDSHAKE:
         if (now - u->state_since_ms > u->connect_timeout_ms)
             link_fail(u, "timed out connecting");
@@ -1213,4 +1399,41 @@ struct wanlink_counters upstream_link_counters(const struct upstream *u)
         t.heartbeats += c->heartbeats;
     }
     return t;
+
+}
+
+void upstream_set_announce(struct upstream *u, const char *setting)
+{
+    free(u->announce);
+    u->announce = xstrdup(setting && setting[0] ? setting : "auto");
+}
+
+const struct compat_identity *upstream_identity(const struct upstream *u)
+{
+    return u->ident.server == COMPAT_UNKNOWN ? NULL : &u->ident;
+}
+
+const char *upstream_announced(const struct upstream *u)
+{
+    return u->announced;
+}
+
+struct compat_rdb upstream_rdb_format(const struct upstream *u)
+{
+    return u->rdb_fmt;
+}
+
+int upstream_sync_aborts(const struct upstream *u)
+{
+    return u->sync_aborts;
+}
+
+int64_t upstream_sync_aborts_total(const struct upstream *u)
+{
+    return u->sync_aborts_total;
+}
+
+const char *upstream_abort_reason(const struct upstream *u)
+{
+    return u->abort_reason;
 }

@@ -13,6 +13,7 @@
 #include <sys/types.h>
 #include <sys/uio.h>
 
+#include "compat.h"
 #include "net.h"
 #include "snapshot.h"
 #include "wanlink.h"
@@ -31,6 +32,7 @@ enum upstream_state {
     UPSTREAM_BACKOFF,      /* waiting before the next connect */
     UPSTREAM_CONNECTING,   /* TCP connect in flight */
     UPSTREAM_PING,         /* PING sent, waiting for +PONG (or -NOAUTH) */
+    UPSTREAM_INFO,         /* AUTH and INFO server sent: who the upstream is */
     UPSTREAM_HANDSHAKE,    /* AUTH / REPLCONF pipelined, replies pending */
     UPSTREAM_PSYNC,        /* PSYNC sent, waiting for +FULLRESYNC / +CONTINUE */
     UPSTREAM_RDB_PREAMBLE, /* waiting for "$<len>" or "$EOF:<mark>" */
@@ -92,6 +94,7 @@ struct upstream_params {
     const char *server_name; /* copied; checked in its certificate ("" = host) */
     struct resolver *resolver; /* borrowed; names resolved without blocking (NULL: blocking) */
     const struct upstream_wan *wan; /* NULL: defaults (no compression asked) */
+    const char *announce_version; /* copied: "auto", "none" or x.y.z (REPLCONF version) */
 };
 
 struct upstream *upstream_new(struct event_base *base, const struct upstream_params *p,
@@ -116,6 +119,21 @@ void upstream_set_timeouts(struct upstream *u, int64_t connect_ms, int64_t repl_
                            int64_t backoff_min_ms, int64_t backoff_max_ms);
 
 void upstream_set_wan(struct upstream *u, const struct upstream_wan *w);
+/* upstream.announce-version for the next handshake. */
+void upstream_set_announce(struct upstream *u, const char *setting);
+
+/* Who the upstream is (INFO server before PSYNC, else the RDB's aux fields); NULL while
+ * unknown. Kept across reconnects. */
+const struct compat_identity *upstream_identity(const struct upstream *u);
+/* The version sent with REPLCONF version on the last handshake ("" = none). */
+const char *upstream_announced(const struct upstream *u);
+/* The RDB format of the snapshot being received or last received (version 0 = unknown). */
+struct compat_rdb upstream_rdb_format(const struct upstream *u);
+/* Full syncs the upstream aborted right after +FULLRESYNC: in a row now, and ever; the
+ * reason of the last one ("" if none). */
+int upstream_sync_aborts(const struct upstream *u);
+int64_t upstream_sync_aborts_total(const struct upstream *u);
+const char *upstream_abort_reason(const struct upstream *u);
 
 /* Periodic work: ACKs, timeouts, reconnects. now_ms is a monotonic clock. */
 void upstream_cron(struct upstream *u, int64_t now_ms);

@@ -6,10 +6,9 @@ the relay. Tags whose build is missing from the cache are skipped, with the tags
   REPLICAOF.
 - Pairs: for each master version, through one relay and through two, one leaf of every version
   that direct replication supports converges; each leaf that direct replication does not support
-  (the master's RDB is newer than the leaf loads) must receive at most DOOMED_MAX_LOADS snapshots.
-  The relay does not refuse them yet (issue 16): those parameters are xfail(strict) on exactly
-  that exception, so any other failure (the compatible leaves) still fails the test, and the
-  branch that adds the refusal turns them into passes by removing the mark.
+  (the relay's RDB is newer than the leaf loads) must receive at most DOOMED_MAX_LOADS snapshots
+  before the relay refuses it (-NOMASTERLINK at PSYNC: none for a leaf whose announced version
+  says it cannot load it, 3 for one that announces nothing).
 - One mixed tree: a Redis 7.0 master with Redis 7.0, Valkey 8, Valkey 9 and Redis 8 leaves under
   one relay.
 
@@ -40,7 +39,7 @@ DOOMED_WINDOW_S = 6.0  # how long an incompatible leaf is watched (Valkey 9 retr
 
 def rdb_sent(b, announced=None):
     """The RDB version master build `b` sends to a replica that announced version `announced`
-    (REPLCONF version; None: nothing, as the relay does today). Observed: Redis 7.0 10, Valkey
+    (REPLCONF version; None: nothing, as Redis replicas). Observed: Redis 7.0 10, Valkey
     8.x 11, Redis 8.0 12, Valkey 9 11 unless the replica announced 9.0.0 or newer (then its own
     format, VALKEY080)."""
     if b.kind == "redis":
@@ -65,10 +64,10 @@ def direct_ok(m, leaf):
 
 
 def relay_rdb(m):
-    """The RDB version the relay's snapshot has under master build `m`: today the relay announces
-    no version upstream. (When the relay announces the upstream's version, a Valkey 9 master
-    sends its own format and older Valkey leaves need upstream.announce-version: change here.)"""
-    return rdb_sent(m, None)
+    """The RDB version the relay's snapshot has under master build `m`: the relay announces a
+    Valkey upstream's own version (upstream.announce-version = auto), so a Valkey 9 master sends
+    its own format (VALKEY080), which older leaves cannot load."""
+    return rdb_sent(m, m.version_tuple if m.kind == "valkey" else None)
 
 
 def available(tags):
@@ -241,7 +240,7 @@ def test_failover_by_replicaof(cluster, tag):
 
 
 class DoomedSyncNotRefused(AssertionError):
-    """An incompatible leaf kept receiving snapshots (issue 16: not refused yet)."""
+    """An incompatible leaf kept receiving snapshots: the relay did not refuse it."""
 
 
 def pair_params():
@@ -249,14 +248,7 @@ def pair_params():
     for depth in (1, 2):
         for mt in TAGS:
             mb = server_build(mt)
-            doomed = [t for t in available(TAGS)
-                      if mb is not None and not rdb_loads(server_build(t), relay_rdb(mb))]
-            marks = []
-            if doomed:
-                marks.append(pytest.mark.xfail(
-                    raises=DoomedSyncNotRefused, strict=True,
-                    reason="issue 16: doomed syncs not refused yet (%s)" % ", ".join(doomed)))
-            out.append(pytest.param(mt, depth, marks=marks, id="%s-%drelay" % (mt, depth)))
+            out.append(pytest.param(mt, depth, id="%s-%drelay" % (mt, depth)))
     return out
 
 
@@ -324,11 +316,9 @@ def test_pairs(cluster, mtag, depth):
 
 
 class UpstreamSyncAborted(AssertionError):
-    """The master aborted the relay's full sync (issue 16: the relay announces no version)."""
+    """The master aborted the relay's full sync (the relay did not announce Valkey 9)."""
 
 
-@pytest.mark.xfail(raises=UpstreamSyncAborted, strict=True,
-                   reason="issue 16: the relay does not announce REPLCONF version upstream yet")
 def test_valkey9_hash_field_ttls(cluster):
     """A Valkey 9 master holding a hash field with its own TTL can only write it in its own RDB
     format, which it sends to replicas that announce Valkey 9 (a stock Valkey 9 replica

@@ -50,18 +50,27 @@ def test_relay_follows_sentinel_failover(cluster):
              "sentinel to discover the replicas")
     full_a, full_b = a.full_syncs_in_log(), b.full_syncs_in_log()
 
-    # Sentinel sees the relay as a replica of the master and talks to it (INFO, and its hello
-    # channel: SUBSCRIBE on the relay), without errors.
-    def relay_known():
-        reps = sc.execute_command("SENTINEL", "REPLICAS", "mymaster")
-        for rep in reps:
+    # Sentinel knows the relay as a replica of the master and talks to it (INFO, and its hello
+    # channel: SUBSCRIBE on the relay), but never lists it: the relay says replica_announced:0
+    # (Sentinel's addReplyDictOfRedisInstances skips such replicas), so clients that pick read
+    # replicas through Sentinel (redis-py's Sentinel.discover_slaves) never read from a relay,
+    # which holds no data.
+    def listed_ports():
+        ports = set()
+        for rep in sc.execute_command("SENTINEL", "REPLICAS", "mymaster"):
             d = dict(zip(rep[::2], rep[1::2])) if isinstance(rep, list) else rep
-            if int(d["port"]) == relay.port:
-                return "disconnected" not in d["flags"] and d["slave-priority"] == "0"
-        return False
-    wait_for(relay_known, 20, "sentinel to list the relay as a connected replica (priority 0)")
+            ports.add(int(d["port"]))
+        return ports
+    assert int(relay.info("replication")["replica_announced"]) == 0
+    wait_for(lambda: p.port in listed_ports(), 20, "sentinel to list the promotable replica")
     wait_for(lambda: "cmd=subscribe" in str(relay.r.execute_command("CLIENT", "LIST")), 20,
              "sentinel to subscribe to its hello channel on the relay")
+
+    assert relay.port not in listed_ports()
+    import redis.sentinel
+    snt = redis.sentinel.Sentinel([(h.HOST, sport)], socket_timeout=5)
+    slaves = snt.discover_slaves("mymaster")
+    assert (h.HOST, p.port) in slaves and all(port != relay.port for _, port in slaves), slaves
 
     m.kill9()
     wait_for(lambda: p.info("replication")["role"] == "master", 30,

@@ -115,7 +115,7 @@ static void test_defaults_match_table(void **state)
         if (k->type != CONFIG_STRING && k->type != CONFIG_ENUM)
             assert_true(k->min <= k->max);
     }
-    assert_int_equal(n, 72);
+    assert_int_equal(n, 73);
     /* Secrets: never shown by CONFIG GET. */
     assert_true(config_find("relay.requirepass")->secret);
     assert_true(config_find("upstream.password")->secret);
