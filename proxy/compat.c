@@ -262,6 +262,41 @@ static bool info_field(const char *info, size_t len, const char *field, char *ou
     return false;
 }
 
+void compat_chain_extend(const struct compat_identity *up, char *out, size_t cap)
+{
+    out[0] = '\0';
+    if (!up->run_id[0] || cap < 41)
+        return;
+    size_t n = (size_t)snprintf(out, cap, "%s", up->run_id);
+    int ids = 1;
+    for (const char *p = up->chain; *p && ids < COMPAT_CHAIN_IDS && n + 41 < cap; ids++) {
+        const char *e = strchr(p, ',');
+        size_t l = e ? (size_t)(e - p) : strlen(p);
+        if (l != 40)
+            break; /* not a run id: the rest is not trusted */
+        n += (size_t)snprintf(out + n, cap - n, ",%.40s", p);
+        p = e ? e + 1 : p + l;
+    }
+}
+
+bool compat_chain_has(const struct compat_identity *up, const char *run_id)
+{
+    if (strlen(run_id) != 40)
+        return false;
+    if (strcasecmp(up->run_id, run_id) == 0)
+        return true;
+    for (const char *p = up->chain; *p;) {
+        const char *e = strchr(p, ',');
+        size_t l = e ? (size_t)(e - p) : strlen(p);
+        if (l == 40 && strncasecmp(p, run_id, 40) == 0)
+            return true;
+        if (!e)
+            break;
+        p = e + 1;
+    }
+    return false;
+}
+
 int compat_identity_parse(const char *info, size_t len, struct compat_identity *out)
 {
     memset(out, 0, sizeof(*out));
@@ -272,6 +307,7 @@ int compat_identity_parse(const char *info, size_t len, struct compat_identity *
     }
     info_field(info, len, "server_name", out->server_name, sizeof(out->server_name));
     info_field(info, len, "run_id", out->run_id, sizeof(out->run_id));
+    info_field(info, len, "cascade_chain", out->chain, sizeof(out->chain));
     char vv[32] = "";
     if (strcasecmp(out->server_name, "valkey") == 0 &&
         info_field(info, len, "valkey_version", vv, sizeof(vv)) &&

@@ -68,6 +68,8 @@ enum compat_verdict {
 const char *compat_verdict_name(enum compat_verdict v);
 enum compat_verdict compat_check(const struct compat_leaf *leaf, const struct compat_rdb *rdb);
 
+#define COMPAT_CHAIN_IDS 8 /* relay levels a loop is detected across */
+
 /* The upstream as its INFO server section describes it. */
 struct compat_identity {
     enum compat_server server; /* COMPAT_UNKNOWN until known */
@@ -75,7 +77,16 @@ struct compat_identity {
     char server_version[32];   /* the server's own version: valkey_version, else redis_version */
     char server_name[16];      /* "valkey" where set, else "" */
     char run_id[41];           /* "" if not reported */
+    /* cascade_chain: the run ids of the nodes a cascade relay follows, its own upstream first
+     * (comma-separated; "" for a stock server or a relay with no upstream known) */
+    char chain[COMPAT_CHAIN_IDS * 41];
 };
+/* The chain a relay with this upstream reports: the upstream's run id, then its chain, cut
+ * to COMPAT_CHAIN_IDS ids. */
+void compat_chain_extend(const struct compat_identity *up, char *out, size_t cap);
+/* True if run_id is the upstream itself or a node of its chain: following it would close a
+ * loop. Ids compare exactly, case-insensitively, as replication ids do. */
+bool compat_chain_has(const struct compat_identity *up, const char *run_id);
 /* Parse an INFO reply's text (any sections). 0 if it held redis_version, else -1. */
 int compat_identity_parse(const char *info, size_t len, struct compat_identity *out);
 

@@ -568,6 +568,7 @@ static struct upstream_params upstream_params(const struct relay *r, enum upstre
         .tls = r->tls_client,
         .server_name = c->tls_server_name,
         .resolver = r->resolver,
+        .self_run_id = r->run_id,
         .wan = wan,
         .announce_version = c->upstream_announce_version,
     };
@@ -795,7 +796,8 @@ static int64_t rss_bytes(void)
 
 static const char *link_status(const struct relay *r)
 {
-    return upstream_link_up(r->up) ? "up" : "down";
+    /* a stalled stream (a loop of stock nodes moves nothing) is never shown as up */
+    return upstream_link_up(r->up) && !upstream_stalled(r->up, net_now_ms()) ? "up" : "down";
 }
 
 static void info_server(struct relay *r, struct sbuf *o)
@@ -806,6 +808,10 @@ static void info_server(struct relay *r, struct sbuf *o)
     /* The upstream's version once known, so that tools see what the data set is; Valkey's
      * own fields where the upstream is Valkey (a relay below learns the version from them). */
     const struct compat_identity *id = identity(r);
+    /* who this relay follows, for a relay that would follow it (loop detection) */
+    char chain[sizeof(id->chain)] = "";
+    if (r->up && upstream_identity(r->up))
+        compat_chain_extend(upstream_identity(r->up), chain, sizeof(chain));
     sbuf_printf(o, "# Server\r\nredis_version:%s\r\n", id ? id->redis_version : "7.0.15");
     if (id && id->server == COMPAT_VALKEY)
         sbuf_printf(o, "server_name:valkey\r\nvalkey_version:%s\r\n", id->server_version);
@@ -817,12 +823,13 @@ static void info_server(struct relay *r, struct sbuf *o)
                 "multiplexing_api:libevent\r\n"
                 "process_id:%d\r\n"
                 "run_id:%s\r\n"
+                "cascade_chain:%s\r\n"
                 "tcp_port:%" PRId64 "\r\n"
                 "uptime_in_seconds:%" PRId64 "\r\n"
                 "uptime_in_days:%" PRId64 "\r\n"
                 "config_file:%s\r\n",
                 CASCADE_VERSION, un.sysname, un.release, un.machine, (int)(sizeof(long) * 8),
-                (int)getpid(), r->run_id, r->cfg->port, up_s, up_s / 86400,
+                (int)getpid(), r->run_id, chain, r->cfg->port, up_s, up_s / 86400,
                 r->config_path ? r->config_path : "");
 }
 
@@ -932,6 +939,8 @@ static void info_versions(struct relay *r, struct sbuf *o)
         "upstream_server:%s\r\n"
         "upstream_version:%s\r\n"
         "upstream_run_id:%s\r\n"
+        "upstream_stalled:%d\r\n"
+        "upstream_loops_refused:%" PRId64 "\r\n"
         "upstream_announced_version:%s\r\n"
         "upstream_sync_aborts:%d\r\n"
         "upstream_sync_aborts_total:%" PRId64 "\r\n"
@@ -940,7 +949,8 @@ static void info_versions(struct relay *r, struct sbuf *o)
         "snapshot_rdb_magic:%s\r\n"
         "replicas_refused:%d\r\n",
         id ? compat_server_name(id->server) : "unknown", id ? id->server_version : "",
-        id ? id->run_id : "", announced[0] ? announced : "none", upstream_sync_aborts(r->up),
+        id ? id->run_id : "", upstream_stalled(r->up, net_now_ms()),
+        upstream_loops_refused(r->up), announced[0] ? announced : "none", upstream_sync_aborts(r->up),
         upstream_sync_aborts_total(r->up), upstream_abort_reason(r->up), f.version,
         f.version ? (f.valkey_magic ? "VALKEY" : "REDIS") : "", compat_marks_count(&r->marks));
     int64_t now = net_now_ms();

@@ -88,6 +88,8 @@ struct upstream {
     SSL_CTX *tls;               /* borrowed, NULL for plain TCP */
     struct resolver *resolver;  /* borrowed; NULL: blocking getaddrinfo (tools, tests) */
     struct resolve_req *lookup; /* CONNECTING: the pending name lookup */
+    char self_run_id[41];       /* the relay's own run id: an upstream with it is a loop */
+    int64_t loops_refused;      /* links refused as loops */
     char *server_name;          /* owned */
     bool paused;                /* stopping: read nothing more, connect no more */
     int64_t commands_base;      /* commands counted by scanners replaced since */
@@ -499,6 +501,17 @@ static int read_info(struct upstream *u)
         log_info(component(u), u->peer, "INFO server without redis_version");
     }
     free(text);
+    if (u->self_run_id[0] && compat_chain_has(&u->ident, u->self_run_id)) {
+        /* Following ourselves, directly or through other cascade relays, would report a link
+         * up on a stream that never moves. Refused, and retried only at the longest delay. */
+        bool direct = strcasecmp(u->ident.run_id, u->self_run_id) == 0;
+        u->backoff_ms = u->backoff_max_ms;
+        link_fail(u, direct ? "refused: the upstream is this relay itself (same run_id)"
+                            : "refused: replication loop (the upstream follows this relay, "
+                              "see its cascade_chain)");
+        u->loops_refused++;
+        return -1;
+    }
     send_handshake(u);
     return 1;
 }
@@ -1186,6 +1199,7 @@ struct upstream *upstream_new(struct event_base *base, const struct upstream_par
     u->dir = xstrdup(p->dir);
     u->tls = p->tls;
     u->resolver = p->resolver;
+    snprintf(u->self_run_id, sizeof(u->self_run_id), "%s", p->self_run_id ? p->self_run_id : "");
     u->server_name = xstrdup(p->server_name);
     u->announce =
         xstrdup(p->announce_version && p->announce_version[0] ? p->announce_version : "auto");
@@ -1436,4 +1450,16 @@ int64_t upstream_sync_aborts_total(const struct upstream *u)
 const char *upstream_abort_reason(const struct upstream *u)
 {
     return u->abort_reason;
+}
+
+int64_t upstream_loops_refused(const struct upstream *u)
+{
+    return u->loops_refused;
+}
+
+bool upstream_stalled(const struct upstream *u, int64_t now_ms)
+{
+    /* A master PINGs every 10 s by default and cascade heartbeats every second: a stream
+     * silent for half of repl-timeout is most likely a loop of stock nodes or a dead path. */
+    return u->state == UPSTREAM_STREAM && now_ms - u->last_io_ms > u->repl_timeout_ms / 2;
 }

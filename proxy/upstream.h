@@ -93,6 +93,7 @@ struct upstream_params {
     SSL_CTX *tls;            /* borrowed; TLS to the upstream when not NULL */
     const char *server_name; /* copied; checked in its certificate ("" = host) */
     struct resolver *resolver; /* borrowed; names resolved without blocking (NULL: blocking) */
+    const char *self_run_id;   /* copied: the relay's run id (refuse an upstream that is us) */
     const struct upstream_wan *wan; /* NULL: defaults (no compression asked) */
     const char *announce_version; /* copied: "auto", "none" or x.y.z (REPLCONF version) */
 };
@@ -125,6 +126,10 @@ void upstream_set_announce(struct upstream *u, const char *setting);
 /* Who the upstream is (INFO server before PSYNC, else the RDB's aux fields); NULL while
  * unknown. Kept across reconnects. */
 const struct compat_identity *upstream_identity(const struct upstream *u);
+/* Streaming, but nothing (not even a PING) heard for half of repl-timeout: reported down. */
+bool upstream_stalled(const struct upstream *u, int64_t now_ms);
+/* Links refused because the upstream is the relay itself or follows it. */
+int64_t upstream_loops_refused(const struct upstream *u);
 /* The version sent with REPLCONF version on the last handshake ("" = none). */
 const char *upstream_announced(const struct upstream *u);
 /* The RDB format of the snapshot being received or last received (version 0 = unknown). */

@@ -172,6 +172,51 @@ static void test_check(void **state)
     assert_int_equal(compat_check(&vk9, &r12), COMPAT_CANNOT);
 }
 
+static void test_chain(void **state)
+{
+    (void)state;
+    const char *a = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    const char *b = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+    const char *c = "cccccccccccccccccccccccccccccccccccccccc";
+    char info[512];
+    snprintf(info, sizeof(info), "redis_version:7.0.15\r\nrun_id:%s\r\ncascade_chain:%s,%s\r\n",
+             a, b, c);
+    struct compat_identity id;
+    assert_int_equal(compat_identity_parse(info, strlen(info), &id), 0);
+    assert_true(compat_chain_has(&id, a));
+    assert_true(compat_chain_has(&id, c));
+    assert_true(compat_chain_has(&id, "CCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCC"));
+    assert_false(compat_chain_has(&id, "dddddddddddddddddddddddddddddddddddddddd"));
+    assert_false(compat_chain_has(&id, "cccccccccccccccccccccccccccccccccccccc")); /* 38 */
+    assert_false(compat_chain_has(&id, ""));
+    char out[COMPAT_CHAIN_IDS * 41];
+    compat_chain_extend(&id, out, sizeof(out));
+    char want[200];
+    snprintf(want, sizeof(want), "%s,%s,%s", a, b, c);
+    assert_string_equal(out, want);
+    /* a stock server: no chain, its own id only */
+    snprintf(info, sizeof(info), "redis_version:7.0.15\r\nrun_id:%s\r\n", b);
+    assert_int_equal(compat_identity_parse(info, strlen(info), &id), 0);
+    assert_false(compat_chain_has(&id, a));
+    compat_chain_extend(&id, out, sizeof(out));
+    assert_string_equal(out, b);
+    /* a long chain is cut to COMPAT_CHAIN_IDS ids; junk ends it */
+    char longinfo[1024] = "redis_version:7.0.15\r\nrun_id:";
+    strcat(longinfo, a);
+    strcat(longinfo, "\r\ncascade_chain:");
+    for (int i = 0; i < 12; i++) {
+        strcat(longinfo, i ? "," : "");
+        strcat(longinfo, b);
+    }
+    strcat(longinfo, "\r\n");
+    assert_int_equal(compat_identity_parse(longinfo, strlen(longinfo), &id), 0);
+    compat_chain_extend(&id, out, sizeof(out));
+    assert_int_equal(strlen(out), COMPAT_CHAIN_IDS * 41 - 1);
+    memcpy(id.chain, "junk,", 6);
+    compat_chain_extend(&id, out, sizeof(out));
+    assert_string_equal(out, a);
+}
+
 static void test_identity(void **state)
 {
     (void)state;
@@ -255,7 +300,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_version_parse), cmocka_unit_test(test_rdb_magic),
         cmocka_unit_test(test_rdb_writer),    cmocka_unit_test(test_table),
-        cmocka_unit_test(test_check),         cmocka_unit_test(test_identity),
+        cmocka_unit_test(test_check),         cmocka_unit_test(test_identity), cmocka_unit_test(test_chain),
         cmocka_unit_test(test_marks),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
