@@ -17,14 +17,14 @@
 #define RESERVE_MAX 16 /* fresh blocks lent out by backlog_reserve */
 
 struct backlog {
-    struct backlog_block **ring; /* blocks, oldest at ring[head] */
-    size_t ring_cap;             /* slots in ring (power of two) */
-    size_t head;                 /* index of the oldest block */
-    size_t count;                /* blocks held */
-    size_t block_size;           /* capacity of each block */
-    size_t limit;                /* history to keep, in bytes */
-    int64_t start;               /* offset of the first byte held */
-    int64_t end;                 /* offset of the last byte held */
+    struct backlog_block **ring;            /* blocks, oldest at ring[head] */
+    size_t ring_cap;                        /* slots in ring (power of two) */
+    size_t head;                            /* index of the oldest block */
+    size_t count;                           /* blocks held */
+    size_t block_size;                      /* capacity of each block */
+    size_t limit;                           /* history to keep, in bytes */
+    int64_t start;                          /* offset of the first byte held */
+    int64_t end;                            /* offset of the last byte held */
     struct backlog_block *spare[SPARE_MAX]; /* unreferenced trimmed blocks, for reuse */
     size_t nspare;
     struct backlog_block *reserved[RESERVE_MAX]; /* the next blocks to fill, in order */

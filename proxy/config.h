@@ -40,25 +40,25 @@ struct config {
     /* [upstream] */
     char *upstream_host; /* master (or relay) to replicate from ("" = none yet) */
     int64_t upstream_port;
-    char *upstream_user;        /* AUTH user (Redis' masteruser), "" = default user */
-    char *upstream_password;    /* AUTH password (Redis' masterauth), "" = no AUTH */
-    char *upstream_tls;         /* yes | no: TLS to the upstream */
+    char *upstream_user;             /* AUTH user (Redis' masteruser), "" = default user */
+    char *upstream_password;         /* AUTH password (Redis' masterauth), "" = no AUTH */
+    char *upstream_tls;              /* yes | no: TLS to the upstream */
     char *upstream_announce_version; /* auto | none | x.y.z: REPLCONF version upstream */
-    char *sentinels;            /* "host:port,...": follow the master through Sentinel */
-    char *resolv_conf;          /* name servers for the upstream's and sentinels' names */
-    char *master_name;          /* the master's name in Sentinel */
-    char *sentinel_password;    /* AUTH to the sentinels ("" = none) */
-    int64_t connect_timeout_ms; /* TCP connect + handshake budget */
-    int64_t repl_timeout_ms;    /* silence on the upstream link before it is dropped */
-    int64_t reconnect_min_ms;   /* first reconnect delay; doubles per failure */
-    int64_t reconnect_max_ms;   /* cap of the reconnect delay */
-    char *upstream_compression;  /* auto | no: zstd on a link to another cascade relay */
-    int64_t link_timeout_ms;     /* silence on a cascade link before a redial */
-    int64_t tcp_keepalive_ms;    /* TCP keepalive idle time upstream (0 = off) */
-    int64_t tcp_user_timeout_ms; /* TCP_USER_TIMEOUT upstream (0 = kernel default) */
-    int64_t upstream_sndbuf;     /* SO_SNDBUF upstream (0 = autotuning) */
-    int64_t upstream_rcvbuf;     /* SO_RCVBUF upstream (0 = autotuning) */
-    char *upstream_congestion;   /* TCP_CONGESTION upstream ("" = system default) */
+    char *sentinels;                 /* "host:port,...": follow the master through Sentinel */
+    char *resolv_conf;               /* name servers for the upstream's and sentinels' names */
+    char *master_name;               /* the master's name in Sentinel */
+    char *sentinel_password;         /* AUTH to the sentinels ("" = none) */
+    int64_t connect_timeout_ms;      /* TCP connect + handshake budget */
+    int64_t repl_timeout_ms;         /* silence on the upstream link before it is dropped */
+    int64_t reconnect_min_ms;        /* first reconnect delay; doubles per failure */
+    int64_t reconnect_max_ms;        /* cap of the reconnect delay */
+    char *upstream_compression;      /* auto | no: zstd on a link to another cascade relay */
+    int64_t link_timeout_ms;         /* silence on a cascade link before a redial */
+    int64_t tcp_keepalive_ms;        /* TCP keepalive idle time upstream (0 = off) */
+    int64_t tcp_user_timeout_ms;     /* TCP_USER_TIMEOUT upstream (0 = kernel default) */
+    int64_t upstream_sndbuf;         /* SO_SNDBUF upstream (0 = autotuning) */
+    int64_t upstream_rcvbuf;         /* SO_RCVBUF upstream (0 = autotuning) */
+    char *upstream_congestion;       /* TCP_CONGESTION upstream ("" = system default) */
     /* [backlog] */
     int64_t backlog_size_bytes; /* in-memory stream history kept for partial resyncs */
     char *backlog_disk;         /* yes | no: keep the stream in log segments in dir */

@@ -33,9 +33,9 @@ bool rdb_header_prefix_ok(const void *buf, size_t len);
 uint64_t rdb_crc64(uint64_t crc, const void *buf, size_t len);
 
 enum rdb_verdict {
-    RDB_VERIFIED,    /* the trailer matches the bytes */
-    RDB_UNCHECKED,   /* no checksum to compare (format < 5, or the writer stored zero) */
-    RDB_CORRUPT,     /* bad header, too short, or the trailer does not match */
+    RDB_VERIFIED,  /* the trailer matches the bytes */
+    RDB_UNCHECKED, /* no checksum to compare (format < 5, or the writer stored zero) */
+    RDB_CORRUPT,   /* bad header, too short, or the trailer does not match */
 };
 
 const char *rdb_verdict_name(enum rdb_verdict v);
@@ -47,10 +47,10 @@ const char *rdb_verdict_name(enum rdb_verdict v);
  */
 #define RDB_CHECK_HOLD 48 /* trailer + the longest mark that may follow it */
 struct rdb_check {
-    uint64_t crc;                         /* of the bytes before the held ones */
-    int64_t total;                        /* bytes fed */
-    unsigned char head[RDB_HEADER_LEN];   /* the first bytes fed */
-    unsigned char held[RDB_CHECK_HOLD];   /* the last min(total, RDB_CHECK_HOLD) bytes */
+    uint64_t crc;                       /* of the bytes before the held ones */
+    int64_t total;                      /* bytes fed */
+    unsigned char head[RDB_HEADER_LEN]; /* the first bytes fed */
+    unsigned char held[RDB_CHECK_HOLD]; /* the last min(total, RDB_CHECK_HOLD) bytes */
     size_t held_len;
 };
 

@@ -214,9 +214,8 @@ static void connect_current(struct sentinel *s)
 }
 
 struct sentinel *sentinel_new(struct event_base *base, struct resolver *resolver, const char *addrs,
-                              const char *master_name,
-                              const char *password, const struct sentinel_callbacks *cb, char *err,
-                              size_t errlen)
+                              const char *master_name, const char *password,
+                              const struct sentinel_callbacks *cb, char *err, size_t errlen)
 {
     struct sentinel *s = calloc(1, sizeof(*s));
     if (!s)

@@ -22,16 +22,16 @@ enum snapshot_state {
 
 struct snapshot {
     enum snapshot_state state;
-    char replid[41];   /* history the RDB belongs to */
-    int64_t offset;    /* stream offset the RDB is consistent with (last byte included) */
-    int64_t size;      /* bytes written so far / total when READY */
-    char *path;        /* final file name in dir */
-    char *tmp_path;    /* file being filled */
-    int fd;            /* write descriptor while FILLING, else -1 */
-    time_t ready_time; /* when it became READY */
-    struct rdb_check check;    /* of the bytes written, while FILLING */
-    enum rdb_verdict verdict;  /* READY: RDB_VERIFIED or RDB_UNCHECKED (never RDB_CORRUPT) */
-    struct rdb_header header;  /* READY: the RDB's magic and format version */
+    char replid[41];          /* history the RDB belongs to */
+    int64_t offset;           /* stream offset the RDB is consistent with (last byte included) */
+    int64_t size;             /* bytes written so far / total when READY */
+    char *path;               /* final file name in dir */
+    char *tmp_path;           /* file being filled */
+    int fd;                   /* write descriptor while FILLING, else -1 */
+    time_t ready_time;        /* when it became READY */
+    struct rdb_check check;   /* of the bytes written, while FILLING */
+    enum rdb_verdict verdict; /* READY: RDB_VERIFIED or RDB_UNCHECKED (never RDB_CORRUPT) */
+    struct rdb_header header; /* READY: the RDB's magic and format version */
 };
 
 const char *snapshot_state_name(enum snapshot_state s);

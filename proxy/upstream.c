@@ -1413,7 +1413,6 @@ struct wanlink_counters upstream_link_counters(const struct upstream *u)
         t.heartbeats += c->heartbeats;
     }
     return t;
-
 }
 
 void upstream_set_announce(struct upstream *u, const char *setting)

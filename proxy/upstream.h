@@ -90,12 +90,12 @@ struct upstream_params {
     int64_t repl_timeout_ms;
     int64_t reconnect_min_ms;
     int64_t reconnect_max_ms;
-    SSL_CTX *tls;            /* borrowed; TLS to the upstream when not NULL */
-    const char *server_name; /* copied; checked in its certificate ("" = host) */
-    struct resolver *resolver; /* borrowed; names resolved without blocking (NULL: blocking) */
-    const char *self_run_id;   /* copied: the relay's run id (refuse an upstream that is us) */
+    SSL_CTX *tls;                   /* borrowed; TLS to the upstream when not NULL */
+    const char *server_name;        /* copied; checked in its certificate ("" = host) */
+    struct resolver *resolver;      /* borrowed; names resolved without blocking (NULL: blocking) */
+    const char *self_run_id;        /* copied: the relay's run id (refuse an upstream that is us) */
     const struct upstream_wan *wan; /* NULL: defaults (no compression asked) */
-    const char *announce_version; /* copied: "auto", "none" or x.y.z (REPLCONF version) */
+    const char *announce_version;   /* copied: "auto", "none" or x.y.z (REPLCONF version) */
 };
 
 struct upstream *upstream_new(struct event_base *base, const struct upstream_params *p,

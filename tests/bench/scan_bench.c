@@ -40,8 +40,9 @@ int main(int argc, char **argv)
     memset(val, 'x', (size_t)value);
     for (uint64_t x = 0;; x++) {
         char hdr[128];
-        int hl = snprintf(hdr, sizeof(hdr), "*3\r\n$3\r\nSET\r\n$14\r\nkey:%010" PRIu64
-                          "\r\n$%" PRId64 "\r\n", x % 100000, value);
+        int hl = snprintf(hdr, sizeof(hdr),
+                          "*3\r\n$3\r\nSET\r\n$14\r\nkey:%010" PRIu64 "\r\n$%" PRId64 "\r\n",
+                          x % 100000, value);
         if (len + (size_t)hl + (size_t)value + 2 > cap)
             break;
         memcpy(buf + len, hdr, (size_t)hl);

@@ -339,8 +339,8 @@ static void test_spare_reuse(void **state)
     const char *d;
     struct backlog_block *held, *next;
     assert_int_equal(backlog_peek(b, 9, &d, &held), 8);
-    backlog_block_ref(held); /* [9..16] is referenced when it is trimmed below */
-    append_str(b, "CCCCCCCC");  /* [17..24] reuses the spare; [9..16] is trimmed, not kept */
+    backlog_block_ref(held);   /* [9..16] is referenced when it is trimmed below */
+    append_str(b, "CCCCCCCC"); /* [17..24] reuses the spare; [9..16] is trimmed, not kept */
     assert_int_equal(backlog_peek(b, 17, &d, &next), 8);
     assert_memory_equal(d, "CCCCCCCC", 8);
     assert_int_equal(next->start, 17);

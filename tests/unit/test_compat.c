@@ -179,8 +179,8 @@ static void test_chain(void **state)
     const char *b = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
     const char *c = "cccccccccccccccccccccccccccccccccccccccc";
     char info[512];
-    snprintf(info, sizeof(info), "redis_version:7.0.15\r\nrun_id:%s\r\ncascade_chain:%s,%s\r\n",
-             a, b, c);
+    snprintf(info, sizeof(info), "redis_version:7.0.15\r\nrun_id:%s\r\ncascade_chain:%s,%s\r\n", a,
+             b, c);
     struct compat_identity id;
     assert_int_equal(compat_identity_parse(info, strlen(info), &id), 0);
     assert_true(compat_chain_has(&id, a));
@@ -300,8 +300,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_version_parse), cmocka_unit_test(test_rdb_magic),
         cmocka_unit_test(test_rdb_writer),    cmocka_unit_test(test_table),
-        cmocka_unit_test(test_check),         cmocka_unit_test(test_identity), cmocka_unit_test(test_chain),
-        cmocka_unit_test(test_marks),
+        cmocka_unit_test(test_check),         cmocka_unit_test(test_identity),
+        cmocka_unit_test(test_chain),         cmocka_unit_test(test_marks),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
