@@ -303,3 +303,22 @@ def test_checker_catches_a_missing_name():
         assert name in documented(doc)
         stripped = doc.replace("`%s`" % name, name)
         assert missing([name], documented(stripped)) == [name]
+
+
+# --------------------------------------------------------------------------------------------
+# docs/architecture.md
+
+
+def test_architecture_names_every_file():
+    """docs/architecture.md is kept true with the code: it names every file under proxy/ (in
+    backticks), and every proxy file it names exists."""
+    path = os.path.join(h.REPO_ROOT, "docs", "architecture.md")
+    with open(path) as f:
+        doc = f.read()
+    proxy = os.path.join(h.REPO_ROOT, "proxy")
+    files = sorted(f for f in os.listdir(proxy) if f.endswith((".c", ".h")))
+    missing = [f for f in files if "`%s`" % f not in doc]
+    assert not missing, "docs/architecture.md does not name: %s" % ", ".join(missing)
+    named = set(re.findall(r"`([a-z_0-9]+\.[ch])`", doc))
+    stale = sorted(n for n in named if n not in files)
+    assert not stale, "docs/architecture.md names files that are gone: %s" % ", ".join(stale)
