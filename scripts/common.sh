@@ -5,7 +5,7 @@ CASCADE_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 PY=/usr/bin/python3 # Debian's python, where python3-pytest and python3-redis live
 
 CASCADE_PACKAGES=(
-    gcc clang meson ninja-build pkg-config
+    gcc clang clang-format meson ninja-build pkg-config
     libevent-dev libhiredis-dev libinih-dev libssl-dev libisal-dev libcmocka-dev libclang-rt-14-dev libzstd-dev
     redis-server redis-tools redis-sentinel python3 python3-pytest python3-redis curl
     # the Debian package (scripts/package, tests/integration/test_package.py) and man pages
