@@ -20,6 +20,8 @@
  */
 #include "relay.h"
 
+#include "history.h"
+
 #include <event2/event.h>
 #include <dirent.h>
 #include <errno.h>
@@ -56,7 +58,7 @@
 #define FETCH_RETRY_MS  1000        /* between failed snapshot fetches */
 #define SYNC_MS         1000        /* fsync of the disk log, like appendfsync everysec */
 #define STOP_FLUSH_MS   2000        /* graceful stop: at most this long flushing replicas */
-#define NULL_REPLID     "0000000000000000000000000000000000000000"
+#define NULL_REPLID     HISTORY_NULL_REPLID
 #define LOG_BATCH_BYTES (1024 * 1024) /* stream bytes handed to the log at once, at least */
 #define AHEAD_MAX       (64 << 20)    /* a PSYNC this far ahead of us may wait for the stream */
 #define DISK_RETRY_MS   1000          /* the disk log, off after a write error: first retry */
@@ -65,9 +67,9 @@
 
 struct relay {
     struct resolver *resolver; /* owned: every name lookup of the links (evdns) */
-    struct event_base *base; /* borrowed */
-    struct config *cfg;      /* borrowed */
-    const char *config_path; /* borrowed; for INFO */
+    struct event_base *base;   /* borrowed */
+    struct config *cfg;        /* borrowed */
+    const char *config_path;   /* borrowed; for INFO */
     struct stats stats;
     struct backlog *backlog;      /* owned: the stream history */
     struct snapshot *snap;        /* owned: the READY snapshot served to full syncs */
@@ -78,10 +80,7 @@ struct relay {
     struct replica_set *replicas; /* owned */
     struct server *server;        /* owned */
     struct event *cron;           /* owned */
-    bool has_history;             /* replid/backlog describe a real history */
-    char replid[41];              /* current history id (the upstream's) */
-    char replid2[41];             /* previous id, accepted up to second_replid_offset */
-    int64_t second_replid_offset; /* first offset not valid under replid2, -1 if none */
+    struct history hist;          /* the ids the relay serves (history.h) */
     bool main_full_sync;          /* the main link is loading a new history's RDB */
     uint64_t rdb_gen;             /* last id handed to a filling snapshot */
     uint64_t main_gen;            /* id of the main link's filling snapshot, 0 if none */
@@ -196,14 +195,15 @@ static void write_meta(struct relay *r)
 {
     if (!r->store)
         return;
-    struct store_meta m = {.second_replid_offset = r->second_replid_offset, .snapshot_offset = -1};
-    if (r->has_history) {
-        memcpy(m.replid, r->replid, 41);
-        memcpy(m.replid2, r->replid2, 41);
+    struct store_meta m = {.second_replid_offset = r->hist.second_replid_offset,
+                           .snapshot_offset = -1};
+    if (r->hist.has_history) {
+        memcpy(m.replid, r->hist.replid, RESP_REPLID_LEN + 1);
+        memcpy(m.replid2, r->hist.replid2, RESP_REPLID_LEN + 1);
     }
     if (r->snap && r->snap->state == SNAPSHOT_READY) {
         snprintf(m.snapshot_file, sizeof(m.snapshot_file), "%s", snapshot_file_name(r->snap));
-        memcpy(m.snapshot_replid, r->snap->replid, 41);
+        memcpy(m.snapshot_replid, r->snap->replid, RESP_REPLID_LEN + 1);
         m.snapshot_offset = r->snap->offset;
         m.snapshot_size = r->snap->size;
     }
@@ -212,35 +212,12 @@ static void write_meta(struct relay *r)
         log_warning("relay", "-", "cannot persist meta: %s", err);
 }
 
-enum history_match {
-    HISTORY_NONE,     /* not a point of our history */
-    HISTORY_CURRENT,  /* our current id */
-    HISTORY_PREVIOUS, /* our previous id, before the switch at second_replid_offset */
-};
-
-/*
- * The one test of "is this id ours", as Redis' masterTryPartialResynchronization makes it: the
- * current id, or the previous one if `next` (the first byte wanted: PSYNC's offset, a
- * snapshot's offset + 1) is not past where the previous id ended. Ids compare as Redis does
- * (resp_replid_equal: exact length, case-insensitive).
- */
-static enum history_match history_match(const struct relay *r, const char *id, size_t len,
-                                        int64_t next)
-{
-    if (!r->has_history)
-        return HISTORY_NONE;
-    if (resp_replid_equal(id, len, r->replid))
-        return HISTORY_CURRENT;
-    if (resp_replid_equal(id, len, r->replid2) && next <= r->second_replid_offset)
-        return HISTORY_PREVIOUS;
-    return HISTORY_NONE;
-}
-
 static bool snapshot_usable(const struct relay *r, const struct snapshot *s)
 {
     if (!s || s->state != SNAPSHOT_READY)
         return false;
-    bool same = history_match(r, s->replid, strlen(s->replid), s->offset + 1) != HISTORY_NONE;
+    bool same =
+        history_match(&r->hist, s->replid, strlen(s->replid), s->offset + 1) != HISTORY_NONE;
     /* The stream must be held from the byte after the snapshot on. */
     return same && s->offset + 1 >= held_start(r);
 }
@@ -272,10 +249,11 @@ static const struct snapshot *streamable(struct relay *r, const char **replid, u
         return f;
     }
     f = r->fetch && !r->fetch_finished ? upstream_filling(r->fetch) : NULL;
-    if (f && r->fetch_gen && r->has_history && !r->main_full_sync) {
-        bool same = history_match(r, f->replid, strlen(f->replid), f->offset + 1) != HISTORY_NONE;
+    if (f && r->fetch_gen && r->hist.has_history && !r->main_full_sync) {
+        bool same =
+            history_match(&r->hist, f->replid, strlen(f->replid), f->offset + 1) != HISTORY_NONE;
         if (same && f->offset + 1 >= held_start(r)) {
-            *replid = r->replid;
+            *replid = r->hist.replid;
             *gen = r->fetch_gen;
             return f;
         }
@@ -449,7 +427,7 @@ static void serve_waiting(struct relay *r)
             break; /* the rest keep waiting, with keepalives, for a slot */
         r->stats.sync_full++;
         if (ready) {
-            replica_start_full(rep, r->snap, r->replid);
+            replica_start_full(rep, r->snap, r->hist.replid);
         } else {
             replica_start_streamed(rep, filling->tmp_path, filling->offset, sreplid, sgen);
             replica_set_rdb_progress(r->replicas, sgen, filling->size, false);
@@ -490,7 +468,7 @@ static void fetch_on_rdb_progress(void *ctx)
     rdb_progress(r, r->fetch, &r->fetch_gen);
 }
 
-static void fetch_position(void *ctx, char replid[41], int64_t *offset)
+static void fetch_position(void *ctx, char replid[RESP_REPLID_LEN + 1], int64_t *offset)
 {
     (void)ctx;
     replid[0] = '\0';
@@ -610,11 +588,11 @@ static void request_snapshot(struct relay *r)
 
 /* ---- main link callbacks ---------------------------------------------------------------- */
 
-static void up_position(void *ctx, char replid[41], int64_t *offset)
+static void up_position(void *ctx, char replid[RESP_REPLID_LEN + 1], int64_t *offset)
 {
     struct relay *r = ctx;
-    if (r->has_history) {
-        memcpy(replid, r->replid, 41);
+    if (r->hist.has_history) {
+        memcpy(replid, r->hist.replid, RESP_REPLID_LEN + 1);
         *offset = backlog_end(r->backlog);
     } else {
         replid[0] = '\0';
@@ -626,15 +604,12 @@ static void up_on_continue(void *ctx, const char *new_replid)
 {
     struct relay *r = ctx;
     r->stats.upstream_partial_syncs++;
-    if (!new_replid[0] || resp_replid_equal(new_replid, strlen(new_replid), r->replid))
-        return;
     /* psync2: the old id stays valid up to here (Redis' shiftReplicationId). */
-    memcpy(r->replid2, r->replid, 41);
-    r->second_replid_offset = backlog_end(r->backlog) + 1;
-    memcpy(r->replid, new_replid, 41);
+    if (!history_shift(&r->hist, new_replid, backlog_end(r->backlog)))
+        return;
     log_notice("relay", "-",
-               "upstream replication id changed to %s; replid2 %s valid up to %" PRId64, r->replid,
-               r->replid2, r->second_replid_offset);
+               "upstream replication id changed to %s; replid2 %s valid up to %" PRId64,
+               r->hist.replid, r->hist.replid2, r->hist.second_replid_offset);
     write_meta(r);
     /* Sub-replicas reconnect to learn the new id; their old one is accepted through replid2. */
     replica_set_drop(r->replicas, false, 0, "upstream replication id changed");
@@ -656,13 +631,14 @@ static void up_on_snapshot(void *ctx, struct snapshot *s)
     r->main_full_sync = false;
     uint64_t gen = r->main_gen;
     r->main_gen = 0;
-    bool continues = r->has_history && resp_replid_equal(s->replid, strlen(s->replid), r->replid) &&
-                     s->offset == backlog_end(r->backlog);
+    bool continues =
+        history_match(&r->hist, s->replid, strlen(s->replid), s->offset + 1) == HISTORY_CURRENT &&
+        s->offset == backlog_end(r->backlog);
     if (!continues) {
         /* A new history: the old one was served until now; nothing of it is mixed in. */
-        if (r->has_history)
+        if (r->hist.has_history)
             log_notice("relay", "-", "new history %s at offset %" PRId64 " replaces %s", s->replid,
-                       s->offset, r->replid);
+                       s->offset, r->hist.replid);
         replica_set_drop(r->replicas, false, gen, "upstream started a new history");
         drop_pending(r);
         backlog_reset(r->backlog, s->offset + 1);
@@ -673,10 +649,7 @@ static void up_on_snapshot(void *ctx, struct snapshot *s)
             store_back(r);
             feed_replicas(r);
         }
-        memcpy(r->replid, s->replid, 41);
-        memcpy(r->replid2, NULL_REPLID, 41);
-        r->second_replid_offset = -1;
-        r->has_history = true;
+        history_start(&r->hist, s->replid);
     }
     install_snapshot(r, s);
     /* Replicas streamed this RDB get its end now: the backlog already starts after it. */
@@ -923,9 +896,10 @@ static void info_replication(struct relay *r, struct sbuf *o)
                 "repl_backlog_size:%" PRId64 "\r\n"
                 "repl_backlog_first_byte_offset:%" PRId64 "\r\n"
                 "repl_backlog_histlen:%zu\r\n",
-                r->has_history ? r->replid : NULL_REPLID, r->replid2, end, r->second_replid_offset,
-                r->has_history ? 1 : 0, (int64_t)backlog_limit(r->backlog),
-                backlog_start(r->backlog), backlog_histlen(r->backlog));
+                r->hist.has_history ? r->hist.replid : NULL_REPLID, r->hist.replid2, end,
+                r->hist.second_replid_offset, r->hist.has_history ? 1 : 0,
+                (int64_t)backlog_limit(r->backlog), backlog_start(r->backlog),
+                backlog_histlen(r->backlog));
 }
 
 /* Who the upstream is, how its full syncs went, what the snapshot is, who is held off. */
@@ -949,8 +923,8 @@ static void info_versions(struct relay *r, struct sbuf *o)
         "snapshot_rdb_magic:%s\r\n"
         "replicas_refused:%d\r\n",
         id ? compat_server_name(id->server) : "unknown", id ? id->server_version : "",
-        id ? id->run_id : "", upstream_stalled(r->up, net_now_ms()),
-        upstream_loops_refused(r->up), announced[0] ? announced : "none", upstream_sync_aborts(r->up),
+        id ? id->run_id : "", upstream_stalled(r->up, net_now_ms()), upstream_loops_refused(r->up),
+        announced[0] ? announced : "none", upstream_sync_aborts(r->up),
         upstream_sync_aborts_total(r->up), upstream_abort_reason(r->up), f.version,
         f.version ? (f.valkey_magic ? "VALKEY" : "REDIS") : "", compat_marks_count(&r->marks));
     int64_t now = net_now_ms();
@@ -1398,18 +1372,8 @@ static int relay_config_set(void *ctx, const char *key, const char *value, char 
  */
 static bool can_continue(const struct relay *r, const char *replid, size_t len, int64_t offset)
 {
-    int64_t next = backlog_end(r->backlog) + 1;
-    if (offset < 0 || offset > RESP_MAX_OFFSET)
-        return false; /* an offset no stream reaches: a full sync, as Redis gives */
-    switch (history_match(r, replid, len, offset)) {
-    case HISTORY_CURRENT:
-        return offset >= held_start(r) && offset <= next + AHEAD_MAX;
-    case HISTORY_PREVIOUS:
-        return offset >= held_start(r) && offset <= next;
-    case HISTORY_NONE:
-        break;
-    }
-    return false;
+    return history_can_continue(&r->hist, replid, len, offset, held_start(r),
+                                backlog_end(r->backlog) + 1, AHEAD_MAX);
 }
 
 static int relay_sync(void *ctx, struct bufferevent *bev, const struct server_sync_request *req,
@@ -1436,7 +1400,7 @@ static int relay_sync(void *ctx, struct bufferevent *bev, const struct server_sy
     }
     /* While the first full sync from the upstream runs, a history is coming: replicas wait for
      * it (and are streamed its RDB as it arrives). */
-    if (!r->has_history && !r->main_full_sync) {
+    if (!r->hist.has_history && !r->main_full_sync) {
         /* Never -ERR: a stock replica would fall back to SYNC and drop its cached master. */
         snprintf(err, errlen, "NOMASTERLINK Can't SYNC while not connected with my master");
         return -1;
@@ -1487,14 +1451,14 @@ static int relay_sync(void *ctx, struct bufferevent *bev, const struct server_sy
                        " bytes ahead of the stream (our log ended behind it): continued, it "
                        "gets bytes from there on",
                        offset, offset - backlog_end(r->backlog) - 1);
-        replica_start_partial(rep, offset, r->replid);
+        replica_start_partial(rep, offset, r->hist.replid);
         return 0;
     }
     if (!req->plain_sync && !(id_len == 1 && id[0] == '?'))
         r->stats.sync_partial_err++;
     log_info("relay", req->peer,
              "full sync for %s %" PRId64 " (history %s %" PRId64 "..%" PRId64 ")", replid, offset,
-             r->replid, backlog_start(r->backlog), backlog_end(r->backlog));
+             r->hist.replid, backlog_start(r->backlog), backlog_end(r->backlog));
     replica_start_full(rep, NULL, NULL); /* waits until a snapshot and a slot are there */
     if (!snapshot_usable(r, r->snap))
         request_snapshot(r);
@@ -1546,7 +1510,7 @@ static int64_t disk_room(const struct relay *r)
  */
 static void disk_try_restart(struct relay *r, int64_t now)
 {
-    if (!r->store_broken || !r->has_history || now - r->disk_off_ms < r->disk_retry_ms)
+    if (!r->store_broken || !r->hist.has_history || now - r->disk_off_ms < r->disk_retry_ms)
         return;
     int64_t want = 2 * r->cfg->segment_bytes;
     want = want < DISK_ROOM_MIN ? DISK_ROOM_MIN : want > (1LL << 30) ? (1LL << 30) : want;
@@ -1620,7 +1584,7 @@ static void cron_cb(evutil_socket_t fd, short what, void *arg)
             serve_waiting(r);
         else
             request_snapshot(r);
-    } else if (r->has_history && r->cfg->snapshot_refresh_bytes > 0 && r->snap &&
+    } else if (r->hist.has_history && r->cfg->snapshot_refresh_bytes > 0 && r->snap &&
                backlog_end(r->backlog) - r->snap->offset > r->cfg->snapshot_refresh_bytes &&
                (!r->last_fetch_ms || now - r->last_fetch_ms >= r->cfg->snapshot_interval_ms)) {
         /* Refresh policy: a full sync should not have to replay a long log; at most one
@@ -1644,9 +1608,7 @@ struct relay *relay_new(struct event_base *base, struct config *cfg, const char 
     r->config_path = config_path;
     r->start_ms = net_now_ms();
     resp_random_hex(r->run_id, 40);
-    memcpy(r->replid, NULL_REPLID, 41);
-    memcpy(r->replid2, NULL_REPLID, 41);
-    r->second_replid_offset = -1;
+    history_init(&r->hist);
     r->pend_boundary = -1;
     r->backlog = backlog_new(BLOCK_SIZE, (size_t)cfg->backlog_size_bytes);
     struct replica_limits lim = replica_limits_of(cfg);
@@ -1815,18 +1777,15 @@ static int recover(struct relay *r, char *err, size_t errlen)
                    "meta was written by an older version (no checksum): it agrees with its "
                    "snapshot; rewritten with one");
     upstream_set_framing(r->up, &scan);
-    r->has_history = true;
-    memcpy(r->replid, m.replid, 41);
-    snprintf(r->replid2, sizeof(r->replid2), "%s", m.replid2[0] ? m.replid2 : NULL_REPLID);
-    r->second_replid_offset = m.second_replid_offset;
+    history_restore(&r->hist, m.replid, m.replid2, m.second_replid_offset);
     backlog_reset(r->backlog, store_end(r->store) + 1);
     if (m.snapshot_file[0]) {
         char serr[512];
         r->snap = snapshot_adopt(r->cfg->dir, m.snapshot_file, m.snapshot_replid, m.snapshot_offset,
                                  m.snapshot_size, serr, sizeof(serr));
         if (!r->snap) {
-            log_warning("relay", "-", "cached snapshot not usable (a fresh one will be fetched): %s",
-                        serr);
+            log_warning("relay", "-",
+                        "cached snapshot not usable (a fresh one will be fetched): %s", serr);
             if (strstr(serr, "fails its check"))
                 r->stats.snapshots_rejected++;
         }
@@ -1835,7 +1794,7 @@ static int recover(struct relay *r, char *err, size_t errlen)
     log_notice("relay", "-",
                "recovered history %s: disk log %" PRId64 "..%" PRId64 " (%zu segments), "
                "snapshot %s at %" PRId64,
-               r->replid, store_start(r->store), store_end(r->store), store_segments(r->store),
+               r->hist.replid, store_start(r->store), store_end(r->store), store_segments(r->store),
                r->snap ? snapshot_file_name(r->snap) : "none",
                r->snap ? r->snap->offset : (int64_t)-1);
     write_meta(r); /* in the current format, and with what recovery cut */
