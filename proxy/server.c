@@ -48,8 +48,8 @@ struct client {
     char last_cmd[32];  /* for CLIENT LIST */
     int listening_port; /* REPLCONF listening-port */
     bool capa_eof, capa_psync2, rdb_only;
-    bool cascade_frame; /* REPLCONF capa cascade-frame: a downstream cascade relay, framed */
-    int frame_level;    /* ... with zstd at this level (0: raw frames) */
+    bool cascade_frame;    /* REPLCONF capa cascade-frame: a downstream cascade relay, framed */
+    int frame_level;       /* ... with zstd at this level (0: raw frames) */
     bool capa_rdb_channel; /* REPLCONF capa rdb-channel-repl: Redis >= 8.0 */
     int version;           /* REPLCONF version (Valkey), packed; 0 if not sent */
     bool authed;
