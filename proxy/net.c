@@ -1,6 +1,6 @@
 /*
- * net: thin wrappers over the socket API. Name resolution uses getaddrinfo (blocking): hosts
- * are configured by the operator and resolved rarely, on (re)connect.
+ * net: thin wrappers over the socket API. getaddrinfo (blocking) serves only the listen
+ * addresses at start-up; the links' names go through resolve.c (evdns), never the loop.
  */
 #include "net.h"
 
@@ -23,12 +23,13 @@ static int set_nonblock(int fd)
     return 0;
 }
 
-static struct addrinfo *resolve(const char *host, int port, int passive, char *err, size_t errlen)
+/* The addresses to listen on for host:port. */
+static struct addrinfo *resolve_passive(const char *host, int port, char *err, size_t errlen)
 {
     struct addrinfo hints = {0}, *res = NULL;
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
-    hints.ai_flags = passive ? AI_PASSIVE : 0;
+    hints.ai_flags = AI_PASSIVE;
     char ps[16];
     snprintf(ps, sizeof(ps), "%d", port);
     int rc = getaddrinfo(host, ps, &hints, &res);
@@ -41,7 +42,7 @@ static struct addrinfo *resolve(const char *host, int port, int passive, char *e
 
 int net_listen(const char *addr, int port, int backlog, char *err, size_t errlen)
 {
-    struct addrinfo *res = resolve(addr, port, 1, err, errlen);
+    struct addrinfo *res = resolve_passive(addr, port, err, errlen);
     if (!res)
         return -1;
     int fd = -1;
@@ -62,18 +63,6 @@ int net_listen(const char *addr, int port, int backlog, char *err, size_t errlen
     }
     freeaddrinfo(res);
     return fd;
-}
-
-int net_resolve(const char *host, int port, struct sockaddr_storage *out, socklen_t *outlen,
-                char *err, size_t errlen)
-{
-    struct addrinfo *res = resolve(host, port, 0, err, errlen);
-    if (!res)
-        return -1;
-    memcpy(out, res->ai_addr, res->ai_addrlen);
-    *outlen = res->ai_addrlen;
-    freeaddrinfo(res);
-    return 0;
 }
 
 int64_t net_now_ms(void)

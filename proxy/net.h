@@ -14,10 +14,6 @@
 /* A non-blocking listening socket on addr:port (addr may be an IPv4/IPv6 literal or name). */
 int net_listen(const char *addr, int port, int backlog, char *err, size_t errlen);
 
-/* Resolve host:port to the first address (for bufferevent_socket_connect). 0 or -1. */
-int net_resolve(const char *host, int port, struct sockaddr_storage *out, socklen_t *outlen,
-                char *err, size_t errlen);
-
 /* TCP_NODELAY and keepalive on a connected socket. */
 void net_tune(int fd);
 

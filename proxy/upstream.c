@@ -86,7 +86,7 @@ struct upstream {
     unsigned snap_seq;     /* names temp files uniquely */
     struct upstream_callbacks cb;
     SSL_CTX *tls;               /* borrowed, NULL for plain TCP */
-    struct resolver *resolver;  /* borrowed; NULL: blocking getaddrinfo (tools, tests) */
+    struct resolver *resolver;  /* borrowed: every name lookup */
     struct resolve_req *lookup; /* CONNECTING: the pending name lookup */
     char self_run_id[41];       /* the relay's own run id: an upstream with it is a loop */
     int64_t loops_refused;      /* links refused as loops */
@@ -916,6 +916,20 @@ static void stream_end(struct upstream *u)
  * buffer; then frame the commands. Keeps decoding while the decoder fills the room it was
  * given (it may hold more than the wire shows).
  */
+/* Where the next DRAIN_BYTES of stream go: the owner's room (its backlog's free blocks, so
+ * the bytes are not copied again), else the link's own buffer, which lives as long as u.
+ * Returns the iovecs filled (at least one). */
+static int stream_room(struct upstream *u, struct iovec iov[DRAIN_IOV])
+{
+    int n = u->cb.stream_room ? u->cb.stream_room(u->cb.ctx, DRAIN_BYTES, iov, DRAIN_IOV) : 0;
+    if (n == 0) {
+        if (!u->rbuf && !(u->rbuf = malloc(DRAIN_BYTES)))
+            abort();
+        iov[n++] = (struct iovec){.iov_base = u->rbuf, .iov_len = DRAIN_BYTES};
+    }
+    return n;
+}
+
 static void read_frames(struct upstream *u)
 {
     char err[FRAME_ERR_LEN];
@@ -923,12 +937,7 @@ static void read_frames(struct upstream *u)
         if (u->state != UPSTREAM_STREAM || !u->bev)
             return;
         struct iovec iov[DRAIN_IOV];
-        int n = u->cb.stream_room ? u->cb.stream_room(u->cb.ctx, DRAIN_BYTES, iov, DRAIN_IOV) : 0;
-        if (n == 0) {
-            if (!u->rbuf && !(u->rbuf = malloc(DRAIN_BYTES)))
-                abort();
-            iov[n++] = (struct iovec){.iov_base = u->rbuf, .iov_len = DRAIN_BYTES};
-        }
+        int n = stream_room(u, iov);
         for (int i = 0; i < n; i++) {
             ssize_t got = wanlink_in_decode_into(u->frame, bufferevent_get_input(u->bev),
                                                  iov[i].iov_base, iov[i].iov_len, err, sizeof(err));
@@ -977,12 +986,7 @@ static void stream_read(struct upstream *u, evutil_socket_t fd)
     if (u->state != UPSTREAM_STREAM)
         return;
     struct iovec iov[DRAIN_IOV];
-    int n = u->cb.stream_room ? u->cb.stream_room(u->cb.ctx, DRAIN_BYTES, iov, DRAIN_IOV) : 0;
-    if (n == 0) {
-        if (!u->rbuf && !(u->rbuf = malloc(DRAIN_BYTES)))
-            abort();
-        iov[n++] = (struct iovec){.iov_base = u->rbuf, .iov_len = DRAIN_BYTES};
-    }
+    int n = stream_room(u, iov);
     int err = 0;
     bool eof = false;
     struct msghdr msg = {.msg_iov = iov, .msg_iovlen = (size_t)n};
@@ -1135,14 +1139,6 @@ static void connect_now(struct upstream *u)
     if (!u->reader)
         abort();
     set_state(u, UPSTREAM_CONNECTING);
-    if (!u->resolver) {
-        struct sockaddr_storage ss;
-        socklen_t sl;
-        char err[256];
-        int ok = net_resolve(u->host, u->port, &ss, &sl, err, sizeof(err)) == 0;
-        resolved_cb(u, ok, (struct sockaddr *)&ss, sl, err);
-        return;
-    }
     /* connect-timeout covers the lookup too (cron, CONNECTING) */
     u->lookup = resolver_lookup(u->resolver, u->host, u->port, resolved_cb, u);
 }

@@ -92,7 +92,7 @@ struct upstream_params {
     int64_t reconnect_max_ms;
     SSL_CTX *tls;                   /* borrowed; TLS to the upstream when not NULL */
     const char *server_name;        /* copied; checked in its certificate ("" = host) */
-    struct resolver *resolver;      /* borrowed; names resolved without blocking (NULL: blocking) */
+    struct resolver *resolver;      /* borrowed, required: names resolved without blocking */
     const char *self_run_id;        /* copied: the relay's run id (refuse an upstream that is us) */
     const struct upstream_wan *wan; /* NULL: defaults (no compression asked) */
     const char *announce_version;   /* copied: "auto", "none" or x.y.z (REPLCONF version) */
