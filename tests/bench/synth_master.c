@@ -18,6 +18,7 @@
  *                [--keys K] [--hold] [--rdb FILE] [--report-every S] [--buffer-mb M]
  */
 #include "bench_util.h"
+#include "rdb.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -82,17 +83,6 @@ static bool streaming;
 static int64_t stream_start_ns;
 static int64_t t0;
 
-static uint64_t crc64(uint64_t crc, const unsigned char *p, size_t n)
-{
-    /* Redis' CRC-64 (Jones polynomial, reflected, init 0): what an RDB's trailer holds. */
-    for (size_t i = 0; i < n; i++) {
-        crc ^= p[i];
-        for (int k = 0; k < 8; k++)
-            crc = (crc >> 1) ^ ((crc & 1) ? 0x95AC9329AC4BC9B5ULL : 0);
-    }
-    return crc;
-}
-
 static void build_rdb(void)
 {
     if (o.rdb_file) {
@@ -117,7 +107,7 @@ static void build_rdb(void)
     rdb_len = sizeof(body) + 8;
     rdb = malloc(rdb_len);
     memcpy(rdb, body, sizeof(body));
-    uint64_t crc = crc64(0, body, sizeof(body));
+    uint64_t crc = rdb_crc64(0, body, sizeof(body)); /* Redis' CRC-64, as rdb.c checks it */
     for (int i = 0; i < 8; i++)
         rdb[sizeof(body) + (size_t)i] = (char)((crc >> (8 * i)) & 0xff);
 }
