@@ -6,8 +6,6 @@ backoff, never an abort. Fake upstreams are small Python servers on loopback; ev
 is a real redis-server and the real relay binary."""
 import ctypes
 import os
-import socket
-import threading
 import time
 
 import pytest
@@ -76,106 +74,21 @@ def resp(*args):
 # --------------------------------------------------------------------------------------------
 # a scripted fake master
 
-class FakeMaster:
-    """Accepts the relay's links; answers PING and REPLCONF like a master and PSYNC with
-    script(conn_index, psync_args) -> bytes (then closes if close_after, else stays silent
-    until the relay hangs up). Records every PSYNC."""
+class ScriptedMaster(h.FakeMaster):
+    """The harness' fake master (INFO refused, as an ACL may), answering the n-th PSYNC with
+    script(n, psync_args) -> bytes, then closing (close_after) or staying silent until the
+    relay hangs up. psync_args records every PSYNC's (replid, offset)."""
 
     def __init__(self, script, close_after=True):
+        super().__init__(info=None)
         self.script = script
         self.close_after = close_after
-        self.psyncs = []
-        self.connections = 0
-        self.stop_ev = threading.Event()
-        self.ls = socket.socket()
-        self.ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.ls.bind((h.HOST, 0))
-        self.ls.listen(16)
-        self.ls.settimeout(0.2)
-        self.port = self.ls.getsockname()[1]
-        self.t = threading.Thread(target=self._run, daemon=True)
-        self.t.start()
+        self.psync_args = []
 
-    def _run(self):
-        while not self.stop_ev.is_set():
-            try:
-                c, _ = self.ls.accept()
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            self.connections += 1
-            threading.Thread(target=self._serve, args=(c, self.connections - 1),
-                             daemon=True).start()
-
-    def _serve(self, c, n):
-        c.settimeout(5)
-        buf = b""
-        try:
-            for _ in range(100):
-                cmd, buf = self._read_command(c, buf)
-                if cmd is None:
-                    return
-                name = cmd[0].upper()
-                if name == b"PING":
-                    c.sendall(b"+PONG\r\n")
-                elif name in (b"REPLCONF", b"AUTH"):
-                    c.sendall(b"+OK\r\n")
-                elif name == b"PSYNC":
-                    self.psyncs.append(tuple(x.decode() for x in cmd[1:3]))
-                    c.sendall(self.script(n, cmd[1:]))
-                    if self.close_after:
-                        return
-                    # stay silent; drain what the relay sends (ACKs) until it hangs up
-                    for _ in range(10000):
-                        if self.stop_ev.is_set() or not c.recv(65536):
-                            return
-                else:
-                    c.sendall(b"-ERR unknown command\r\n")
-        except OSError:
-            pass
-        finally:
-            c.close()
-
-    @staticmethod
-    def _read_command(c, buf):
-        for _ in range(1000):
-            if buf.startswith(b"*") and b"\r\n" in buf:
-                try:
-                    args, rest = FakeMaster._parse(buf)
-                except IndexError:
-                    args = None
-                if args is not None:
-                    return args, rest
-            elif b"\r\n" in buf:
-                line, _, rest = buf.partition(b"\r\n")
-                return line.split(), rest
-            chunk = c.recv(65536)
-            if not chunk:
-                return None, buf
-            buf += chunk
-        return None, buf
-
-    @staticmethod
-    def _parse(buf):
-        head, _, rest = buf.partition(b"\r\n")
-        n = int(head[1:])
-        args = []
-        for _ in range(n):
-            if b"\r\n" not in rest:
-                return None, buf
-            ln, _, rest = rest.partition(b"\r\n")
-            k = int(ln[1:])
-            if len(rest) < k + 2:
-                return None, buf
-            args.append(rest[:k])
-            rest = rest[k + 2:]
-        return args, rest
-
-    def stop(self):
-        self.stop_ev.set()
-        self.ls.close()
-        self.t.join(5)
+    def psync_reply(self, c, args, n):
+        self.psync_args.append(tuple(args[1:3]))
+        c.sendall(self.script(n, args[1:]))
+        return not self.close_after
 
 
 @pytest.fixture
@@ -183,7 +96,8 @@ def fake_master():
     made = []
 
     def make(script, close_after=True):
-        m = FakeMaster(script, close_after)
+        m = ScriptedMaster(script, close_after)
+        m.start()
         made.append(m)
         return m
     yield make
@@ -393,10 +307,10 @@ def test_link_that_dies_after_each_rdb_backs_off(cluster, fake_master):
     rdb = tiny_rdb([(b"k", b"v")])
     fm = fake_master(lambda n, args: fullresync(100 + n, rdb) + resp("SET", "a", "1"))
     relay = cluster.relay(fm, "relay")
-    wait_for(lambda: len(fm.psyncs) >= 2, 20, "two full syncs")
-    start, t0 = len(fm.psyncs), time.monotonic()
+    wait_for(lambda: len(fm.psync_args) >= 2, 20, "two full syncs")
+    start, t0 = len(fm.psync_args), time.monotonic()
     wait_for(lambda: time.monotonic() - t0 >= 5, 10, "a 5 s window")
-    during = len(fm.psyncs) - start
+    during = len(fm.psync_args) - start
     # reconnect-min 100 ms doubling: at most ~6 dials in 5 s; at once it was dozens
     assert during <= 8, "%d PSYNCs in 5 s after two failures" % during
     assert count_in_file(relay_log(relay), "RDB complete") >= 2

@@ -15,8 +15,6 @@
 """
 
 import os
-import socket
-import threading
 import time
 
 import pytest
@@ -42,135 +40,12 @@ def rdb(magic, ver="9.1.2", key="valkey-ver"):
     return magic + aux + b"\xff" + b"\0" * 8
 
 
-class FakeUpstream(threading.Thread):
-    """A master that answers the relay's handshake from a script: info (text, or None for an
-    ACL-style -NOPERM), whether REPLCONF version is known, and what follows PSYNC ("rdb": a
-    +FULLRESYNC and payload, then silence; "abort": +FULLRESYNC, then close)."""
+class FakeUpstream(h.FakeMaster):
+    """The fake master with this file's defaults: a Valkey 9 that sends a VALKEY080 RDB."""
 
-    def __init__(self, info=VALKEY9_INFO, version_ok=True, payload=None, on_psync="rdb",
-                 delay=0.0):
-        super().__init__(daemon=True)
-        self.delay = delay  # seconds between +FULLRESYNC and the payload
-        self.info, self.version_ok = info, version_ok
-        self.payload = payload if payload is not None else rdb(b"VALKEY080")
-        self.on_psync = on_psync
-        self.commands = []  # every command received, as tuples of str
-        self.psyncs = 0
-        self.lsock = socket.socket()
-        self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.lsock.bind((h.HOST, 0))
-        self.lsock.listen(16)
-        self.lsock.settimeout(0.2)
-        self.port = self.lsock.getsockname()[1]
-        self.stopping = False
-        self.conns = []
-        self.lock = threading.Lock()
-
-    def run(self):
-        for _ in range(1000000):
-            if self.stopping:
-                return
-            try:
-                c, _ = self.lsock.accept()
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            self.conns.append(c)
-            threading.Thread(target=self.serve, args=(c,), daemon=True).start()
-
-    @staticmethod
-    def parse(buf):
-        """One RESP array command from buf: (args, rest) or (None, buf)."""
-        if not buf.startswith(b"*"):
-            line, sep, rest = buf.partition(b"\r\n")
-            return (line.decode().split(), rest) if sep else (None, buf)
-        head, sep, rest = buf.partition(b"\r\n")
-        if not sep:
-            return None, buf
-        args = []
-        for _ in range(int(head[1:])):
-            lh, sep, rest = rest.partition(b"\r\n")
-            if not sep:
-                return None, buf
-            n = int(lh[1:])
-            if len(rest) < n + 2:
-                return None, buf
-            args.append(rest[:n].decode())
-            rest = rest[n + 2:]
-        return args, rest
-
-    def serve(self, c):
-        buf = b""
-        c.settimeout(0.2)
-        for _ in range(1000000):
-            if self.stopping:
-                break
-            try:
-                chunk = c.recv(65536)
-            except socket.timeout:
-                continue
-            except OSError:
-                break
-            if not chunk:
-                break
-            buf += chunk
-            for _ in range(1000):
-                args, buf = self.parse(buf)
-                if args is None:
-                    break
-                with self.lock:
-                    self.commands.append(tuple(args))
-                if not self.answer(c, args):
-                    c.close()
-                    return
-        c.close()
-
-    def answer(self, c, args):
-        cmd = args[0].upper()
-        if cmd == "PING":
-            c.sendall(b"+PONG\r\n")
-        elif cmd == "INFO":
-            if self.info is None:
-                c.sendall(b"-NOPERM this user has no permissions to run the 'info' command\r\n")
-            else:
-                data = self.info.encode()
-                c.sendall(b"$%d\r\n%s\r\n" % (len(data), data))
-        elif cmd == "REPLCONF":
-            opt = args[1].lower()
-            if opt in ("ack", "getack"):
-                return True
-            if opt == "version" and not self.version_ok:
-                c.sendall(b"-ERR Unrecognized REPLCONF option: version\r\n")
-            else:
-                c.sendall(b"+OK\r\n")
-        elif cmd == "PSYNC":
-            with self.lock:
-                self.psyncs += 1
-            c.sendall(b"+FULLRESYNC %s 0\r\n" % REPLID.encode())
-            if self.on_psync == "abort":
-                c.sendall(b"\n\n")
-                return False
-            if self.delay:
-                time.sleep(self.delay)  # a master busy forking (the relay waits on the link)
-            c.sendall(b"$%d\r\n" % len(self.payload) + self.payload)
-        else:
-            c.sendall(b"-ERR unknown command\r\n")
-        return True
-
-    def sent(self, name):
-        with self.lock:
-            return [a for a in self.commands if a[0].upper() == name.upper()]
-
-    def stop(self):
-        self.stopping = True
-        self.lsock.close()
-        for c in self.conns:
-            try:
-                c.close()
-            except OSError:
-                pass
-        self.join(5)
+    def __init__(self, info=VALKEY9_INFO, payload=None, **kw):
+        super().__init__(info=info, payload=payload if payload is not None else rdb(b"VALKEY080"),
+                         replid=REPLID, **kw)
 
 
 @pytest.fixture
