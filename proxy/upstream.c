@@ -68,13 +68,15 @@ struct upstream {
     int64_t offset;          /* last stream byte received */
     int64_t last_io_ms;      /* last byte read (keepalives included) */
     int64_t last_ack_ms;
-    int64_t down_since_ms;   /* 0 while streaming */
-    int64_t stream_since_ms; /* when the link last reached STREAM */
-    bool asked_partial;      /* the PSYNC sent named a history (+CONTINUE is possible) */
-    bool probing;            /* RDB: an unchecked diskless RDB is in; the stream after it
-                                must frame before the snapshot is kept (see probe_stream) */
-    struct resp_stream scan; /* stream framing, for GETACK */
-    struct resp_eofmark eof; /* RDB delimiter scanner (EOF format) */
+    int64_t down_since_ms;    /* 0 while streaming */
+    int64_t stream_since_ms;  /* when the link last reached STREAM */
+    bool asked_partial;       /* the PSYNC sent named a history (+CONTINUE is possible) */
+    bool probing;             /* RDB: an unchecked diskless RDB is in; the stream after it
+                                 must frame before the snapshot is kept (see probe_stream) */
+    struct resp_stream probe; /* probing: the framing of the bytes after the RDB ... */
+    size_t probed;            /* ... scanned so far (they stay in the input) */
+    struct resp_stream scan;  /* stream framing, for GETACK */
+    struct resp_eofmark eof;  /* RDB delimiter scanner (EOF format) */
     bool rdb_eof_format;
     int64_t rdb_size;      /* payload bytes expected ($len), -1 for EOF format */
     int64_t rdb_got;       /* payload bytes received */
@@ -667,6 +669,8 @@ static void rdb_received(struct upstream *u, int64_t drop)
         log_notice(component(u), u->peer,
                    "diskless RDB without a checksum: kept once the stream after it parses");
         u->probing = true;
+        resp_stream_init(&u->probe);
+        u->probed = 0;
         return;
     }
     rdb_complete(u);
@@ -674,45 +678,40 @@ static void rdb_received(struct upstream *u, int64_t drop)
 
 #define PROBE_MAX_BYTES (64 * 1024 * 1024) /* stream held back at most while probing */
 
-/* probing: frame what has arrived after the RDB with a scanner of its own, consuming nothing.
- * A whole command keeps the snapshot (the bytes are then taken as the stream); bytes that are
- * not commands fail the sync. Returns 1 when kept (the link streams), 0 to wait for more
- * input, -1 when the link failed. */
+/* probing: frame what has arrived after the RDB with a scanner of its own, consuming nothing
+ * (each call scans only what arrived since the last one: u->probe, u->probed). A whole
+ * command keeps the snapshot (the bytes are then taken as the stream); bytes that are not
+ * commands fail the sync. Returns 1 when kept (the link streams), 0 to wait for more input,
+ * -1 when the link failed. */
 static int probe_stream(struct upstream *u)
 {
     struct evbuffer *in = input(u);
-    struct resp_stream probe;
-    resp_stream_init(&probe);
-    struct evbuffer_iovec v[16];
-    int n = evbuffer_peek(in, PROBE_MAX_BYTES, NULL, v, 16);
-    size_t seen = 0;
-    for (int i = 0; i < n && i < 16 && probe.commands == 0; i++) {
+    size_t have = evbuffer_get_length(in);
+    while (u->probe.commands == 0 && u->probed < have && u->probed < PROBE_MAX_BYTES) {
+        struct evbuffer_ptr at;
+        evbuffer_ptr_set(in, &at, u->probed, EVBUFFER_PTR_SET);
+        struct evbuffer_iovec v;
+        if (evbuffer_peek(in, PROBE_MAX_BYTES - u->probed, &at, &v, 1) < 1)
+            break;
         char err[RESP_ERR_LEN];
-        bool getack;
-        const char *p = v[i].iov_base;
-        size_t len = v[i].iov_len;
-        for (size_t done = 0; done < len && probe.commands == 0;) {
-            ssize_t k = resp_stream_scan(&probe, p + done, len - done, &getack, err, sizeof(err));
-            if (k < 0) {
-                char why[RESP_ERR_LEN + 128];
-                snprintf(why, sizeof(why),
-                         "the stream after an unchecked diskless RDB does not parse (%s): the "
-                         "RDB is discarded",
-                         err);
-                if (u->cb.on_rdb_rejected)
-                    u->cb.on_rdb_rejected(u->cb.ctx, why);
-                link_fail(u, why);
-                return -1;
-            }
-            done += (size_t)k;
-            if (getack)
-                break; /* the scanner stops after each GETACK; a whole command all the same */
+        bool getack; /* the scanner stops after each GETACK: a whole command all the same */
+        ssize_t k = resp_stream_scan(&u->probe, v.iov_base, v.iov_len, &getack, err, sizeof(err));
+        if (k < 0) {
+            char why[RESP_ERR_LEN + 128];
+            snprintf(why, sizeof(why),
+                     "the stream after an unchecked diskless RDB does not parse (%s): the RDB is "
+                     "discarded",
+                     err);
+            if (u->cb.on_rdb_rejected)
+                u->cb.on_rdb_rejected(u->cb.ctx, why);
+            link_fail(u, why);
+            return -1;
         }
-        seen += len;
+        u->probed += (size_t)k;
     }
-    if (probe.commands == 0 && seen < PROBE_MAX_BYTES && evbuffer_get_length(in) < PROBE_MAX_BYTES)
+    if (u->probe.commands == 0 && u->probed < PROBE_MAX_BYTES)
         return 0;
-    if (probe.commands == 0)
+    if (u->probe.commands == 0)
         log_warning(component(u), u->peer,
                     "no whole command in the first %d MB after an unchecked RDB: kept unverified",
                     PROBE_MAX_BYTES >> 20);

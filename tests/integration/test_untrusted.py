@@ -76,7 +76,7 @@ def resp(*args):
 
 class ScriptedMaster(h.FakeMaster):
     """The harness' fake master (INFO refused, as an ACL may), answering the n-th PSYNC with
-    script(n, psync_args) -> bytes, then closing (close_after) or staying silent until the
+    script(n, psync_args) -> bytes (or a list of pieces sent apart), then closing (close_after) or staying silent until the
     relay hangs up. psync_args records every PSYNC's (replid, offset)."""
 
     def __init__(self, script, close_after=True):
@@ -87,7 +87,11 @@ class ScriptedMaster(h.FakeMaster):
 
     def psync_reply(self, c, args, n):
         self.psync_args.append(tuple(args[1:3]))
-        c.sendall(self.script(n, args[1:]))
+        out = self.script(n, args[1:])
+        for i, piece in enumerate(out if isinstance(out, list) else [out]):
+            if i:
+                time.sleep(0.3)  # the peer's pacing: the relay reads each piece on its own
+            c.sendall(piece)
         return not self.close_after
 
 
@@ -246,21 +250,23 @@ def test_upstream_rdb_with_bad_checksum_is_never_kept(cluster, fake_master):
 def test_unchecked_diskless_rdb_needs_a_stream_that_parses(cluster, fake_master):
     """A diskless RDB written without a checksum, followed by bytes that are not commands
     (what a value equal to the mark would leave behind): a failed full sync, nothing kept. The
-    same RDB followed by real commands is kept."""
+    same RDB followed by a real command, arriving in two pieces, is kept."""
     rdb = tiny_rdb([(b"k", b"v")], checksum=False)
     mark = b"m" * 40
-    tail = {"bytes": b"$garbage-not-a-command\r\n"}
+    tail = {"bytes": [b"$garbage-not-a-command\r\n"]}
 
     def script(n, args):
-        return (b"+FULLRESYNC %s 100\r\n$EOF:%s\r\n" % (REPLID.encode(), mark) + rdb + mark +
-                tail["bytes"])
+        head = b"+FULLRESYNC %s 100\r\n$EOF:%s\r\n" % (REPLID.encode(), mark) + rdb + mark
+        return [head + tail["bytes"][0]] + tail["bytes"][1:]
 
     fm = fake_master(script, close_after=False)
     relay = cluster.relay(fm, "relay")
     wait_log(relay, "does not parse")
     assert relay_stat(relay, "snapshots_rejected") >= 1
     assert count_in_file(relay_log(relay), "RDB complete") == 0
-    tail["bytes"] = resp("SET", "a", "1")
+    # the first command arrives in two reads: the probe carries its framing across them
+    cmd = resp("SET", "a", "1")
+    tail["bytes"] = [cmd[:14], cmd[14:]]
     wait_log(relay, "RDB complete")
     wait_link_up(relay)
     assert int(relay.info("replication")["master_repl_offset"]) == 100 + len(resp("SET", "a", "1"))
