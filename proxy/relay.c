@@ -1781,12 +1781,13 @@ static int recover(struct relay *r, char *err, size_t errlen)
     backlog_reset(r->backlog, store_end(r->store) + 1);
     if (m.snapshot_file[0]) {
         char serr[512];
+        bool corrupt;
         r->snap = snapshot_adopt(r->cfg->dir, m.snapshot_file, m.snapshot_replid, m.snapshot_offset,
-                                 m.snapshot_size, serr, sizeof(serr));
+                                 m.snapshot_size, &corrupt, serr, sizeof(serr));
         if (!r->snap) {
             log_warning("relay", "-",
                         "cached snapshot not usable (a fresh one will be fetched): %s", serr);
-            if (strstr(serr, "fails its check"))
+            if (corrupt)
                 r->stats.snapshots_rejected++;
         }
     }

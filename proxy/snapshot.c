@@ -127,8 +127,11 @@ int snapshot_finish(struct snapshot *s, int64_t drop, char *err, size_t errlen)
 }
 
 struct snapshot *snapshot_adopt(const char *dir, const char *name, const char *replid,
-                                int64_t offset, int64_t size, char *err, size_t errlen)
+                                int64_t offset, int64_t size, bool *corrupt, char *err,
+                                size_t errlen)
 {
+    if (corrupt)
+        *corrupt = false;
     if (strchr(name, '/') || name[0] == '.' || name[0] == '\0') {
         snprintf(err, errlen, "bad snapshot file name '%s'", name);
         return NULL;
@@ -145,6 +148,8 @@ struct snapshot *snapshot_adopt(const char *dir, const char *name, const char *r
     enum rdb_verdict v = rdb_check_file(path, &hd, why, sizeof(why));
     if (v == RDB_CORRUPT) {
         snprintf(err, errlen, "snapshot %s fails its check: %s", path, why);
+        if (corrupt)
+            *corrupt = true;
         free(path);
         return NULL;
     }

@@ -57,9 +57,10 @@ void snapshot_set_position(struct snapshot *s, const char *replid, int64_t offse
 
 /* A READY snapshot for an existing file `name` in dir (after a restart), read through once to
  * check it end to end. NULL with a message if the file is missing, its size differs or its
- * checksum does not match. */
+ * checksum does not match; *corrupt (if not NULL) says whether it was the checksum. */
 struct snapshot *snapshot_adopt(const char *dir, const char *name, const char *replid,
-                                int64_t offset, int64_t size, char *err, size_t errlen);
+                                int64_t offset, int64_t size, bool *corrupt, char *err,
+                                size_t errlen);
 
 /* Free without removing the file (the relay stops; meta still points at it). */
 void snapshot_release(struct snapshot *s);

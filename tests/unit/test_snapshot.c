@@ -259,8 +259,11 @@ static void test_adopt_checks_the_file(void **state)
     char name[256];
     snprintf(name, sizeof(name), "%s", snapshot_file_name(s));
     snapshot_release(s); /* keeps the file */
-    struct snapshot *a = snapshot_adopt(dir, name, replid_a, 5, (int64_t)n, err, sizeof(err));
+    bool corrupt = true;
+    struct snapshot *a =
+        snapshot_adopt(dir, name, replid_a, 5, (int64_t)n, &corrupt, err, sizeof(err));
     assert_non_null(a);
+    assert_false(corrupt);
     assert_int_equal(a->verdict, RDB_VERIFIED);
     char path[512];
     snprintf(path, sizeof(path), "%s", a->path);
@@ -269,8 +272,12 @@ static void test_adopt_checks_the_file(void **state)
     assert_true(fd >= 0);
     assert_int_equal(pwrite(fd, "K", 1, 11), 1);
     close(fd);
-    assert_null(snapshot_adopt(dir, name, replid_a, 5, (int64_t)n, err, sizeof(err)));
+    assert_null(snapshot_adopt(dir, name, replid_a, 5, (int64_t)n, &corrupt, err, sizeof(err)));
+    assert_true(corrupt);
     assert_non_null(strstr(err, "fails its check: RDB checksum mismatch"));
+    /* a size that does not match is not the checksum's doing */
+    assert_null(snapshot_adopt(dir, name, replid_a, 5, (int64_t)n + 1, &corrupt, err, sizeof(err)));
+    assert_false(corrupt);
     assert_int_equal(unlink(path), 0);
 }
 
