@@ -13,6 +13,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "resp.h"
+
 #define RDBINFO_READ_MAX (64 * 1024) /* rdbinfo_read_file reads at most this much */
 
 struct rdbinfo {
@@ -21,7 +23,7 @@ struct rdbinfo {
     bool has_repl_offset; /* a repl-offset field holding a plain integer */
     int64_t repl_offset;  /* its value */
     bool has_repl_id;     /* a repl-id field of 40 characters */
-    char repl_id[41];
+    char repl_id[RESP_REPLID_LEN + 1];
 };
 
 enum rdbinfo_result {

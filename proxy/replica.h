@@ -104,15 +104,6 @@ size_t replica_set_sending(const struct replica_set *set);
 /* Lowest stream offset a streaming session still needs (INT64_MAX if none). */
 int64_t replica_set_min_offset(const struct replica_set *set);
 
-/* The disk log replicas behind memory are served from (NULL: none). */
-void replica_set_store(struct replica_set *set, struct store *store);
-
-/* Sessions sending an RDB now (for max-full-syncs). */
-size_t replica_set_sending(const struct replica_set *set);
-
-/* Lowest stream offset a streaming session still needs (INT64_MAX if none). */
-int64_t replica_set_min_offset(const struct replica_set *set);
-
 /* Take over a connection (its callbacks are replaced). The session starts in no state:
  * the caller follows with replica_start_partial or replica_start_full. */
 struct replica *replica_attach(struct replica_set *set, struct bufferevent *bev,

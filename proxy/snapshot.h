@@ -10,6 +10,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include "resp.h"
 #include <time.h>
 
 #include "rdb.h"
@@ -22,7 +24,7 @@ enum snapshot_state {
 
 struct snapshot {
     enum snapshot_state state;
-    char replid[41];          /* history the RDB belongs to */
+    char replid[RESP_REPLID_LEN + 1]; /* history the RDB belongs to */
     int64_t offset;           /* stream offset the RDB is consistent with (last byte included) */
     int64_t size;             /* bytes written so far / total when READY */
     char *path;               /* final file name in dir */

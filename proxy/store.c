@@ -504,7 +504,7 @@ static int meta_line(const char *key, const char *val, struct store_meta *m, uns
             char *dst = k == MK_REPLID    ? m->replid
                         : k == MK_REPLID2 ? m->replid2
                                           : m->snapshot_replid;
-            snprintf(dst, 41, "%s", dash ? "" : val);
+            snprintf(dst, RESP_REPLID_LEN + 1, "%s", dash ? "" : val);
         }
         break;
     case MK_SNAP_FILE:

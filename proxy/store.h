@@ -27,6 +27,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include "resp.h"
 #include <sys/types.h>
 #include <time.h>
 
@@ -53,11 +55,11 @@ struct store_params {
 
 /* What meta holds besides the offsets (those are derived from the segments). */
 struct store_meta {
-    char replid[41];              /* history id, "" if none */
-    char replid2[41];             /* previous id */
-    int64_t second_replid_offset; /* -1 if none */
-    char snapshot_file[256];      /* file name in dir, "" if none */
-    char snapshot_replid[41];
+    char replid[RESP_REPLID_LEN + 1];  /* history id, "" if none */
+    char replid2[RESP_REPLID_LEN + 1]; /* previous id */
+    int64_t second_replid_offset;      /* -1 if none */
+    char snapshot_file[256];           /* file name in dir, "" if none */
+    char snapshot_replid[RESP_REPLID_LEN + 1];
     int64_t snapshot_offset;
     int64_t snapshot_size;
     int64_t log_end; /* read back only: last offset held when meta was written */

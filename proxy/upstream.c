@@ -78,14 +78,14 @@ struct upstream {
     struct resp_stream scan;  /* stream framing, for GETACK */
     struct resp_eofmark eof;  /* RDB delimiter scanner (EOF format) */
     bool rdb_eof_format;
-    int64_t rdb_size;      /* payload bytes expected ($len), -1 for EOF format */
-    int64_t rdb_got;       /* payload bytes received */
-    int64_t stream_bytes;  /* stream bytes over the life of the object */
-    bool fed;              /* on_stream had bytes since the last on_stream_end */
-    char full_replid[41];  /* +FULLRESYNC replid being loaded */
-    int64_t full_offset;   /* +FULLRESYNC offset being loaded */
-    struct snapshot *snap; /* owned while FILLING */
-    unsigned snap_seq;     /* names temp files uniquely */
+    int64_t rdb_size;                      /* payload bytes expected ($len), -1 for EOF format */
+    int64_t rdb_got;                       /* payload bytes received */
+    int64_t stream_bytes;                  /* stream bytes over the life of the object */
+    bool fed;                              /* on_stream had bytes since the last on_stream_end */
+    char full_replid[RESP_REPLID_LEN + 1]; /* +FULLRESYNC replid being loaded */
+    int64_t full_offset;                   /* +FULLRESYNC offset being loaded */
+    struct snapshot *snap;                 /* owned while FILLING */
+    unsigned snap_seq;                     /* names temp files uniquely */
     struct upstream_callbacks cb;
     SSL_CTX *tls;               /* borrowed, NULL for plain TCP */
     struct resolver *resolver;  /* borrowed: every name lookup */
@@ -520,7 +520,7 @@ static int read_info(struct upstream *u)
 
 static void send_psync(struct upstream *u)
 {
-    char replid[41] = "";
+    char replid[RESP_REPLID_LEN + 1] = "";
     int64_t held = 0;
     if (u->mode == UPSTREAM_MAIN && u->cb.position)
         u->cb.position(u->cb.ctx, replid, &held);
@@ -596,7 +596,7 @@ static int handle_psync_reply(struct upstream *u, const char *line, bool is_erro
                          "to continue)");
             return -1;
         }
-        char replid[41];
+        char replid[RESP_REPLID_LEN + 1];
         if (resp_parse_continue(line, strlen(line), replid) != 0) {
             link_fail(u, "malformed +CONTINUE");
             return -1;

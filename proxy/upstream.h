@@ -10,6 +10,8 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+
+#include "resp.h"
 #include <sys/types.h>
 #include <sys/uio.h>
 
@@ -45,7 +47,7 @@ const char *upstream_state_name(enum upstream_state s);
 struct upstream_callbacks {
     void *ctx;
     /* The history to continue: replid ("" for none) and the offset of the last byte held. */
-    void (*position)(void *ctx, char replid[41], int64_t *offset);
+    void (*position)(void *ctx, char replid[RESP_REPLID_LEN + 1], int64_t *offset);
     /* +CONTINUE: the link resumes at the position given; new_replid is "" if unchanged. */
     void (*on_continue)(void *ctx, const char *new_replid);
     /* +FULLRESYNC: a new history (replid, offset) starts once its RDB is complete. */
