@@ -265,14 +265,15 @@ static bool info_field(const char *info, size_t len, const char *field, char *ou
 void compat_chain_extend(const struct compat_identity *up, char *out, size_t cap)
 {
     out[0] = '\0';
-    if (!up->run_id[0] || cap < 41)
+    if (!up->run_id[0] || cap < RESP_RUN_ID_LEN + 1)
         return;
     size_t n = (size_t)snprintf(out, cap, "%s", up->run_id);
     int ids = 1;
-    for (const char *p = up->chain; *p && ids < COMPAT_CHAIN_IDS && n + 41 < cap; ids++) {
+    for (const char *p = up->chain; *p && ids < COMPAT_CHAIN_IDS && n + RESP_RUN_ID_LEN + 1 < cap;
+         ids++) {
         const char *e = strchr(p, ',');
         size_t l = e ? (size_t)(e - p) : strlen(p);
-        if (l != 40)
+        if (l != RESP_RUN_ID_LEN)
             break; /* not a run id: the rest is not trusted */
         n += (size_t)snprintf(out + n, cap - n, ",%.40s", p);
         p = e ? e + 1 : p + l;
@@ -281,14 +282,14 @@ void compat_chain_extend(const struct compat_identity *up, char *out, size_t cap
 
 bool compat_chain_has(const struct compat_identity *up, const char *run_id)
 {
-    if (strlen(run_id) != 40)
+    if (strlen(run_id) != RESP_RUN_ID_LEN)
         return false;
     if (strcasecmp(up->run_id, run_id) == 0)
         return true;
     for (const char *p = up->chain; *p;) {
         const char *e = strchr(p, ',');
         size_t l = e ? (size_t)(e - p) : strlen(p);
-        if (l == 40 && strncasecmp(p, run_id, 40) == 0)
+        if (l == RESP_RUN_ID_LEN && strncasecmp(p, run_id, RESP_RUN_ID_LEN) == 0)
             return true;
         if (!e)
             break;

@@ -17,6 +17,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "resp.h"
+
 #define COMPAT_MAGIC_LEN 9 /* "REDIS0011" / "VALKEY080" */
 
 enum compat_server {
@@ -76,10 +78,10 @@ struct compat_identity {
     char redis_version[32];    /* as reported ("7.2.4" on Valkey) */
     char server_version[32];   /* the server's own version: valkey_version, else redis_version */
     char server_name[16];      /* "valkey" where set, else "" */
-    char run_id[41];           /* "" if not reported */
+    char run_id[RESP_RUN_ID_LEN + 1]; /* "" if not reported */
     /* cascade_chain: the run ids of the nodes a cascade relay follows, its own upstream first
      * (comma-separated; "" for a stock server or a relay with no upstream known) */
-    char chain[COMPAT_CHAIN_IDS * 41];
+    char chain[COMPAT_CHAIN_IDS * (RESP_RUN_ID_LEN + 1)];
 };
 /* The chain a relay with this upstream reports: the upstream's run id, then its chain, cut
  * to COMPAT_CHAIN_IDS ids. */

@@ -212,8 +212,8 @@ enum rdbinfo_result rdbinfo_parse(const void *buf, size_t len, struct rdbinfo *o
             continue;
         if (strcmp(key.text, "repl-offset") == 0 && key.len == 11) {
             out->has_repl_offset = plain_int(&val, &out->repl_offset);
-        } else if (strcmp(key.text, "repl-id") == 0 && key.len == 7 && !val.lzf && val.len == 40 &&
-                   strlen(val.text) == 40) {
+        } else if (strcmp(key.text, "repl-id") == 0 && key.len == 7 && !val.lzf &&
+                   val.len == RESP_REPLID_LEN && strlen(val.text) == RESP_REPLID_LEN) {
             memcpy(out->repl_id, val.text, RESP_REPLID_LEN + 1);
             out->has_repl_id = true;
         }

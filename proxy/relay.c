@@ -107,7 +107,7 @@ struct relay {
     int64_t start_ms;
     int64_t stop_ms;     /* graceful stop began, 0 if running */
     struct event *drain; /* owned: polls replica output while stopping */
-    char run_id[41];
+    char run_id[RESP_RUN_ID_LEN + 1];
     struct compat_rdb snap_fmt;        /* RDB format of snap (read from its file) */
     struct compat_identity snap_ident; /* its writer (aux fields); server UNKNOWN if none */
     bool snap_fmt_known;               /* snap_fmt is snap's */
@@ -1607,7 +1607,7 @@ struct relay *relay_new(struct event_base *base, struct config *cfg, const char 
     r->cfg = cfg;
     r->config_path = config_path;
     r->start_ms = net_now_ms();
-    resp_random_hex(r->run_id, 40);
+    resp_random_hex(r->run_id, RESP_RUN_ID_LEN);
     history_init(&r->hist);
     r->pend_boundary = -1;
     r->backlog = backlog_new(BLOCK_SIZE, (size_t)cfg->backlog_size_bytes);

@@ -57,24 +57,24 @@ struct replica {
     struct replica_hello hello;
     enum replica_state state;
     int64_t state_since_ms;
-    int64_t next_offset;      /* next stream byte to queue */
-    int64_t stream_queued;    /* stream bytes handed to the output over the session */
-    int64_t rdb_offset;       /* offset of the snapshot sent (full sync), else -1 */
-    int64_t ack_offset;       /* last REPLCONF ACK offset */
-    int64_t ack_ms;           /* time of the last ACK or "\n" */
-    int64_t keepalive_ms;     /* last "\n" sent while waiting */
-    bool dead;                /* on the reaper list */
-    bool full_sync;           /* this session began with a full sync */
-    bool acked;               /* sent a REPLCONF ACK */
-    int64_t from_disk_bytes;  /* stream bytes served from the disk log */
-    int64_t lag_prev;         /* lag at the previous limit check */
-    int64_t soft_since_ms;    /* past the soft limit since, 0 if not */
-    uint64_t rdb_gen;         /* STREAM_RDB / WAIT_ACK: which filling snapshot it follows */
-    int rdb_fd;               /* STREAM_RDB: the snapshot file being filled, else -1 */
-    int64_t rdb_pos;          /* STREAM_RDB: RDB bytes queued so far */
-    int64_t rdb_avail;        /* STREAM_RDB: RDB bytes in the file so far */
-    bool rdb_done;            /* STREAM_RDB: the file is complete at rdb_avail bytes */
-    char eof_mark[40];        /* STREAM_RDB: the delimiter of the EOF format */
+    int64_t next_offset;             /* next stream byte to queue */
+    int64_t stream_queued;           /* stream bytes handed to the output over the session */
+    int64_t rdb_offset;              /* offset of the snapshot sent (full sync), else -1 */
+    int64_t ack_offset;              /* last REPLCONF ACK offset */
+    int64_t ack_ms;                  /* time of the last ACK or "\n" */
+    int64_t keepalive_ms;            /* last "\n" sent while waiting */
+    bool dead;                       /* on the reaper list */
+    bool full_sync;                  /* this session began with a full sync */
+    bool acked;                      /* sent a REPLCONF ACK */
+    int64_t from_disk_bytes;         /* stream bytes served from the disk log */
+    int64_t lag_prev;                /* lag at the previous limit check */
+    int64_t soft_since_ms;           /* past the soft limit since, 0 if not */
+    uint64_t rdb_gen;                /* STREAM_RDB / WAIT_ACK: which filling snapshot it follows */
+    int rdb_fd;                      /* STREAM_RDB: the snapshot file being filled, else -1 */
+    int64_t rdb_pos;                 /* STREAM_RDB: RDB bytes queued so far */
+    int64_t rdb_avail;               /* STREAM_RDB: RDB bytes in the file so far */
+    bool rdb_done;                   /* STREAM_RDB: the file is complete at rdb_avail bytes */
+    char eof_mark[RESP_EOFMARK_LEN]; /* STREAM_RDB: the delimiter of the EOF format */
     struct wanlink_out *link; /* framed (a cascade relay): the filter's state, owned by bev */
 };
 

@@ -17,6 +17,7 @@
 #define RESP_MAX_ARGC    64 /* the relay has no command taking more arguments */
 #define RESP_ERR_LEN     128
 #define RESP_REPLID_LEN  40 /* replication ids are 40 hex characters */
+#define RESP_RUN_ID_LEN  40 /* and so are run ids */
 #define RESP_EOFMARK_LEN 40 /* diskless RDB delimiter */
 /* The largest stream offset taken from a peer: 2^62 bytes is 146 years at 1 GB/s, and any
  * offset below it leaves room for the arithmetic done on it. Larger ones are lies. */

@@ -412,9 +412,9 @@ static int recover_segments(struct store *s, char *err, size_t errlen)
 
 static bool is_replid(const char *v)
 {
-    if (strlen(v) != 40)
+    if (strlen(v) != RESP_REPLID_LEN)
         return false;
-    for (int i = 0; i < 40; i++) {
+    for (int i = 0; i < RESP_REPLID_LEN; i++) {
         if (!((v[i] >= '0' && v[i] <= '9') || (v[i] >= 'a' && v[i] <= 'f')))
             return false;
     }

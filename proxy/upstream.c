@@ -90,16 +90,17 @@ struct upstream {
     SSL_CTX *tls;               /* borrowed, NULL for plain TCP */
     struct resolver *resolver;  /* borrowed: every name lookup */
     struct resolve_req *lookup; /* CONNECTING: the pending name lookup */
-    char self_run_id[41];       /* the relay's own run id: an upstream with it is a loop */
-    int64_t loops_refused;      /* links refused as loops */
-    char *server_name;          /* owned */
-    bool paused;                /* stopping: read nothing more, connect no more */
-    int64_t commands_base;      /* commands counted by scanners replaced since */
-    struct upstream_wan wan;    /* long-distance settings; wan.tcp.congestion owned */
-    bool frame_offered;         /* HANDSHAKE: the upstream relay agreed to cascade framing */
-    bool frame_zstd;            /* ... and to compress */
-    struct wanlink_in *frame;   /* owned: set once framing began (after the PSYNC reply) */
-    struct evbuffer *plain;     /* owned with frame: what the frames decoded to */
+    char self_run_id[RESP_RUN_ID_LEN +
+                     1];      /* the relay's own run id: an upstream with it is a loop */
+    int64_t loops_refused;    /* links refused as loops */
+    char *server_name;        /* owned */
+    bool paused;              /* stopping: read nothing more, connect no more */
+    int64_t commands_base;    /* commands counted by scanners replaced since */
+    struct upstream_wan wan;  /* long-distance settings; wan.tcp.congestion owned */
+    bool frame_offered;       /* HANDSHAKE: the upstream relay agreed to cascade framing */
+    bool frame_zstd;          /* ... and to compress */
+    struct wanlink_in *frame; /* owned: set once framing began (after the PSYNC reply) */
+    struct evbuffer *plain;   /* owned with frame: what the frames decoded to */
     struct wanlink_counters frame_total; /* of links closed before */
 
     /* Version awareness (see compat.h) */
