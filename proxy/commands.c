@@ -804,6 +804,8 @@ static void cmd_slowlog(struct client *c, const struct resp_command *cmd)
     }
 }
 
+/* What server.c's dispatch() looks up. Names lower case (tests/integration/test_docs.py and
+ * test_hostile.py read this table: each name is documented, and compared with redis-server). */
 static const struct command commands[] = {
     {"ping", -1, COMMAND_SUBSCRIBED, cmd_ping},
     {"echo", 2, 0, cmd_echo},
