@@ -139,7 +139,38 @@ static int ensure_dir(const char *dir)
     return 0;
 }
 
-int main(int argc, char **argv)
+/* What the command line says. */
+struct cmdline {
+    const char *config_path; /* -c, NULL if none */
+    bool check_only;         /* --check-config */
+    struct override ov[128]; /* the flags over the file, in order */
+    size_t nov;
+};
+
+/* How parse_args ends: run, or exit at once with 0 (--version, --help) or 1 (a bad flag). */
+enum parse_result { PARSE_RUN, PARSE_EXIT_OK, PARSE_EXIT_FAIL };
+
+/* --upstream HOST:PORT ([v6]:port too) as two overrides. -1 (and said why) if malformed. */
+static int parse_upstream(struct cmdline *cl, const char *arg)
+{
+    const char *colon = strrchr(arg, ':');
+    if (!colon || colon == arg || colon[1] == '\0') {
+        fprintf(stderr, "cascade: --upstream %s: expected HOST:PORT\n", arg);
+        return -1;
+    }
+    char *host = strndup(arg, (size_t)(colon - arg));
+    /* [v6]:port */
+    if (host[0] == '[' && host[strlen(host) - 1] == ']') {
+        memmove(host, host + 1, strlen(host));
+        host[strlen(host) - 1] = '\0';
+    }
+    cl->ov[cl->nov++] = (struct override){"--upstream", "upstream", "host", host};
+    cl->ov[cl->nov++] = (struct override){"--upstream", "upstream", "port", strdup(colon + 1)};
+    return 0;
+}
+
+/* argv into cl (whose override values it allocates; the caller frees them either way). */
+static enum parse_result parse_args(int argc, char **argv, struct cmdline *cl)
 {
     enum { OPT_PORT = 256, OPT_BIND, OPT_UPSTREAM, OPT_DIR, OPT_SET, OPT_CHECK, OPT_VERSION };
     static const struct option opts[] = {
@@ -154,115 +185,103 @@ int main(int argc, char **argv)
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    const char *config_path = NULL;
-    bool check_only = false;
-    struct override ov[128];
-    size_t nov = 0;
-    int rc = 1;
     int opt;
     opterr = 0;
     while ((opt = getopt_long(argc, argv, ":c:h", opts, NULL)) != -1) {
-        if (nov == sizeof(ov) / sizeof(ov[0]) - 2) {
+        if (cl->nov == sizeof(cl->ov) / sizeof(cl->ov[0]) - 2) {
             fprintf(stderr, "cascade: too many flags\n");
-            goto out;
+            return PARSE_EXIT_FAIL;
         }
         switch (opt) {
         case 'c':
-            config_path = optarg;
+            cl->config_path = optarg;
             break;
         case OPT_PORT:
-            ov[nov++] = (struct override){"--port", "relay", "port", strdup(optarg)};
+            cl->ov[cl->nov++] = (struct override){"--port", "relay", "port", strdup(optarg)};
             break;
         case OPT_BIND:
-            ov[nov++] = (struct override){"--bind", "relay", "bind", strdup(optarg)};
+            cl->ov[cl->nov++] = (struct override){"--bind", "relay", "bind", strdup(optarg)};
             break;
         case OPT_DIR:
-            ov[nov++] = (struct override){"--dir", "relay", "dir", strdup(optarg)};
+            cl->ov[cl->nov++] = (struct override){"--dir", "relay", "dir", strdup(optarg)};
             break;
         case OPT_SET:
-            ov[nov++] = (struct override){"--set", NULL, NULL, strdup(optarg)};
+            cl->ov[cl->nov++] = (struct override){"--set", NULL, NULL, strdup(optarg)};
             break;
-        case OPT_UPSTREAM: {
-            const char *colon = strrchr(optarg, ':');
-            if (!colon || colon == optarg || colon[1] == '\0') {
-                fprintf(stderr, "cascade: --upstream %s: expected HOST:PORT\n", optarg);
-                goto out;
-            }
-            char *host = strndup(optarg, (size_t)(colon - optarg));
-            /* [v6]:port */
-            if (host[0] == '[' && host[strlen(host) - 1] == ']') {
-                memmove(host, host + 1, strlen(host));
-                host[strlen(host) - 1] = '\0';
-            }
-            ov[nov++] = (struct override){"--upstream", "upstream", "host", host};
-            ov[nov++] = (struct override){"--upstream", "upstream", "port", strdup(colon + 1)};
+        case OPT_UPSTREAM:
+            if (parse_upstream(cl, optarg) != 0)
+                return PARSE_EXIT_FAIL;
             break;
-        }
         case OPT_CHECK:
-            check_only = true;
+            cl->check_only = true;
             break;
         case OPT_VERSION:
             printf("cascade %s\n", CASCADE_VERSION);
-            rc = 0;
-            goto out;
+            return PARSE_EXIT_OK;
         case 'h':
             usage(stdout);
-            rc = 0;
-            goto out;
+            return PARSE_EXIT_OK;
         case ':':
             fprintf(stderr, "cascade: %s needs a value\n", argv[optind - 1]);
             usage(stderr);
-            goto out;
+            return PARSE_EXIT_FAIL;
         default:
             fprintf(stderr, "cascade: unknown option %s\n", argv[optind - 1]);
             usage(stderr);
-            goto out;
+            return PARSE_EXIT_FAIL;
         }
     }
     if (optind < argc) {
         fprintf(stderr, "cascade: unexpected argument %s\n", argv[optind]);
         usage(stderr);
-        goto out;
+        return PARSE_EXIT_FAIL;
     }
+    return PARSE_RUN;
+}
 
-    struct config cfg;
-    char err[CONFIG_ERR_LEN];
-    if (load_config(&cfg, config_path, ov, nov, err, sizeof(err)) != 0) {
-        /* File errors read "FILE:LINE: ..."; flag errors name the flag. */
-        bool from_file = config_path && strncmp(err, config_path, strlen(config_path)) == 0;
-        fprintf(stderr, "%s%s\n", from_file ? "" : "cascade: ", err);
-        goto out_cfg;
-    }
-    if (check_only) {
-        printf("configuration OK\n");
-        rc = 0;
-        goto out_cfg;
-    }
+/* Before the loop: the log level, relay.dir, the log target. -1 (and said why) on failure. */
+static int prepare(const struct config *cfg)
+{
     enum log_level level;
-    if (log_level_parse(cfg.log_level, &level) == 0)
+    if (log_level_parse(cfg->log_level, &level) == 0)
         log_set_level(level);
-    if (ensure_dir(cfg.dir) != 0)
-        goto out_cfg;
-    if (relay_apply_log_target(&cfg) != 0) {
-        fprintf(stderr, "cascade: relay.log-file %s: %s\n", cfg.log_file, strerror(errno));
-        goto out_cfg;
+    if (ensure_dir(cfg->dir) != 0)
+        return -1;
+    if (relay_apply_log_target(cfg) != 0) {
+        fprintf(stderr, "cascade: relay.log-file %s: %s\n", cfg->log_file, strerror(errno));
+        return -1;
     }
+    return 0;
+}
 
-    signal(SIGPIPE, SIG_IGN);
-    /* The changelist folds each loop turn's epoll_ctl calls into one per fd: fan-out switches
-     * every replica's write interest on and off all the time. */
+/* The event loop, NULL if it cannot be made. The changelist folds each loop turn's epoll_ctl
+ * calls into one per fd: fan-out switches every replica's write interest on and off all the
+ * time. */
+static struct event_base *new_event_base(void)
+{
     struct event_config *ecfg = event_config_new();
     if (ecfg)
         event_config_set_flag(ecfg, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
     struct event_base *base = ecfg ? event_base_new_with_config(ecfg) : event_base_new();
     if (ecfg)
         event_config_free(ecfg);
+    return base;
+}
+
+/* Start the relay on cfg and run the loop until it stops (TERM, INT); HUP reloads. The exit
+ * code: 0 after a clean stop, 1 if it could not start. */
+static int run(struct config *cfg, const struct cmdline *cl)
+{
+    signal(SIGPIPE, SIG_IGN);
+    struct event_base *base = new_event_base();
     if (!base) {
         fprintf(stderr, "cascade: cannot create the event loop\n");
-        goto out_cfg;
+        return 1;
     }
-    struct relay *relay = relay_new(base, &cfg, config_path);
-    struct runtime rt = {.relay = relay, .config_path = config_path, .ov = ov, .nov = nov};
+    int rc = 1;
+    struct relay *relay = relay_new(base, cfg, cl->config_path);
+    struct runtime rt = {
+        .relay = relay, .config_path = cl->config_path, .ov = cl->ov, .nov = cl->nov};
     relay_set_loader(relay, reload_config, &rt);
     struct event *sigs[3];
     const int signums[3] = {SIGTERM, SIGINT, SIGHUP};
@@ -270,6 +289,7 @@ int main(int argc, char **argv)
         sigs[i] = evsignal_new(base, signums[i], on_signal, &rt);
         event_add(sigs[i], NULL);
     }
+    char err[CONFIG_ERR_LEN];
     if (relay_start(relay, err, sizeof(err)) != 0) {
         log_warning("main", "-", "cannot start: %s", err);
         fprintf(stderr, "cascade: %s\n", err);
@@ -282,10 +302,33 @@ int main(int argc, char **argv)
         event_free(sigs[i]);
     relay_free(relay);
     event_base_free(base);
-out_cfg:
-    config_deinit(&cfg);
-out:
-    for (size_t i = 0; i < nov; i++)
-        free(ov[i].value);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    struct cmdline cl = {0};
+    int rc = 1;
+    enum parse_result parsed = parse_args(argc, argv, &cl);
+    if (parsed != PARSE_RUN) {
+        rc = parsed == PARSE_EXIT_OK ? 0 : 1;
+    } else {
+        struct config cfg;
+        char err[CONFIG_ERR_LEN];
+        if (load_config(&cfg, cl.config_path, cl.ov, cl.nov, err, sizeof(err)) != 0) {
+            /* File errors read "FILE:LINE: ..."; flag errors name the flag. */
+            bool from_file =
+                cl.config_path && strncmp(err, cl.config_path, strlen(cl.config_path)) == 0;
+            fprintf(stderr, "%s%s\n", from_file ? "" : "cascade: ", err);
+        } else if (cl.check_only) {
+            printf("configuration OK\n");
+            rc = 0;
+        } else if (prepare(&cfg) == 0) {
+            rc = run(&cfg, &cl);
+        }
+        config_deinit(&cfg);
+    }
+    for (size_t i = 0; i < cl.nov; i++)
+        free(cl.ov[i].value);
     return rc;
 }

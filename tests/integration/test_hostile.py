@@ -24,12 +24,13 @@ from secutil import RespConn, RespError, encode, stat
 pytestmark = pytest.mark.relay_only
 
 MB = 1024 * 1024
-SERVER_C = os.path.join(h.REPO_ROOT, "proxy", "server.c")
+COMMANDS_C = os.path.join(h.REPO_ROOT, "proxy", "commands.c")
 
 
 def relay_commands():
-    """Every command in server.c's table (so that a command added there is compared too)."""
-    text = open(SERVER_C).read()
+    """Every command in commands.c's table (so that a command added there is compared too)."""
+    with open(COMMANDS_C) as f:
+        text = f.read()
     table = text[text.index("static const struct command commands[]"):]
     table = table[:table.index("};")]
     return re.findall(r'\{"([a-z]+)", -?\d+,', table)
