@@ -167,6 +167,7 @@ static void test_replication_link_states(void **state)
     assert_non_null(strstr(t, "\r\nsecond_repl_offset:-1\r\nrepl_backlog_active:0\r\n"));
     sbuf_free(&s);
     /* streaming but stalled: never shown as up, and no "down since" (the link is up) */
+    report_facts_deinit(&f);
     facts_of(&f);
     f.up.stalled = true;
     t = render_info(&f, "replication", &s);
