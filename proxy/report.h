@@ -150,7 +150,7 @@ void report_process(struct report_process *p);
 /* A new zeroed row at the end of f->replicas (grown as needed). */
 struct report_replica *report_add_replica(struct report_facts *f);
 
-/* Free the rows; f may be reused after report_facts_init-style zeroing. */
+/* Free the rows (the facts can be filled again afterwards). */
 void report_facts_deinit(struct report_facts *f);
 
 /* INFO [section]: one section by name (case-insensitive), all default sections for "",
