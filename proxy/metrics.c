@@ -1,11 +1,11 @@
 /*
- * metrics: see metrics.h. The text format is Prometheus' exposition format 0.0.4.
+ * metrics: see metrics.h. The text (exposition format 0.0.4) is report.c's; this file only
+ * serves it.
  */
 #include "metrics.h"
 
 #include <event2/buffer.h>
 #include <event2/http.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -68,23 +68,4 @@ void metrics_free(struct metrics *m)
     if (m->http)
         evhttp_free(m->http);
     free(m);
-}
-
-void metrics_family(struct sbuf *out, const char *name, const char *type, const char *help)
-{
-    sbuf_printf(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
-}
-
-void metrics_sample(struct sbuf *out, const char *name, const char *labels, double value)
-{
-    /* Integers (offsets, bytes, counts) exactly; fractions (seconds) to the millisecond. */
-    char num[64];
-    if (value == floor(value) && fabs(value) < 9e15)
-        snprintf(num, sizeof(num), "%.0f", value);
-    else
-        snprintf(num, sizeof(num), "%.3f", value);
-    if (labels && labels[0])
-        sbuf_printf(out, "%s{%s} %s\n", name, labels, num);
-    else
-        sbuf_printf(out, "%s %s\n", name, num);
 }

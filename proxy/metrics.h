@@ -19,8 +19,4 @@ struct metrics *metrics_new(struct event_base *base, const char *addr, int port,
                             metrics_render_cb render, void *ctx, char *err, size_t errlen);
 void metrics_free(struct metrics *m);
 
-/* Helpers for the text format: "# HELP", "# TYPE" once per family, then samples. */
-void metrics_family(struct sbuf *out, const char *name, const char *type, const char *help);
-void metrics_sample(struct sbuf *out, const char *name, const char *labels, double value);
-
 #endif

@@ -25,16 +25,13 @@
 #include <event2/event.h>
 #include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <assert.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
-#include <sys/utsname.h>
 #include <unistd.h>
 
 #include "backlog.h"
@@ -44,6 +41,7 @@
 #include "net.h"
 #include "rdbinfo.h"
 #include "replica.h"
+#include "report.h"
 #include "resolve.h"
 #include "sentinel.h"
 #include "server.h"
@@ -748,413 +746,171 @@ static void up_on_down(void *ctx)
     r->main_gen = 0;
 }
 
-/* ---- INFO / ROLE ---------------------------------------------------------------------- */
+/* ---- INFO / ROLE / CLIENT LIST / metrics: the facts (report.c renders them) -------------- */
 
-static int64_t rss_bytes(void)
+static enum report_role_state role_state(enum upstream_state st)
 {
-    int fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return 0;
-    char buf[128];
-    ssize_t n = read(fd, buf, sizeof(buf) - 1);
-    close(fd);
-    if (n <= 0)
-        return 0;
-    buf[n] = '\0';
-    long pages = 0, rss = 0;
-    if (sscanf(buf, "%ld %ld", &pages, &rss) != 2)
-        return 0;
-    return (int64_t)rss * sysconf(_SC_PAGESIZE);
-}
-
-static const char *link_status(const struct relay *r)
-{
-    /* a stalled stream (a loop of stock nodes moves nothing) is never shown as up */
-    return upstream_link_up(r->up) && !upstream_stalled(r->up, net_now_ms()) ? "up" : "down";
-}
-
-static void info_server(struct relay *r, struct sbuf *o)
-{
-    struct utsname un;
-    uname(&un);
-    int64_t up_s = (net_now_ms() - r->start_ms) / 1000;
-    /* The upstream's version once known, so that tools see what the data set is; Valkey's
-     * own fields where the upstream is Valkey (a relay below learns the version from them). */
-    const struct compat_identity *id = identity(r);
-    /* who this relay follows, for a relay that would follow it (loop detection) */
-    char chain[sizeof(id->chain)] = "";
-    if (r->up && upstream_identity(r->up))
-        compat_chain_extend(upstream_identity(r->up), chain, sizeof(chain));
-    sbuf_printf(o, "# Server\r\nredis_version:%s\r\n", id ? id->redis_version : "7.0.15");
-    if (id && id->server == COMPAT_VALKEY)
-        sbuf_printf(o, "server_name:valkey\r\nvalkey_version:%s\r\n", id->server_version);
-    sbuf_printf(o,
-                "cascade_version:%s\r\n"
-                "redis_mode:standalone\r\n"
-                "os:%s %s %s\r\n"
-                "arch_bits:%d\r\n"
-                "multiplexing_api:libevent\r\n"
-                "process_id:%d\r\n"
-                "run_id:%s\r\n"
-                "cascade_chain:%s\r\n"
-                "tcp_port:%" PRId64 "\r\n"
-                "uptime_in_seconds:%" PRId64 "\r\n"
-                "uptime_in_days:%" PRId64 "\r\n"
-                "config_file:%s\r\n",
-                CASCADE_VERSION, un.sysname, un.release, un.machine, (int)(sizeof(long) * 8),
-                (int)getpid(), r->run_id, chain, r->cfg->port, up_s, up_s / 86400,
-                r->config_path ? r->config_path : "");
-}
-
-static void info_clients(struct relay *r, struct sbuf *o)
-{
-    sbuf_printf(o,
-                "# Clients\r\n"
-                "connected_clients:%zu\r\n"
-                "maxclients:%" PRId64 "\r\n"
-                "blocked_clients:0\r\n",
-                server_client_count(r->server) + replica_set_count(r->replicas),
-                server_max_clients(r->server));
-}
-
-static void info_memory(struct relay *r, struct sbuf *o)
-{
-    int64_t outbuf = 0;
-    for (struct replica *rep = replica_set_first(r->replicas); rep; rep = rep->next)
-        outbuf += (int64_t)replica_output_bytes(rep);
-    int64_t used = (int64_t)backlog_memory(r->backlog);
-    int64_t rss = rss_bytes();
-    char h1[32], h2[32];
-    stats_human_bytes(used, h1, sizeof(h1));
-    stats_human_bytes(rss, h2, sizeof(h2));
-    sbuf_printf(o,
-                "# Memory\r\n"
-                "used_memory:%" PRId64 "\r\n"
-                "used_memory_human:%s\r\n"
-                "used_memory_rss:%" PRId64 "\r\n"
-                "used_memory_rss_human:%s\r\n"
-                "mem_replication_backlog:%" PRId64 "\r\n"
-                "mem_clients_slaves:%" PRId64 "\r\n"
-                "mem_clients_normal:%zu\r\n"
-                "maxmemory:0\r\n",
-                used, h1, rss, h2, used, outbuf, server_client_memory(r->server));
-}
-
-static void info_stats(struct relay *r, struct sbuf *o)
-{
-    sbuf_printf(o, "# Stats\r\n");
-    stats_info(&r->stats, o);
-    sbuf_printf(o, "total_forks:0\r\n");
-}
-
-static void info_replication(struct relay *r, struct sbuf *o)
-{
-    int64_t now = net_now_ms();
-    int64_t end = backlog_end(r->backlog);
-    enum upstream_state st = upstream_state(r->up);
-    bool syncing = st == UPSTREAM_RDB || st == UPSTREAM_RDB_PREAMBLE;
-    sbuf_printf(o,
-                "# Replication\r\n"
-                "role:slave\r\n"
-                "master_host:%s\r\n"
-                "master_port:%d\r\n"
-                "master_link_status:%s\r\n"
-                "master_last_io_seconds_ago:%" PRId64 "\r\n"
-                "master_sync_in_progress:%d\r\n"
-                "slave_read_repl_offset:%" PRId64 "\r\n"
-                "slave_repl_offset:%" PRId64 "\r\n",
-                upstream_host(r->up), upstream_port(r->up), link_status(r),
-                upstream_last_io_ms(r->up) ? (now - upstream_last_io_ms(r->up)) / 1000 : -1,
-                syncing ? 1 : 0, end, end);
-    if (syncing)
-        sbuf_printf(o,
-                    "master_sync_total_bytes:%" PRId64 "\r\n"
-                    "master_sync_read_bytes:%" PRId64 "\r\n",
-                    upstream_rdb_size(r->up), upstream_rdb_bytes(r->up));
-    if (!upstream_link_up(r->up))
-        sbuf_printf(o, "master_link_down_since_seconds:%" PRId64 "\r\n",
-                    (now - upstream_down_since_ms(r->up)) / 1000);
-    sbuf_printf(o,
-                "slave_priority:0\r\n"
-                "slave_read_only:1\r\n"
-                "replica_announced:0\r\n"
-                "connected_slaves:%zu\r\n",
-                replica_set_count(r->replicas));
-    int i = 0;
-    for (struct replica *rep = replica_set_first(r->replicas); rep; rep = rep->next, i++) {
-        sbuf_printf(o, "slave%d:ip=%s,port=%d,state=%s,offset=%" PRId64 ",lag=%" PRId64 "\r\n", i,
-                    rep->hello.ip, rep->hello.listening_port, replica_state_name(rep->state),
-                    rep->ack_offset, (now - rep->ack_ms) / 1000);
-    }
-    sbuf_printf(o,
-                "master_failover_state:no-failover\r\n"
-                "master_replid:%s\r\n"
-                "master_replid2:%s\r\n"
-                "master_repl_offset:%" PRId64 "\r\n"
-                "second_repl_offset:%" PRId64 "\r\n"
-                "repl_backlog_active:%d\r\n"
-                "repl_backlog_size:%" PRId64 "\r\n"
-                "repl_backlog_first_byte_offset:%" PRId64 "\r\n"
-                "repl_backlog_histlen:%zu\r\n",
-                r->hist.has_history ? r->hist.replid : NULL_REPLID, r->hist.replid2, end,
-                r->hist.second_replid_offset, r->hist.has_history ? 1 : 0,
-                (int64_t)backlog_limit(r->backlog), backlog_start(r->backlog),
-                backlog_histlen(r->backlog));
-}
-
-/* Who the upstream is, how its full syncs went, what the snapshot is, who is held off. */
-static void info_versions(struct relay *r, struct sbuf *o)
-{
-    const struct compat_identity *id = upstream_identity(r->up);
-    struct compat_rdb f = snap_format(r);
-    const char *announced = upstream_announced(r->up);
-    sbuf_printf(
-        o,
-        "upstream_server:%s\r\n"
-        "upstream_version:%s\r\n"
-        "upstream_run_id:%s\r\n"
-        "upstream_stalled:%d\r\n"
-        "upstream_loops_refused:%" PRId64 "\r\n"
-        "upstream_announced_version:%s\r\n"
-        "upstream_sync_aborts:%d\r\n"
-        "upstream_sync_aborts_total:%" PRId64 "\r\n"
-        "upstream_last_sync_abort:%s\r\n"
-        "snapshot_rdb_version:%d\r\n"
-        "snapshot_rdb_magic:%s\r\n"
-        "replicas_refused:%d\r\n",
-        id ? compat_server_name(id->server) : "unknown", id ? id->server_version : "",
-        id ? id->run_id : "", upstream_stalled(r->up, net_now_ms()), upstream_loops_refused(r->up),
-        announced[0] ? announced : "none", upstream_sync_aborts(r->up),
-        upstream_sync_aborts_total(r->up), upstream_abort_reason(r->up), f.version,
-        f.version ? (f.valkey_magic ? "VALKEY" : "REDIS") : "", compat_marks_count(&r->marks));
-    int64_t now = net_now_ms();
-    for (int i = 0, k = 0; i < r->marks.n; i++) {
-        const struct compat_mark *m = &r->marks.m[i];
-        if (!m->marked)
-            continue;
-        char lv[48];
-        leaf_desc(&m->leaf, lv, sizeof(lv));
-        int64_t held = m->held_until_ms == INT64_MAX ? -1
-                       : m->held_until_ms > now      ? (m->held_until_ms - now + 999) / 1000
-                                                     : 0;
-        sbuf_printf(o,
-                    "refused%d:ip=%s,port=%d,leaf=%s,rdb_version=%d,held_seconds=%" PRId64
-                    ",reason=%s\r\n",
-                    k++, m->ip, m->port, lv, m->rdb_version, held, m->reason);
-    }
-}
-
-static void info_relay(struct relay *r, struct sbuf *o)
-{
-    int64_t now = net_now_ms();
-    const struct snapshot *s = r->snap;
-    sbuf_printf(o,
-                "# Relay\r\n"
-                "upstream_state:%s\r\n"
-                "snapshot_state:%s\r\n"
-                "snapshot_offset:%" PRId64 "\r\n"
-                "snapshot_size:%" PRId64 "\r\n"
-                "snapshot_age_seconds:%" PRId64 "\r\n"
-                "snapshot_fetch_in_progress:%d\r\n"
-                "replicas_waiting_snapshot:%zu\r\n"
-                "disk_log_enabled:%d\r\n"
-                "disk_log_first_offset:%" PRId64 "\r\n"
-                "disk_log_last_offset:%" PRId64 "\r\n"
-                "disk_log_bytes:%" PRId64 "\r\n"
-                "disk_log_segments:%zu\r\n"
-                "disk_log_direct_io:%d\r\n"
-                "held_first_offset:%" PRId64 "\r\n",
-                upstream_state_name(upstream_state(r->up)),
-                snapshot_state_name(s ? s->state : SNAPSHOT_EMPTY), s ? s->offset : -1,
-                s ? s->size : 0, s ? (int64_t)(time(NULL) - s->ready_time) : -1,
-                r->fetch && !r->fetch_finished ? 1 : 0, replica_set_waiting(r->replicas),
-                store_usable(r) ? 1 : 0, r->store ? store_start(r->store) : -1,
-                r->store ? store_end(r->store) : -1, r->store ? store_bytes(r->store) : 0,
-                r->store ? store_segments(r->store) : 0,
-                store_usable(r) && store_direct_io(r->store) ? 1 : 0, held_start(r));
-    sbuf_printf(o,
-                "full_syncs_served:%" PRId64 "\r\n"
-                "partial_syncs_served:%" PRId64 "\r\n"
-                "upstream_full_syncs:%" PRId64 "\r\n"
-                "upstream_partial_syncs:%" PRId64 "\r\n"
-                "stream_bytes_in:%" PRId64 "\r\n"
-                "replica_bytes_out:%" PRId64 "\r\n"
-                "commands_forwarded:%" PRId64 "\r\n",
-                r->stats.sync_full, r->stats.sync_partial_ok, r->stats.upstream_full_syncs,
-                r->stats.upstream_partial_syncs, r->stats.total_net_repl_input_bytes,
-                r->stats.total_net_repl_output_bytes, upstream_commands(r->up));
-    struct wanlink_counters uc = upstream_link_counters(r->up);
-    sbuf_printf(o,
-                "upstream_link:%s\r\n"
-                "upstream_link_raw_bytes:%" PRId64 "\r\n"
-                "upstream_link_wire_bytes:%" PRId64 "\r\n"
-                "upstream_link_ratio:%.4f\r\n"
-                "upstream_link_heartbeats:%" PRId64 "\r\n",
-                upstream_link_mode(r->up), uc.raw_bytes, uc.wire_bytes,
-                uc.raw_bytes ? (double)uc.wire_bytes / (double)uc.raw_bytes : 0.0, uc.heartbeats);
-    info_versions(r, o);
-    int i = 0;
-    for (struct replica *rep = replica_set_first(r->replicas); rep; rep = rep->next, i++) {
-        const struct wanlink_counters *lc = rep->link ? wanlink_out_counters(rep->link) : NULL;
-        sbuf_printf(o,
-                    "replica%d:addr=%s,state=%s,lag_bytes=%" PRId64 ",lag_seconds=%" PRId64
-                    ",output_bytes=%zu,from_disk_bytes=%" PRId64 ",link=%s,link_raw_bytes=%" PRId64
-                    ",link_wire_bytes=%" PRId64 "\r\n",
-                    i, rep->hello.peer, replica_state_name(rep->state), replica_lag_bytes(rep),
-                    (now - rep->ack_ms) / 1000, replica_output_bytes(rep), rep->from_disk_bytes,
-                    rep->link ? wanlink_mode_name(wanlink_out_level(rep->link)) : "plain",
-                    lc ? lc->raw_bytes : 0, lc ? lc->wire_bytes : 0);
-    }
-}
-
-struct info_section {
-    const char *name;
-    void (*fn)(struct relay *r, struct sbuf *o);
-    bool by_default;
-};
-
-static const struct info_section sections[] = {
-    {"server", info_server, true},
-    {"clients", info_clients, true},
-    {"memory", info_memory, true},
-    {"stats", info_stats, true},
-    {"replication", info_replication, true},
-    {"relay", info_relay, true},
-    {NULL, NULL, false},
-};
-
-static void relay_info(void *ctx, const char *section, struct sbuf *out)
-{
-    struct relay *r = ctx;
-    bool all = section[0] == '\0' || strcasecmp(section, "all") == 0 ||
-               strcasecmp(section, "everything") == 0 || strcasecmp(section, "default") == 0;
-    bool first = true;
-    for (const struct info_section *s = sections; s->name; s++) {
-        if (all ? !s->by_default : strcasecmp(section, s->name) != 0)
-            continue;
-        if (!first)
-            sbuf_append(out, "\r\n", 2);
-        s->fn(r, out);
-        first = false;
-    }
-}
-
-static void relay_role(void *ctx, struct sbuf *out)
-{
-    struct relay *r = ctx;
-    const char *state;
-    switch (upstream_state(r->up)) {
+    switch (st) {
     case UPSTREAM_STREAM:
-        state = "connected";
-        break;
+        return REPORT_ROLE_CONNECTED;
     case UPSTREAM_PSYNC:
     case UPSTREAM_RDB_PREAMBLE:
     case UPSTREAM_RDB:
-        state = "sync";
-        break;
+        return REPORT_ROLE_SYNC;
     case UPSTREAM_CONNECTING:
     case UPSTREAM_PING:
     case UPSTREAM_INFO:
     case UPSTREAM_HANDSHAKE:
-        state = "connecting";
-        break;
+        return REPORT_ROLE_CONNECTING;
     default:
-        state = "connect";
-        break;
+        return REPORT_ROLE_CONNECT;
     }
-    const char *host = upstream_host(r->up);
-    sbuf_printf(out, "*5\r\n$5\r\nslave\r\n$%zu\r\n%s\r\n:%d\r\n$%zu\r\n%s\r\n:%" PRId64 "\r\n",
-                strlen(host), host, upstream_port(r->up), strlen(state), state,
-                backlog_end(r->backlog));
 }
 
-/* ---- Prometheus ------------------------------------------------------------------------ */
-
-static void gauge(struct sbuf *o, const char *name, const char *help, double v)
+static void facts_upstream(const struct upstream *up, int64_t now, struct report_upstream *u)
 {
-    metrics_family(o, name, "gauge", help);
-    metrics_sample(o, name, NULL, v);
+    enum upstream_state st = upstream_state(up);
+    snprintf(u->host, sizeof(u->host), "%s", upstream_host(up));
+    u->port = upstream_port(up);
+    u->state = upstream_state_name(st);
+    u->role = role_state(st);
+    u->link_up = upstream_link_up(up);
+    /* a stalled stream (a loop of stock nodes moves nothing) is never shown as up */
+    u->stalled = upstream_stalled(up, now);
+    u->syncing = st == UPSTREAM_RDB || st == UPSTREAM_RDB_PREAMBLE;
+    u->last_io_ms = upstream_last_io_ms(up);
+    u->down_since_ms = upstream_down_since_ms(up);
+    u->rdb_size = upstream_rdb_size(up);
+    u->rdb_bytes = upstream_rdb_bytes(up);
+    u->commands = upstream_commands(up);
+    u->link_mode = upstream_link_mode(up);
+    struct wanlink_counters uc = upstream_link_counters(up);
+    u->link_raw_bytes = uc.raw_bytes;
+    u->link_wire_bytes = uc.wire_bytes;
+    u->link_heartbeats = uc.heartbeats;
+    const struct compat_identity *id = upstream_identity(up);
+    u->has_identity = id != NULL;
+    if (id)
+        u->identity = *id;
+    u->loops_refused = upstream_loops_refused(up);
+    snprintf(u->announced, sizeof(u->announced), "%s", upstream_announced(up));
+    u->sync_aborts = upstream_sync_aborts(up);
+    u->sync_aborts_total = upstream_sync_aborts_total(up);
+    snprintf(u->abort_reason, sizeof(u->abort_reason), "%s", upstream_abort_reason(up));
 }
 
-static void render_metrics(void *ctx, struct sbuf *o)
+static void facts_replicas(struct relay *r, struct report_facts *f)
 {
-    struct relay *r = ctx;
-    int64_t now = net_now_ms();
-    const struct snapshot *s = r->snap;
-    gauge(o, "cascade_upstream_link_up", "1 while the upstream link is streaming",
-          upstream_link_up(r->up));
-    gauge(o, "cascade_upstream_last_io_seconds", "seconds since the upstream last sent a byte",
-          upstream_last_io_ms(r->up) ? (double)(now - upstream_last_io_ms(r->up)) / 1000 : -1);
-    gauge(o, "cascade_upstream_down_seconds", "seconds the upstream link has been down (0: up)",
-          upstream_link_up(r->up) ? 0 : (double)(now - upstream_down_since_ms(r->up)) / 1000);
-    gauge(o, "cascade_repl_offset_bytes", "offset of the last stream byte held",
-          (double)backlog_end(r->backlog));
-    gauge(o, "cascade_held_first_offset_bytes", "first stream offset held (memory or disk)",
-          (double)held_start(r));
-    gauge(o, "cascade_backlog_first_offset_bytes", "first stream offset held in memory",
-          (double)backlog_start(r->backlog));
-    gauge(o, "cascade_backlog_memory_bytes", "memory held by the in-memory backlog",
-          (double)backlog_memory(r->backlog));
-    gauge(o, "cascade_disk_log_bytes", "bytes in disk log segments",
-          r->store ? (double)store_bytes(r->store) : 0);
-    gauge(o, "cascade_disk_log_segments", "disk log segment files",
-          r->store ? (double)store_segments(r->store) : 0);
-    gauge(o, "cascade_snapshot_offset_bytes", "stream offset of the cached snapshot (-1: none)",
-          s ? (double)s->offset : -1);
-    gauge(o, "cascade_snapshot_size_bytes", "size of the cached snapshot", s ? (double)s->size : 0);
-    gauge(o, "cascade_snapshot_age_seconds", "age of the cached snapshot (-1: none)",
-          s ? (double)(time(NULL) - s->ready_time) : -1);
-    gauge(o, "cascade_replicas", "replica sessions", (double)replica_set_count(r->replicas));
-    gauge(o, "cascade_clients", "plain client connections", (double)server_client_count(r->server));
-    gauge(o, "cascade_memory_rss_bytes", "resident set size", (double)rss_bytes());
-    gauge(o, "cascade_upstream_sync_aborts",
-          "full syncs the upstream aborted right after +FULLRESYNC, in a row",
-          upstream_sync_aborts(r->up));
-    metrics_family(o, "cascade_upstream_sync_aborts_total", "counter",
-                   "full syncs the upstream aborted right after +FULLRESYNC");
-    metrics_sample(o, "cascade_upstream_sync_aborts_total", NULL,
-                   (double)upstream_sync_aborts_total(r->up));
-    gauge(o, "cascade_replicas_refused", "replicas held off: they cannot load the snapshot",
-          compat_marks_count(&r->marks));
-    gauge(o, "cascade_snapshot_rdb_version", "RDB version of the cached snapshot (0: none)",
-          snap_format(r).version);
-    metrics_family(o, "cascade_commands_forwarded_total", "counter",
-                   "stream commands received from the upstream and forwarded");
-    metrics_sample(o, "cascade_commands_forwarded_total", NULL, (double)upstream_commands(r->up));
-    struct wanlink_counters uc = upstream_link_counters(r->up);
-    metrics_family(o, "cascade_upstream_link_raw_bytes_total", "counter",
-                   "bytes a framed upstream link carried, before framing (decoded)");
-    metrics_sample(o, "cascade_upstream_link_raw_bytes_total", NULL, (double)uc.raw_bytes);
-    metrics_family(o, "cascade_upstream_link_wire_bytes_total", "counter",
-                   "bytes a framed upstream link carried on the wire");
-    metrics_sample(o, "cascade_upstream_link_wire_bytes_total", NULL, (double)uc.wire_bytes);
-    stats_metrics(&r->stats, o);
-    static const struct {
-        const char *name, *help;
-    } fams[] = {
-        {"cascade_replica_lag_bytes", "stream bytes a replica is behind"},
-        {"cascade_replica_lag_seconds", "seconds since a replica's last ACK"},
-        {"cascade_replica_output_bytes", "bytes queued to a replica's socket"},
-        {"cascade_replica_acked_offset_bytes", "last offset a replica acknowledged"},
-        {"cascade_replica_link_raw_bytes", "bytes framed to a cascade replica, before framing"},
-        {"cascade_replica_link_wire_bytes", "framed bytes to a cascade replica, on the wire"},
-    };
-    for (size_t f = 0; f < sizeof(fams) / sizeof(fams[0]); f++) {
-        metrics_family(o, fams[f].name, "gauge", fams[f].help);
-        for (struct replica *rep = replica_set_first(r->replicas); rep; rep = rep->next) {
-            char labels[160];
-            snprintf(labels, sizeof(labels), "addr=\"%s\",port=\"%d\",state=\"%s\"",
-                     rep->hello.peer, rep->hello.listening_port, replica_state_name(rep->state));
-            const struct wanlink_counters *lc = rep->link ? wanlink_out_counters(rep->link) : NULL;
-            double v = f == 0   ? (double)replica_lag_bytes(rep)
-                       : f == 1 ? (double)(now - rep->ack_ms) / 1000
-                       : f == 2 ? (double)replica_output_bytes(rep)
-                       : f == 3 ? (double)rep->ack_offset
-                       : f == 4 ? (lc ? (double)lc->raw_bytes : 0)
-                                : (lc ? (double)lc->wire_bytes : 0);
-            metrics_sample(o, fams[f].name, labels, v);
+    f->replicas_live = replica_set_count(r->replicas);
+    for (const struct replica *rep = replica_set_first(r->replicas); rep; rep = rep->next) {
+        struct report_replica *row = report_add_replica(f);
+        row->id = rep->hello.id;
+        snprintf(row->peer, sizeof(row->peer), "%s", rep->hello.peer);
+        snprintf(row->ip, sizeof(row->ip), "%s", rep->hello.ip);
+        row->listening_port = rep->hello.listening_port;
+        row->state = replica_state_name(rep->state);
+        row->created_ms = rep->hello.created_ms;
+        row->ack_ms = rep->ack_ms;
+        row->ack_offset = rep->ack_offset;
+        row->lag_bytes = replica_lag_bytes(rep);
+        row->output_bytes = replica_output_bytes(rep);
+        row->from_disk_bytes = rep->from_disk_bytes;
+        row->plain_sync = rep->hello.plain_sync;
+        row->link = rep->link ? wanlink_mode_name(wanlink_out_level(rep->link)) : "plain";
+        if (rep->link) {
+            const struct wanlink_counters *lc = wanlink_out_counters(rep->link);
+            row->link_raw_bytes = lc->raw_bytes;
+            row->link_wire_bytes = lc->wire_bytes;
         }
     }
+    f->refused_count = compat_marks_count(&r->marks);
+    for (int i = 0; i < r->marks.n && f->nrefused < COMPAT_LEAVES; i++) {
+        const struct compat_mark *m = &r->marks.m[i];
+        if (!m->marked)
+            continue;
+        struct report_refused *row = &f->refused[f->nrefused++];
+        snprintf(row->ip, sizeof(row->ip), "%s", m->ip);
+        row->port = m->port;
+        leaf_desc(&m->leaf, row->leaf, sizeof(row->leaf));
+        row->rdb_version = m->rdb_version;
+        row->held_until_ms = m->held_until_ms;
+        snprintf(row->reason, sizeof(row->reason), "%s", m->reason);
+    }
+}
+
+/* Everything INFO, ROLE, CLIENT LIST and the metrics show, copied once (the only place the
+ * reports read the relay's objects). report_facts_deinit(f) after rendering. */
+static void relay_facts(struct relay *r, struct report_facts *f)
+{
+    memset(f, 0, sizeof(*f));
+    f->now_ms = net_now_ms();
+    f->now = time(NULL);
+    report_process(&f->proc);
+    f->start_ms = r->start_ms;
+    memcpy(f->run_id, r->run_id, sizeof(f->run_id));
+    f->tcp_port = r->cfg->port;
+    snprintf(f->config_file, sizeof(f->config_file), "%s", r->config_path ? r->config_path : "");
+    const struct compat_identity *id = identity(r);
+    f->has_identity = id != NULL;
+    if (id)
+        f->identity = *id;
+    f->clients = server_client_count(r->server);
+    f->maxclients = server_max_clients(r->server);
+    f->client_memory = server_client_memory(r->server);
+    f->stats = r->stats;
+    f->hist = r->hist;
+    f->backlog_start = backlog_start(r->backlog);
+    f->backlog_end = backlog_end(r->backlog);
+    f->backlog_histlen = backlog_histlen(r->backlog);
+    f->backlog_memory = backlog_memory(r->backlog);
+    f->backlog_limit = backlog_limit(r->backlog);
+    f->held_first = held_start(r);
+    facts_upstream(r->up, f->now_ms, &f->up);
+    const struct snapshot *s = r->snap;
+    f->snap = (struct report_snapshot){
+        .present = s != NULL,
+        .state = snapshot_state_name(s ? s->state : SNAPSHOT_EMPTY),
+        .offset = s ? s->offset : -1,
+        .size = s ? s->size : 0,
+        .ready_time = s ? s->ready_time : 0,
+        .format = snap_format(r),
+        .fetch_in_progress = r->fetch && !r->fetch_finished,
+        .replicas_waiting = replica_set_waiting(r->replicas),
+    };
+    f->disk = (struct report_disk){
+        .present = r->store != NULL,
+        .enabled = store_usable(r),
+        .direct_io = store_usable(r) && store_direct_io(r->store),
+        .first = r->store ? store_start(r->store) : -1,
+        .last = r->store ? store_end(r->store) : -1,
+        .bytes = r->store ? store_bytes(r->store) : 0,
+        .segments = r->store ? store_segments(r->store) : 0,
+    };
+    facts_replicas(r, f);
+}
+
+static void relay_info(void *ctx, const char *section, struct sbuf *out)
+{
+    struct report_facts f;
+    relay_facts(ctx, &f);
+    report_info(&f, section, out);
+    report_facts_deinit(&f);
+}
+
+static void relay_role(void *ctx, struct sbuf *out)
+{
+    struct report_facts f;
+    relay_facts(ctx, &f);
+    report_role(&f, out);
+    report_facts_deinit(&f);
+}
+
+static void render_metrics(void *ctx, struct sbuf *out)
+{
+    struct report_facts f;
+    relay_facts(ctx, &f);
+    report_metrics(&f, out);
+    report_facts_deinit(&f);
 }
 
 /* ---- downstream requests ------------------------------------------------------------- */
@@ -1468,16 +1224,10 @@ static int relay_sync(void *ctx, struct bufferevent *bev, const struct server_sy
 
 static void relay_client_list(void *ctx, struct sbuf *out)
 {
-    struct relay *r = ctx;
-    int64_t now = net_now_ms();
-    for (struct replica *rep = replica_set_first(r->replicas); rep; rep = rep->next) {
-        sbuf_printf(out,
-                    "id=%" PRIu64 " addr=%s laddr=- fd=-1 name= age=%" PRId64 " idle=%" PRId64
-                    " flags=S db=0 sub=0 psub=0 multi=-1 qbuf=0 obl=0 oll=0 omem=%zu cmd=%s\n",
-                    rep->hello.id, rep->hello.peer, (now - rep->hello.created_ms) / 1000,
-                    (now - rep->ack_ms) / 1000, replica_output_bytes(rep),
-                    rep->hello.plain_sync ? "sync" : "psync");
-    }
+    struct report_facts f;
+    relay_facts(ctx, &f);
+    report_client_list(&f, out);
+    report_facts_deinit(&f);
 }
 
 static const struct compat_identity *relay_identity(void *ctx)
