@@ -27,15 +27,10 @@
 #include <unistd.h>
 
 #include "crc32c.h"
+#include "segcheck.h"
 #include "writer.h"
 
 #define SEG_PREFIX "log-"
-#define READ_CHUNK (1 << 20)
-
-/* Stream offsets [a, b) whose bytes matched their index records. */
-struct vrange {
-    int64_t a, b;
-};
 
 struct segment {
     int64_t start; /* offset of its first byte */
@@ -44,9 +39,8 @@ struct segment {
     int idx_fd;    /* index file while this is the active segment, else -1 */
     int dfd;       /* the data file opened O_DIRECT for the writer thread, or -1 */
     bool dfd_tried;
-    time_t mtime;       /* last write */
-    struct vrange *ver; /* verified runs: sorted, disjoint, not touching; whole records */
-    size_t nver, capver;
+    time_t mtime;        /* last write */
+    struct segcheck ver; /* the runs of it verified against their index records */
 };
 
 struct store {
@@ -98,9 +92,7 @@ static void seg_close(struct segment *g)
     if (g->dfd >= 0)
         close(g->dfd);
     g->fd = g->idx_fd = g->dfd = -1;
-    free(g->ver);
-    g->ver = NULL;
-    g->nver = g->capver = 0;
+    segcheck_deinit(&g->ver);
 }
 
 static void seg_unlink(struct store *s, struct segment *g)
@@ -133,45 +125,6 @@ static void seg_remove_at(struct store *s, size_t i)
     memmove(&s->segs[i], &s->segs[i + 1], (s->nseg - i - 1) * sizeof(*s->segs));
     s->nseg--;
 }
-
-/* End of the verified run holding off in g, or off if none. */
-static int64_t ver_end(const struct segment *g, int64_t off)
-{
-    for (size_t i = 0; i < g->nver; i++) {
-        if (g->ver[i].a <= off && off < g->ver[i].b)
-            return g->ver[i].b;
-    }
-    return off;
-}
-
-/* Remembers [a, b) as verified, merging runs that touch. */
-static void ver_add(struct segment *g, int64_t a, int64_t b)
-{
-    if (g->nver == g->capver) {
-        g->capver = g->capver ? g->capver * 2 : 4;
-        g->ver = realloc(g->ver, g->capver * sizeof(*g->ver));
-        if (!g->ver)
-            abort();
-    }
-    size_t i = 0;
-    while (i < g->nver && g->ver[i].a < a)
-        i++;
-    memmove(&g->ver[i + 1], &g->ver[i], (g->nver - i) * sizeof(*g->ver));
-    g->ver[i] = (struct vrange){.a = a, .b = b};
-    g->nver++;
-    size_t k = 0;
-    for (size_t j = 1; j < g->nver; j++) {
-        if (g->ver[j].a <= g->ver[k].b) {
-            if (g->ver[j].b > g->ver[k].b)
-                g->ver[k].b = g->ver[j].b;
-        } else {
-            g->ver[++k] = g->ver[j];
-        }
-    }
-    g->nver = k + 1;
-}
-
-/* ---- the background writer ---- */
 
 /* ---- the background writer (writer.c): the store's side ---- */
 
@@ -214,24 +167,10 @@ static int cmp_start(const void *a, const void *b)
     return x->start < y->start ? -1 : x->start > y->start;
 }
 
-/* Why a record of segment g does not vouch for its bytes, or NULL if it does. buf: a
- * READ_CHUNK scratch buffer. */
-static const char *check_record(const struct segment *g, const struct index_record *rec, int64_t at,
-                                char *buf)
+/* g's data file as the checks read it. */
+static struct segcheck_file seg_file(const struct segment *g)
 {
-    if (rec->start != at || rec->len == 0)
-        return "an index record out of sequence";
-    if (rec->start - g->start + (int64_t)rec->len > g->len)
-        return "an index record past the segment's end";
-    uint32_t crc = 0;
-    for (int64_t done = 0; done < rec->len;) {
-        size_t n = rec->len - done < READ_CHUNK ? (size_t)(rec->len - done) : READ_CHUNK;
-        if (writer_pio_all(g->fd, buf, n, (off_t)(rec->start - g->start + done), false) != 0)
-            return "a read error";
-        crc = crc32c(crc, buf, n);
-        done += (int64_t)n;
-    }
-    return crc == rec->crc ? NULL : "a checksum mismatch";
+    return (struct segcheck_file){.fd = g->fd, .start = g->start, .len = g->len};
 }
 
 /* Verify the last segment against its index; cut both back to the last whole write. */
@@ -249,11 +188,12 @@ static int recover_tail(struct store *s, struct segment *g, char *err, size_t er
     if (idx >= 0) {
         idx_len = fstat(idx, &st) == 0 ? st.st_size : 0;
         struct index_record rec;
-        char *buf = malloc(READ_CHUNK);
+        char *buf = malloc(SEGCHECK_CHUNK);
         if (!buf)
             abort();
+        struct segcheck_file file = seg_file(g);
         while (writer_pio_all(idx, &rec, sizeof(rec), idx_good, false) == 0) {
-            const char *bad = check_record(g, &rec, g->start + good, buf);
+            const char *bad = segcheck_record(&file, &rec, g->start + good, buf);
             if (bad) {
                 why = bad;
                 break;
@@ -296,9 +236,9 @@ static int recover_tail(struct store *s, struct segment *g, char *err, size_t er
     }
     g->len = good;
     g->idx_fd = idx;
-    g->nver = 0;
+    segcheck_deinit(&g->ver);
     if (good > 0)
-        ver_add(g, g->start, g->start + good); /* all of it was just checked */
+        segcheck_add(&g->ver, g->start, g->start + good); /* all of it was just checked */
     return 0;
 }
 
@@ -757,82 +697,6 @@ int64_t store_last_segment_start(const struct store *s)
     return s->nseg ? s->segs[s->nseg - 1].start : s->next;
 }
 
-static int read_rec(int idx, uint64_t k, struct index_record *rec)
-{
-    return writer_pio_all(idx, rec, sizeof(*rec), (off_t)(k * sizeof(*rec)), false);
-}
-
-/*
- * Verifies g's index records from the one holding offset on, at least STORE_VERIFY_AHEAD
- * bytes of them, up to limit (the last readable byte + 1), and remembers what matched. 0
- * (offset is verified now, or its write is not all readable yet), or -1 with the range that
- * failed, [*bad_a, *bad_b), and why.
- */
-static int seg_verify(struct store *s, struct segment *g, int64_t offset, int64_t limit,
-                      int64_t *bad_a, int64_t *bad_b, char *why, size_t whylen)
-{
-    char path[4096];
-    seg_path(s, g->start, "idx", path, sizeof(path));
-    *bad_a = offset;
-    *bad_b = g->start + g->len;
-    int idx = open(path, O_RDONLY | O_CLOEXEC);
-    struct stat st;
-    if (idx < 0 || fstat(idx, &st) != 0) {
-        errf(why, whylen, "no index: %s", strerror(errno));
-        if (idx >= 0)
-            close(idx);
-        return -1;
-    }
-    /* Records below the file's size are whole (a write shows its bytes before the size). */
-    uint64_t nrec = (uint64_t)st.st_size / sizeof(struct index_record);
-    struct index_record rec;
-    uint64_t lo = 0, hi = nrec;
-    while (hi - lo > 1) { /* the last record starting at or before offset */
-        uint64_t mid = lo + (hi - lo) / 2;
-        if (read_rec(idx, mid, &rec) != 0)
-            break;
-        if (rec.start <= offset)
-            lo = mid;
-        else
-            hi = mid;
-    }
-    int rc = 0;
-    if (nrec == 0 || read_rec(idx, lo, &rec) != 0 || rec.start > offset ||
-        offset - rec.start >= (int64_t)rec.len) {
-        errf(why, whylen, "no index record holds it");
-        close(idx);
-        return -1;
-    }
-    char *buf = malloc(READ_CHUNK);
-    if (!buf)
-        abort();
-    int64_t at = rec.start;
-    for (uint64_t k = lo; at < limit && at - offset < STORE_VERIFY_AHEAD; k++) {
-        if (ver_end(g, at) > at)
-            break; /* the rest was verified before */
-        bool have = k < nrec && read_rec(idx, k, &rec) == 0;
-        if (have && rec.start == at && at + (int64_t)rec.len > limit &&
-            at + (int64_t)rec.len <= g->start + g->len)
-            break; /* a write still in progress (the active segment) */
-        const char *bad = have ? check_record(g, &rec, at, buf) : "bytes without an index record";
-        if (bad && at > offset)
-            break; /* offset's own record is fine: a bad one after it is cut once read */
-        if (bad) {
-            errf(why, whylen, "%s", bad);
-            *bad_a = at;
-            if (have && rec.start == at && at + (int64_t)rec.len <= g->start + g->len)
-                *bad_b = at + (int64_t)rec.len;
-            rc = -1;
-            break;
-        }
-        ver_add(g, at, at + (int64_t)rec.len);
-        at += (int64_t)rec.len;
-    }
-    free(buf);
-    close(idx);
-    return rc;
-}
-
 /* Bytes [a, b) of segment i failed their check: cut it and every segment before it. */
 static void cut(struct store *s, size_t i, int64_t a, int64_t b, const char *why)
 {
@@ -874,16 +738,18 @@ int store_locate(struct store *s, int64_t offset, int *fd, off_t *pos, int64_t *
     int64_t limit = g->start + g->len < end + 1 ? g->start + g->len : end + 1;
     if (offset >= limit)
         return -1;
-    int64_t vend = ver_end(g, offset);
+    int64_t vend = segcheck_end(&g->ver, offset);
     if (vend <= offset) {
         /* Served only once checked: the first read of a range checks it. */
-        int64_t a, b;
-        char why[256];
-        if (seg_verify(s, g, offset, limit, &a, &b, why, sizeof(why)) != 0) {
-            cut(s, lo, a, b, why);
+        char path[4096];
+        seg_path(s, g->start, "idx", path, sizeof(path));
+        struct segcheck_file file = seg_file(g);
+        struct segcheck_bad bad;
+        if (segcheck_ahead(&g->ver, &file, path, offset, limit, STORE_VERIFY_AHEAD, &bad) != 0) {
+            cut(s, lo, bad.a, bad.b, bad.why);
             return -1;
         }
-        vend = ver_end(g, offset);
+        vend = segcheck_end(&g->ver, offset);
         if (vend <= offset)
             return -1;
     }
