@@ -6,9 +6,11 @@
  * the bytes this process wrote: the check is of what the device gives back (O_DIRECT writes
  * leave nothing in the page cache to hide a bad read), once per byte per process, and only
  * for the bytes that are ever read back (replicas behind memory).
- * Owns the segment table (the caller's thread alone touches it). Must not create threads or
- * share anything with them but the descriptors of queued jobs: that is writer.c, which this
- * file drives through writer.h. Every wait for the writer's queue says so where it is called.
+ * Owns the segment table (the caller's thread alone touches it) and decides what a failed
+ * check cuts. The checks themselves and the verified runs are segcheck.c's, the meta file's
+ * format and file store_meta.c's. Must not create threads or share anything with them but the
+ * descriptors of queued jobs: that is writer.c, which this file drives through writer.h. Every
+ * wait for the writer's queue says so where it is called.
  */
 #include "store.h"
 

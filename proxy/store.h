@@ -14,7 +14,8 @@
  * Owns its files and descriptors, and its writer (writer.h: the only threads). Every function
  * here runs on the caller's thread (the loop thread). No libevent, no logging: errors come back
  * as text, and what the store drops on its own (recovery, a failed check) is reported through
- * params.report. CRC-32C is crc32c.h's.
+ * params.report. CRC-32C is crc32c.h's, the checks of bytes against their index records
+ * segcheck.h's.
  *
  * Where the caller blocks on the disk, with a writer running (writer.h says for how long at
  * most): store_append and store_sync while the writer's queue is full; store_write_meta,
