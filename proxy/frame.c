@@ -199,6 +199,40 @@ static int start_frame(struct frame_decoder *d, char *err, size_t errlen)
     return 0;
 }
 
+/* Inflates the current zstd frame's payload from ip[*pos..len) into op[*opos..cap), moving
+ * both. 0: go on (bytes moved, or the frame ended), 1: needs more input, -1 with err. */
+static int decode_zstd(struct frame_decoder *d, const unsigned char *ip, size_t len, size_t *pos,
+                       unsigned char *op, size_t cap, size_t *opos, char *err, size_t errlen)
+{
+    size_t avail = d->left < len - *pos ? d->left : len - *pos;
+    ZSTD_inBuffer ib = {ip + *pos, avail, 0};
+    ZSTD_outBuffer ob = {op + *opos, cap - *opos, 0};
+    size_t r = ZSTD_decompressStream(d->z, &ob, &ib);
+    if (ZSTD_isError(r)) {
+        snprintf(err, errlen, "zstd: %s", ZSTD_getErrorName(r));
+        return -1;
+    }
+    *pos += ib.pos;
+    d->left -= ib.pos;
+    *opos += ob.pos;
+    d->produced += ob.pos;
+    if (d->produced > FRAME_MAX_RAW) {
+        snprintf(err, errlen, "zstd frame expands past %d bytes", FRAME_MAX_RAW);
+        return -1;
+    }
+    if (d->left == 0 && ob.pos < ob.size) {
+        /* Everything flushed: the frame is complete. The encoder never sends one that
+         * gives no bytes, and a zstd stream that ended was not ours (we never end it). */
+        if (d->produced == 0 || r == 0) {
+            snprintf(err, errlen, "zstd frame %s", r == 0 ? "ends the stream" : "is empty");
+            return -1;
+        }
+        d->in_frame = false;
+        return 0;
+    }
+    return ib.pos == 0 && ob.pos == 0 ? 1 : 0;
+}
+
 ssize_t frame_decode(struct frame_decoder *d, const void *in, size_t len, size_t *used, void *out,
                      size_t cap, char *err, size_t errlen)
 {
@@ -238,33 +272,10 @@ ssize_t frame_decode(struct frame_decoder *d, const void *in, size_t len, size_t
                 d->in_frame = false;
             continue;
         }
-        size_t avail = d->left < len - pos ? d->left : len - pos;
-        ZSTD_inBuffer ib = {ip + pos, avail, 0};
-        ZSTD_outBuffer ob = {op + opos, cap - opos, 0};
-        size_t r = ZSTD_decompressStream(d->z, &ob, &ib);
-        if (ZSTD_isError(r)) {
-            snprintf(err, errlen, "zstd: %s", ZSTD_getErrorName(r));
+        int rc = decode_zstd(d, ip, len, &pos, op, cap, &opos, err, errlen);
+        if (rc < 0)
             return -1;
-        }
-        pos += ib.pos;
-        d->left -= ib.pos;
-        opos += ob.pos;
-        d->produced += ob.pos;
-        if (d->produced > FRAME_MAX_RAW) {
-            snprintf(err, errlen, "zstd frame expands past %d bytes", FRAME_MAX_RAW);
-            return -1;
-        }
-        if (d->left == 0 && ob.pos < ob.size) {
-            /* Everything flushed: the frame is complete. The encoder never sends one that
-             * gives no bytes, and a zstd stream that ended was not ours (we never end it). */
-            if (d->produced == 0 || r == 0) {
-                snprintf(err, errlen, "zstd frame %s", r == 0 ? "ends the stream" : "is empty");
-                return -1;
-            }
-            d->in_frame = false;
-            continue;
-        }
-        if (ib.pos == 0 && ob.pos == 0)
+        if (rc > 0)
             break; /* needs more input */
     }
     *used = pos;

@@ -93,6 +93,53 @@ static ssize_t parse_inline(const char *buf, size_t len, const struct resp_limit
     return (ssize_t)(line_len + 1);
 }
 
+/* One argument, "$<len>\r\n<bytes>\r\n", at buf[pos] (pos < len) into *arg and *argl: the
+ * index just past it, 0 if it is not all here yet, or -1 with err. */
+static ssize_t parse_bulk(const char *buf, size_t len, size_t pos, const struct resp_limits *lim,
+                          const char **arg, size_t *argl, char *err, size_t errlen)
+{
+    if (buf[pos] != '$') {
+        char msg[64];
+        unsigned char c = (unsigned char)buf[pos];
+        if (c >= 32 && c < 127)
+            snprintf(msg, sizeof(msg), "Protocol error: expected '$', got '%c'", c);
+        else
+            snprintf(msg, sizeof(msg), "Protocol error: expected '$', got byte 0x%02x", c);
+        set_err(err, errlen, msg);
+        return -1;
+    }
+    size_t hdr_end = min_sz(len, pos + 32);
+    ssize_t cr = find_crlf(buf, pos + 1, hdr_end);
+    if (cr < 0) {
+        if (len >= pos + 32) {
+            set_err(err, errlen, "Protocol error: invalid bulk length");
+            return -1;
+        }
+        return 0;
+    }
+    int64_t blen;
+    if (lim->unauthenticated && parse_i64(buf + pos + 1, (size_t)cr - pos - 1, &blen) == 0 &&
+        blen > RESP_UNAUTH_MAX_BULK) {
+        set_err(err, errlen, "Protocol error: unauthenticated bulk length");
+        return -1;
+    }
+    if (parse_i64(buf + pos + 1, (size_t)cr - pos - 1, &blen) != 0 || blen < 0 ||
+        (uint64_t)blen > lim->max_bulk_bytes) {
+        set_err(err, errlen, "Protocol error: invalid bulk length");
+        return -1;
+    }
+    pos = (size_t)cr + 2;
+    if (len - pos < (size_t)blen + 2)
+        return 0;
+    if (buf[pos + (size_t)blen] != '\r' || buf[pos + (size_t)blen + 1] != '\n') {
+        set_err(err, errlen, "Protocol error: bulk not terminated by CRLF");
+        return -1;
+    }
+    *arg = buf + pos;
+    *argl = (size_t)blen;
+    return (ssize_t)(pos + (size_t)blen + 2);
+}
+
 static ssize_t parse_multibulk(const char *buf, size_t len, const struct resp_limits *lim,
                                struct resp_command *cmd, char *err, size_t errlen)
 {
@@ -126,47 +173,12 @@ static ssize_t parse_multibulk(const char *buf, size_t len, const struct resp_li
     for (int64_t a = 0; a < count; a++) {
         if (pos >= len)
             return 0;
-        if (buf[pos] != '$') {
-            char msg[64];
-            unsigned char c = (unsigned char)buf[pos];
-            if (c >= 32 && c < 127)
-                snprintf(msg, sizeof(msg), "Protocol error: expected '$', got '%c'", c);
-            else
-                snprintf(msg, sizeof(msg), "Protocol error: expected '$', got byte 0x%02x", c);
-            set_err(err, errlen, msg);
-            return -1;
-        }
-        size_t hdr_end = min_sz(len, pos + 32);
-        cr = find_crlf(buf, pos + 1, hdr_end);
-        if (cr < 0) {
-            if (len >= pos + 32) {
-                set_err(err, errlen, "Protocol error: invalid bulk length");
-                return -1;
-            }
-            return 0;
-        }
-        int64_t blen;
-        if (lim->unauthenticated && parse_i64(buf + pos + 1, (size_t)cr - pos - 1, &blen) == 0 &&
-            blen > RESP_UNAUTH_MAX_BULK) {
-            set_err(err, errlen, "Protocol error: unauthenticated bulk length");
-            return -1;
-        }
-        if (parse_i64(buf + pos + 1, (size_t)cr - pos - 1, &blen) != 0 || blen < 0 ||
-            (uint64_t)blen > lim->max_bulk_bytes) {
-            set_err(err, errlen, "Protocol error: invalid bulk length");
-            return -1;
-        }
-        pos = (size_t)cr + 2;
-        if (len - pos < (size_t)blen + 2)
-            return 0;
-        if (buf[pos + (size_t)blen] != '\r' || buf[pos + (size_t)blen + 1] != '\n') {
-            set_err(err, errlen, "Protocol error: bulk not terminated by CRLF");
-            return -1;
-        }
-        cmd->argv[cmd->argc] = buf + pos;
-        cmd->argl[cmd->argc] = (size_t)blen;
+        ssize_t next = parse_bulk(buf, len, pos, lim, &cmd->argv[cmd->argc], &cmd->argl[cmd->argc],
+                                  err, errlen);
+        if (next <= 0)
+            return next;
         cmd->argc++;
-        pos += (size_t)blen + 2;
+        pos = (size_t)next;
     }
     return (ssize_t)pos;
 }
@@ -341,6 +353,102 @@ static size_t stream_quick_command(struct resp_stream *s, const char *buf, size_
     return j;
 }
 
+/*
+ * The steps of resp_stream_scan, one per state, each at buf[*i] (*i < len): they move *i past
+ * what they took and return 0 to go on, 1 when a REPLCONF GETACK just ended (*getack set, *i
+ * just past it), or -1 on a protocol error.
+ */
+
+/* A header line ("*<count>\r\n" or "$<len>\r\n"): a whole command or line at once when it is
+ * all here (the common case), else one byte into s->line. */
+static int stream_step_header(struct resp_stream *s, const char *buf, size_t len, size_t *i,
+                              bool *getack, char *err, size_t errlen)
+{
+    if (s->line_len == 0) {
+        char want = s->state == STREAM_MB_HEADER ? '*' : '$';
+        if (want == '*' && buf[*i] == '*') {
+            size_t end = stream_quick_command(s, buf, *i, len, getack);
+            if (end) {
+                *i = end;
+                return *getack ? 1 : 0;
+            }
+        }
+        if (buf[*i] != want) {
+            set_err(err, errlen, want == '*' ? "expected '*' at command start" : "expected '$'");
+            return -1;
+        }
+        int64_t v;
+        size_t next = stream_quick_header(buf, *i, len, &v);
+        if (next) {
+            *i = next;
+            return stream_header_done(s, v, *i, err, errlen);
+        }
+    }
+    char c = buf[(*i)++];
+    if (c == '\n') {
+        if (s->line_len < 2 || s->line[s->line_len - 1] != '\r') {
+            set_err(err, errlen, "header line not terminated by CRLF");
+            return -1;
+        }
+        int64_t v;
+        if (parse_i64(s->line + 1, s->line_len - 2, &v) != 0) {
+            set_err(err, errlen, "bad number in header line");
+            return -1;
+        }
+        s->line_len = 0;
+        return stream_header_done(s, v, *i, err, errlen);
+    }
+    if (s->line_len == sizeof(s->line)) {
+        set_err(err, errlen, "header line too long");
+        return -1;
+    }
+    s->line[s->line_len++] = c;
+    return 0;
+}
+
+/* An argument's payload: all of it and its CRLF at once when they are here, else what is. */
+static int stream_step_body(struct resp_stream *s, const char *buf, size_t len, size_t *i,
+                            bool *getack, char *err, size_t errlen)
+{
+    if ((uint64_t)s->bulk_left + 2 <= len - *i) { /* payload and CRLF all here */
+        size_t n = (size_t)s->bulk_left;
+        stream_keep_head(s, buf + *i, n);
+        *i += n;
+        s->bulk_left = 0;
+        if (buf[*i] != '\r' || buf[*i + 1] != '\n') {
+            set_err(err, errlen, "bulk not terminated by CRLF");
+            return -1;
+        }
+        *i += 2;
+        *getack = stream_arg_done(s, *i);
+        return *getack ? 1 : 0;
+    }
+    size_t n = (size_t)s->bulk_left < len - *i ? (size_t)s->bulk_left : len - *i;
+    stream_keep_head(s, buf + *i, n);
+    *i += n;
+    s->bulk_left -= (int64_t)n;
+    if (s->bulk_left == 0)
+        s->state = STREAM_BULK_CR;
+    return 0;
+}
+
+/* The CR, then the LF, after a payload that was cut by the end of a read. */
+static int stream_step_crlf(struct resp_stream *s, const char *buf, size_t *i, bool *getack,
+                            char *err, size_t errlen)
+{
+    bool cr = s->state == STREAM_BULK_CR;
+    if (buf[(*i)++] != (cr ? '\r' : '\n')) {
+        set_err(err, errlen, "bulk not terminated by CRLF");
+        return -1;
+    }
+    if (cr) {
+        s->state = STREAM_BULK_LF;
+        return 0;
+    }
+    *getack = stream_arg_done(s, *i);
+    return *getack ? 1 : 0;
+}
+
 ssize_t resp_stream_scan(struct resp_stream *s, const char *buf, size_t len, bool *getack,
                          char *err, size_t errlen)
 {
@@ -348,103 +456,27 @@ ssize_t resp_stream_scan(struct resp_stream *s, const char *buf, size_t len, boo
     s->last_boundary = resp_stream_at_boundary(s) ? 0 : -1;
     size_t i = 0;
     while (i < len) {
+        int rc;
         switch (s->state) {
         case STREAM_MB_HEADER:
-        case STREAM_BULK_HEADER: {
-            if (s->line_len == 0) {
-                char want = s->state == STREAM_MB_HEADER ? '*' : '$';
-                if (want == '*' && buf[i] == '*') {
-                    size_t end = stream_quick_command(s, buf, i, len, getack);
-                    if (end && *getack)
-                        return (ssize_t)end;
-                    if (end) {
-                        i = end;
-                        continue;
-                    }
-                }
-                if (buf[i] != want) {
-                    set_err(err, errlen,
-                            want == '*' ? "expected '*' at command start" : "expected '$'");
-                    return -1;
-                }
-                int64_t v;
-                size_t next = stream_quick_header(buf, i, len, &v);
-                if (next) {
-                    i = next;
-                    if (stream_header_done(s, v, i, err, errlen) != 0)
-                        return -1;
-                    continue;
-                }
-            }
-            char c = buf[i++];
-            if (c == '\n') {
-                if (s->line_len < 2 || s->line[s->line_len - 1] != '\r') {
-                    set_err(err, errlen, "header line not terminated by CRLF");
-                    return -1;
-                }
-                int64_t v;
-                if (parse_i64(s->line + 1, s->line_len - 2, &v) != 0) {
-                    set_err(err, errlen, "bad number in header line");
-                    return -1;
-                }
-                s->line_len = 0;
-                if (stream_header_done(s, v, i, err, errlen) != 0)
-                    return -1;
-                continue;
-            }
-            if (s->line_len == sizeof(s->line)) {
-                set_err(err, errlen, "header line too long");
-                return -1;
-            }
-            s->line[s->line_len++] = c;
+        case STREAM_BULK_HEADER:
+            rc = stream_step_header(s, buf, len, &i, getack, err, errlen);
             break;
-        }
-        case STREAM_BULK_BODY: {
-            if ((uint64_t)s->bulk_left + 2 <= len - i) { /* payload and CRLF all here */
-                size_t n = (size_t)s->bulk_left;
-                stream_keep_head(s, buf + i, n);
-                i += n;
-                s->bulk_left = 0;
-                if (buf[i] != '\r' || buf[i + 1] != '\n') {
-                    set_err(err, errlen, "bulk not terminated by CRLF");
-                    return -1;
-                }
-                i += 2;
-                if (stream_arg_done(s, i)) {
-                    *getack = true;
-                    return (ssize_t)i;
-                }
-                break;
-            }
-            size_t n = (size_t)s->bulk_left < len - i ? (size_t)s->bulk_left : len - i;
-            stream_keep_head(s, buf + i, n);
-            i += n;
-            s->bulk_left -= (int64_t)n;
-            if (s->bulk_left == 0)
-                s->state = STREAM_BULK_CR;
+        case STREAM_BULK_BODY:
+            rc = stream_step_body(s, buf, len, &i, getack, err, errlen);
             break;
-        }
         case STREAM_BULK_CR:
-            if (buf[i++] != '\r') {
-                set_err(err, errlen, "bulk not terminated by CRLF");
-                return -1;
-            }
-            s->state = STREAM_BULK_LF;
-            break;
         case STREAM_BULK_LF:
-            if (buf[i++] != '\n') {
-                set_err(err, errlen, "bulk not terminated by CRLF");
-                return -1;
-            }
-            if (stream_arg_done(s, i)) {
-                *getack = true;
-                return (ssize_t)i;
-            }
+            rc = stream_step_crlf(s, buf, &i, getack, err, errlen);
             break;
         default:
             set_err(err, errlen, "scanner in an impossible state");
             return -1;
         }
+        if (rc < 0)
+            return -1;
+        if (rc > 0)
+            return (ssize_t)i;
     }
     return (ssize_t)i;
 }

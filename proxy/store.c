@@ -6,9 +6,11 @@
  * the bytes this process wrote: the check is of what the device gives back (O_DIRECT writes
  * leave nothing in the page cache to hide a bad read), once per byte per process, and only
  * for the bytes that are ever read back (replicas behind memory).
- * Owns the segment table (the caller's thread alone touches it). Must not create threads or
- * share anything with them but the descriptors of queued jobs: that is writer.c, which this
- * file drives through writer.h. Every wait for the writer's queue says so where it is called.
+ * Owns the segment table (the caller's thread alone touches it) and decides what a failed
+ * check cuts. The checks themselves and the verified runs are segcheck.c's, the meta file's
+ * format and file store_meta.c's. Must not create threads or share anything with them but the
+ * descriptors of queued jobs: that is writer.c, which this file drives through writer.h. Every
+ * wait for the writer's queue says so where it is called.
  */
 #include "store.h"
 
@@ -27,19 +29,10 @@
 #include <unistd.h>
 
 #include "crc32c.h"
+#include "segcheck.h"
 #include "writer.h"
 
-#define META_NAME   "meta"
-#define META_MAGIC1 "cascade-meta 1\n" /* no checksum: read, never written */
-#define META_MAGIC2 "cascade-meta 2\n"
-#define OFFSET_MAX  ((int64_t)1 << 62) /* no stream gets this long */
-#define SEG_PREFIX  "log-"
-#define READ_CHUNK  (1 << 20)
-
-/* Stream offsets [a, b) whose bytes matched their index records. */
-struct vrange {
-    int64_t a, b;
-};
+#define SEG_PREFIX "log-"
 
 struct segment {
     int64_t start; /* offset of its first byte */
@@ -48,9 +41,8 @@ struct segment {
     int idx_fd;    /* index file while this is the active segment, else -1 */
     int dfd;       /* the data file opened O_DIRECT for the writer thread, or -1 */
     bool dfd_tried;
-    time_t mtime;       /* last write */
-    struct vrange *ver; /* verified runs: sorted, disjoint, not touching; whole records */
-    size_t nver, capver;
+    time_t mtime;        /* last write */
+    struct segcheck ver; /* the runs of it verified against their index records */
 };
 
 struct store {
@@ -102,9 +94,7 @@ static void seg_close(struct segment *g)
     if (g->dfd >= 0)
         close(g->dfd);
     g->fd = g->idx_fd = g->dfd = -1;
-    free(g->ver);
-    g->ver = NULL;
-    g->nver = g->capver = 0;
+    segcheck_deinit(&g->ver);
 }
 
 static void seg_unlink(struct store *s, struct segment *g)
@@ -137,45 +127,6 @@ static void seg_remove_at(struct store *s, size_t i)
     memmove(&s->segs[i], &s->segs[i + 1], (s->nseg - i - 1) * sizeof(*s->segs));
     s->nseg--;
 }
-
-/* End of the verified run holding off in g, or off if none. */
-static int64_t ver_end(const struct segment *g, int64_t off)
-{
-    for (size_t i = 0; i < g->nver; i++) {
-        if (g->ver[i].a <= off && off < g->ver[i].b)
-            return g->ver[i].b;
-    }
-    return off;
-}
-
-/* Remembers [a, b) as verified, merging runs that touch. */
-static void ver_add(struct segment *g, int64_t a, int64_t b)
-{
-    if (g->nver == g->capver) {
-        g->capver = g->capver ? g->capver * 2 : 4;
-        g->ver = realloc(g->ver, g->capver * sizeof(*g->ver));
-        if (!g->ver)
-            abort();
-    }
-    size_t i = 0;
-    while (i < g->nver && g->ver[i].a < a)
-        i++;
-    memmove(&g->ver[i + 1], &g->ver[i], (g->nver - i) * sizeof(*g->ver));
-    g->ver[i] = (struct vrange){.a = a, .b = b};
-    g->nver++;
-    size_t k = 0;
-    for (size_t j = 1; j < g->nver; j++) {
-        if (g->ver[j].a <= g->ver[k].b) {
-            if (g->ver[j].b > g->ver[k].b)
-                g->ver[k].b = g->ver[j].b;
-        } else {
-            g->ver[++k] = g->ver[j];
-        }
-    }
-    g->nver = k + 1;
-}
-
-/* ---- the background writer ---- */
 
 /* ---- the background writer (writer.c): the store's side ---- */
 
@@ -218,24 +169,10 @@ static int cmp_start(const void *a, const void *b)
     return x->start < y->start ? -1 : x->start > y->start;
 }
 
-/* Why a record of segment g does not vouch for its bytes, or NULL if it does. buf: a
- * READ_CHUNK scratch buffer. */
-static const char *check_record(const struct segment *g, const struct index_record *rec, int64_t at,
-                                char *buf)
+/* g's data file as the checks read it. */
+static struct segcheck_file seg_file(const struct segment *g)
 {
-    if (rec->start != at || rec->len == 0)
-        return "an index record out of sequence";
-    if (rec->start - g->start + (int64_t)rec->len > g->len)
-        return "an index record past the segment's end";
-    uint32_t crc = 0;
-    for (int64_t done = 0; done < rec->len;) {
-        size_t n = rec->len - done < READ_CHUNK ? (size_t)(rec->len - done) : READ_CHUNK;
-        if (writer_pio_all(g->fd, buf, n, (off_t)(rec->start - g->start + done), false) != 0)
-            return "a read error";
-        crc = crc32c(crc, buf, n);
-        done += (int64_t)n;
-    }
-    return crc == rec->crc ? NULL : "a checksum mismatch";
+    return (struct segcheck_file){.fd = g->fd, .start = g->start, .len = g->len};
 }
 
 /* Verify the last segment against its index; cut both back to the last whole write. */
@@ -253,11 +190,12 @@ static int recover_tail(struct store *s, struct segment *g, char *err, size_t er
     if (idx >= 0) {
         idx_len = fstat(idx, &st) == 0 ? st.st_size : 0;
         struct index_record rec;
-        char *buf = malloc(READ_CHUNK);
+        char *buf = malloc(SEGCHECK_CHUNK);
         if (!buf)
             abort();
+        struct segcheck_file file = seg_file(g);
         while (writer_pio_all(idx, &rec, sizeof(rec), idx_good, false) == 0) {
-            const char *bad = check_record(g, &rec, g->start + good, buf);
+            const char *bad = segcheck_record(&file, &rec, g->start + good, buf);
             if (bad) {
                 why = bad;
                 break;
@@ -300,9 +238,9 @@ static int recover_tail(struct store *s, struct segment *g, char *err, size_t er
     }
     g->len = good;
     g->idx_fd = idx;
-    g->nver = 0;
+    segcheck_deinit(&g->ver);
     if (good > 0)
-        ver_add(g, g->start, g->start + good); /* all of it was just checked */
+        segcheck_add(&g->ver, g->start, g->start + good); /* all of it was just checked */
     return 0;
 }
 
@@ -408,279 +346,6 @@ static int recover_segments(struct store *s, char *err, size_t errlen)
     return 0;
 }
 
-/* ---- meta ---- */
-
-static bool is_replid(const char *v)
-{
-    if (strlen(v) != RESP_REPLID_LEN)
-        return false;
-    for (int i = 0; i < RESP_REPLID_LEN; i++) {
-        if (!((v[i] >= '0' && v[i] <= '9') || (v[i] >= 'a' && v[i] <= 'f')))
-            return false;
-    }
-    return true;
-}
-
-static bool parse_i64(const char *v, int64_t lo, int64_t hi, int64_t *out)
-{
-    if (!*v || strlen(v) > 20)
-        return false;
-    char *end;
-    errno = 0;
-    long long x = strtoll(v, &end, 10);
-    if (errno || *end || x < lo || x > hi || v[0] == '+' || v[0] == ' ')
-        return false;
-    *out = x;
-    return true;
-}
-
-size_t store_meta_format(const struct store_meta *m, int64_t log_start, int64_t log_end, char *out,
-                         size_t outlen)
-{
-#define OR_DASH(x) ((x)[0] ? (x) : "-")
-    int n = snprintf(out, outlen,
-                     META_MAGIC2 "replid %s\n"
-                                 "replid2 %s\n"
-                                 "second_replid_offset %" PRId64 "\n"
-                                 "snapshot_file %s\n"
-                                 "snapshot_replid %s\n"
-                                 "snapshot_offset %" PRId64 "\n"
-                                 "snapshot_size %" PRId64 "\n"
-                                 "log_start %" PRId64 "\n"
-                                 "log_end %" PRId64 "\n",
-                     OR_DASH(m->replid), OR_DASH(m->replid2), m->second_replid_offset,
-                     OR_DASH(m->snapshot_file), OR_DASH(m->snapshot_replid), m->snapshot_offset,
-                     m->snapshot_size, log_start, log_end);
-#undef OR_DASH
-    if (n < 0 || (size_t)n + 17 >= outlen)
-        return 0;
-    uint32_t crc = crc32c(0, out, (size_t)n);
-    n += snprintf(out + n, outlen - (size_t)n, "crc32c %08x\n", crc);
-    return (size_t)n;
-}
-
-/* The keys of a meta file, each required exactly once. */
-enum meta_key {
-    MK_REPLID,
-    MK_REPLID2,
-    MK_SECOND_OFFSET,
-    MK_SNAP_FILE,
-    MK_SNAP_REPLID,
-    MK_SNAP_OFFSET,
-    MK_SNAP_SIZE,
-    MK_LOG_START,
-    MK_LOG_END,
-    MK_COUNT
-};
-static const char *const meta_keys[MK_COUNT] = {
-    "replid",        "replid2",         "second_replid_offset",
-    "snapshot_file", "snapshot_replid", "snapshot_offset",
-    "snapshot_size", "log_start",       "log_end"};
-
-/* One "key value" line into m; why on error. */
-static int meta_line(const char *key, const char *val, struct store_meta *m, unsigned *seen,
-                     char *why, size_t whylen)
-{
-    int k = 0;
-    while (k < MK_COUNT && strcmp(key, meta_keys[k]) != 0)
-        k++;
-    if (k == MK_COUNT) {
-        errf(why, whylen, "unknown key '%.64s'", key);
-        return -1;
-    }
-    if (*seen & (1u << k)) {
-        errf(why, whylen, "key '%s' twice", key);
-        return -1;
-    }
-    *seen |= 1u << k;
-    bool dash = strcmp(val, "-") == 0, ok = true;
-    int64_t x = 0;
-    switch ((enum meta_key)k) {
-    case MK_REPLID:
-    case MK_REPLID2:
-    case MK_SNAP_REPLID:
-        ok = dash || is_replid(val);
-        if (ok) {
-            char *dst = k == MK_REPLID    ? m->replid
-                        : k == MK_REPLID2 ? m->replid2
-                                          : m->snapshot_replid;
-            snprintf(dst, RESP_REPLID_LEN + 1, "%s", dash ? "" : val);
-        }
-        break;
-    case MK_SNAP_FILE:
-        ok = dash || (strlen(val) < sizeof(m->snapshot_file) && !strchr(val, '/') && val[0] != '.');
-        if (ok)
-            snprintf(m->snapshot_file, sizeof(m->snapshot_file), "%s", dash ? "" : val);
-        break;
-    case MK_SECOND_OFFSET:
-    case MK_SNAP_OFFSET:
-    case MK_LOG_START:
-    case MK_LOG_END:
-        ok = parse_i64(val, -1, OFFSET_MAX, &x);
-        if (k == MK_SECOND_OFFSET)
-            m->second_replid_offset = x;
-        else if (k == MK_SNAP_OFFSET)
-            m->snapshot_offset = x;
-        else if (k == MK_LOG_END)
-            m->log_end = x;
-        break;
-    case MK_SNAP_SIZE:
-        ok = parse_i64(val, 0, OFFSET_MAX, &m->snapshot_size);
-        break;
-    case MK_COUNT:
-        break;
-    }
-    if (!ok)
-        errf(why, whylen, "bad value for '%s': '%.64s'", key, val);
-    return ok ? 0 : -1;
-}
-
-int store_meta_parse(const char *text, size_t len, struct store_meta *m, char *why, size_t whylen)
-{
-    memset(m, 0, sizeof(*m));
-    m->second_replid_offset = -1;
-    m->snapshot_offset = -1;
-    m->log_end = -1;
-    size_t magic = strlen(META_MAGIC2);
-    if (len >= magic && memcmp(text, META_MAGIC2, magic) == 0) {
-        m->version = 2;
-    } else if (len >= magic && memcmp(text, META_MAGIC1, magic) == 0) {
-        m->version = 1;
-    } else {
-        errf(why, whylen, "no cascade-meta header");
-        return -1;
-    }
-    if (memchr(text, '\0', len)) {
-        errf(why, whylen, "a NUL byte");
-        return -1;
-    }
-    if (len == 0 || text[len - 1] != '\n') {
-        errf(why, whylen, "torn: the last line has no end");
-        return -1;
-    }
-    size_t body = len; /* bytes covered by the checksum (version 2) */
-    if (m->version == 2) {
-        /* The last line: "crc32c xxxxxxxx\n", 16 bytes. */
-        const char *p = len >= 16 ? text + len - 16 : NULL;
-        uint32_t crc = 0;
-        bool ok = p && (p == text || p[-1] == '\n') && memcmp(p, "crc32c ", 7) == 0;
-        for (int i = 7; ok && i < 15; i++) { /* text need not end with a NUL: no sscanf */
-            char c = p[i];
-            ok = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
-            crc = crc << 4 | (uint32_t)(c <= '9' ? c - '0' : c - 'a' + 10);
-        }
-        if (!ok) {
-            errf(why, whylen, "torn: no checksum line at the end");
-            return -1;
-        }
-        body = (size_t)(p - text);
-        uint32_t got = crc32c(0, text, body);
-        if (got != crc) {
-            errf(why, whylen, "checksum mismatch (file says %08x, contents %08x)", crc, got);
-            return -1;
-        }
-    }
-    unsigned seen = 0;
-    for (size_t at = magic; at < body;) {
-        const char *line = text + at;
-        const char *nl = memchr(line, '\n', body - at);
-        size_t n = (size_t)(nl - line);
-        char tmp[400];
-        if (n >= sizeof(tmp)) {
-            errf(why, whylen, "a line of %zu bytes", n);
-            return -1;
-        }
-        memcpy(tmp, line, n);
-        tmp[n] = '\0';
-        char *sp = strchr(tmp, ' ');
-        if (!sp || !sp[1] || strchr(sp + 1, ' ')) {
-            errf(why, whylen, "not a 'key value' line: '%.64s'", tmp);
-            return -1;
-        }
-        *sp = '\0';
-        if (meta_line(tmp, sp + 1, m, &seen, why, whylen) != 0)
-            return -1;
-        at += n + 1;
-    }
-    for (int k = 0; k < MK_COUNT; k++) {
-        if (!(seen & (1u << k))) {
-            errf(why, whylen, "key '%s' missing", meta_keys[k]);
-            return -1;
-        }
-    }
-    if (m->snapshot_file[0] && (m->snapshot_offset < 0 || !m->snapshot_replid[0])) {
-        errf(why, whylen, "a snapshot file without its position");
-        return -1;
-    }
-    return 0;
-}
-
-/* Renames meta to meta.bad-<unix time>[-n]; *aside gets the new name. */
-static int set_meta_aside(struct store *s, char *aside, size_t n, char *err, size_t errlen)
-{
-    char path[4096];
-    snprintf(path, sizeof(path), "%s/" META_NAME, s->dir);
-    long long now = (long long)time(NULL);
-    for (int i = 0; i < 1000; i++) {
-        char name[64];
-        if (i == 0)
-            snprintf(name, sizeof(name), META_NAME ".bad-%lld", now);
-        else
-            snprintf(name, sizeof(name), META_NAME ".bad-%lld-%d", now, i);
-        char to[4200];
-        snprintf(to, sizeof(to), "%s/%s", s->dir, name);
-        if (access(to, F_OK) == 0)
-            continue;
-        if (rename(path, to) != 0) {
-            errf(err, errlen, "cannot rename %s to %s: %s", path, to, strerror(errno));
-            return -1;
-        }
-        snprintf(aside, n, "%s", name);
-        int dfd = open(s->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (dfd >= 0) {
-            (void)fsync(dfd);
-            close(dfd);
-        }
-        return 0;
-    }
-    errf(err, errlen, "cannot set %s aside: too many meta.bad-* files", path);
-    return -1;
-}
-
-/* 0 (read, or *has false if there is none), 1 (not a valid meta: why), -1 (I/O error). */
-static int read_meta(struct store *s, struct store_meta *m, bool *has, char *why, size_t whylen,
-                     char *err, size_t errlen)
-{
-    char path[4096];
-    snprintf(path, sizeof(path), "%s/" META_NAME, s->dir);
-    *has = false;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        if (errno == ENOENT)
-            return 0;
-        errf(err, errlen, "cannot open %s: %s", path, strerror(errno));
-        return -1;
-    }
-    char buf[STORE_META_MAX + 1];
-    size_t n = 0;
-    ssize_t got = 1;
-    while (n < sizeof(buf) && (got = read(fd, buf + n, sizeof(buf) - n)) > 0)
-        n += (size_t)got;
-    close(fd);
-    if (got < 0) {
-        errf(err, errlen, "cannot read %s: %s", path, strerror(errno));
-        return -1;
-    }
-    if (n > STORE_META_MAX) {
-        errf(why, whylen, "larger than %d bytes", STORE_META_MAX);
-        return 1;
-    }
-    if (store_meta_parse(buf, n, m, why, whylen) != 0)
-        return 1;
-    *has = true;
-    return 0;
-}
-
 struct store *store_open(const struct store_params *p, struct store_meta *meta, bool *has_meta,
                          char *err, size_t errlen)
 {
@@ -694,20 +359,20 @@ struct store *store_open(const struct store_params *p, struct store_meta *meta, 
     s->next = 1;
     memset(meta, 0, sizeof(*meta));
     char why[256] = "";
-    int mrc = read_meta(s, meta, has_meta, why, sizeof(why), err, errlen);
+    int mrc = store_meta_read(s->dir, meta, has_meta, why, sizeof(why), err, errlen);
     if (mrc < 0 || scan_segments(s, err, errlen) != 0) {
         store_close(s);
         return NULL;
     }
     if (mrc == 1) {
         char aside[96];
-        if (set_meta_aside(s, aside, sizeof(aside), err, errlen) != 0) {
+        if (store_meta_set_aside(s->dir, aside, sizeof(aside), err, errlen) != 0) {
             store_close(s);
             return NULL;
         }
         memset(meta, 0, sizeof(*meta));
         report(s, STORE_EVENT_RECOVERY,
-               "%s/" META_NAME " is not a valid cascade meta file (%s): "
+               "%s/" STORE_META_NAME " is not a valid cascade meta file (%s): "
                "moved to %s; starting afresh",
                s->dir, why, aside);
     }
@@ -788,10 +453,10 @@ int store_restart(struct store *s, int64_t next, char *err, size_t errlen)
 int store_discard_meta(struct store *s, const char *why, char *err, size_t errlen)
 {
     char aside[96];
-    if (set_meta_aside(s, aside, sizeof(aside), err, errlen) != 0)
+    if (store_meta_set_aside(s->dir, aside, sizeof(aside), err, errlen) != 0)
         return -1;
-    report(s, STORE_EVENT_DROPPED, "%s/" META_NAME " %s: moved to %s; starting afresh", s->dir, why,
-           aside);
+    report(s, STORE_EVENT_DROPPED, "%s/" STORE_META_NAME " %s: moved to %s; starting afresh",
+           s->dir, why, aside);
     drop_first(s, s->nseg, STORE_EVENT_DROPPED, "without its meta");
     return store_reset(s, 1, err, errlen);
 }
@@ -1003,34 +668,7 @@ int store_sync(struct store *s, char *err, size_t errlen)
 int store_write_meta(struct store *s, const struct store_meta *m, char *err, size_t errlen)
 {
     wait_idle(s); /* log_end below must be on disk: blocks, see writer.h */
-    char path[4096], tmp[4200];
-    snprintf(path, sizeof(path), "%s/" META_NAME, s->dir);
-    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-    char text[STORE_META_MAX];
-    size_t n = store_meta_format(m, store_start(s), store_end(s), text, sizeof(text));
-    if (n == 0) {
-        errf(err, errlen, "meta does not fit in %d bytes", STORE_META_MAX);
-        return -1;
-    }
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0 || writer_write_all(fd, text, n) != 0 || fsync(fd) != 0) {
-        errf(err, errlen, "cannot write %s: %s", tmp, strerror(errno));
-        if (fd >= 0)
-            close(fd);
-        return -1;
-    }
-    close(fd);
-    if (rename(tmp, path) != 0) {
-        errf(err, errlen, "cannot rename %s: %s", tmp, strerror(errno));
-        return -1;
-    }
-    /* The rename itself must reach the disk. */
-    int dfd = open(s->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd >= 0) {
-        fsync(dfd);
-        close(dfd);
-    }
-    return 0;
+    return store_meta_write(s->dir, m, store_start(s), store_end(s), err, errlen);
 }
 
 int64_t store_start(const struct store *s)
@@ -1059,82 +697,6 @@ size_t store_segments(const struct store *s)
 int64_t store_last_segment_start(const struct store *s)
 {
     return s->nseg ? s->segs[s->nseg - 1].start : s->next;
-}
-
-static int read_rec(int idx, uint64_t k, struct index_record *rec)
-{
-    return writer_pio_all(idx, rec, sizeof(*rec), (off_t)(k * sizeof(*rec)), false);
-}
-
-/*
- * Verifies g's index records from the one holding offset on, at least STORE_VERIFY_AHEAD
- * bytes of them, up to limit (the last readable byte + 1), and remembers what matched. 0
- * (offset is verified now, or its write is not all readable yet), or -1 with the range that
- * failed, [*bad_a, *bad_b), and why.
- */
-static int seg_verify(struct store *s, struct segment *g, int64_t offset, int64_t limit,
-                      int64_t *bad_a, int64_t *bad_b, char *why, size_t whylen)
-{
-    char path[4096];
-    seg_path(s, g->start, "idx", path, sizeof(path));
-    *bad_a = offset;
-    *bad_b = g->start + g->len;
-    int idx = open(path, O_RDONLY | O_CLOEXEC);
-    struct stat st;
-    if (idx < 0 || fstat(idx, &st) != 0) {
-        errf(why, whylen, "no index: %s", strerror(errno));
-        if (idx >= 0)
-            close(idx);
-        return -1;
-    }
-    /* Records below the file's size are whole (a write shows its bytes before the size). */
-    uint64_t nrec = (uint64_t)st.st_size / sizeof(struct index_record);
-    struct index_record rec;
-    uint64_t lo = 0, hi = nrec;
-    while (hi - lo > 1) { /* the last record starting at or before offset */
-        uint64_t mid = lo + (hi - lo) / 2;
-        if (read_rec(idx, mid, &rec) != 0)
-            break;
-        if (rec.start <= offset)
-            lo = mid;
-        else
-            hi = mid;
-    }
-    int rc = 0;
-    if (nrec == 0 || read_rec(idx, lo, &rec) != 0 || rec.start > offset ||
-        offset - rec.start >= (int64_t)rec.len) {
-        errf(why, whylen, "no index record holds it");
-        close(idx);
-        return -1;
-    }
-    char *buf = malloc(READ_CHUNK);
-    if (!buf)
-        abort();
-    int64_t at = rec.start;
-    for (uint64_t k = lo; at < limit && at - offset < STORE_VERIFY_AHEAD; k++) {
-        if (ver_end(g, at) > at)
-            break; /* the rest was verified before */
-        bool have = k < nrec && read_rec(idx, k, &rec) == 0;
-        if (have && rec.start == at && at + (int64_t)rec.len > limit &&
-            at + (int64_t)rec.len <= g->start + g->len)
-            break; /* a write still in progress (the active segment) */
-        const char *bad = have ? check_record(g, &rec, at, buf) : "bytes without an index record";
-        if (bad && at > offset)
-            break; /* offset's own record is fine: a bad one after it is cut once read */
-        if (bad) {
-            errf(why, whylen, "%s", bad);
-            *bad_a = at;
-            if (have && rec.start == at && at + (int64_t)rec.len <= g->start + g->len)
-                *bad_b = at + (int64_t)rec.len;
-            rc = -1;
-            break;
-        }
-        ver_add(g, at, at + (int64_t)rec.len);
-        at += (int64_t)rec.len;
-    }
-    free(buf);
-    close(idx);
-    return rc;
 }
 
 /* Bytes [a, b) of segment i failed their check: cut it and every segment before it. */
@@ -1178,16 +740,18 @@ int store_locate(struct store *s, int64_t offset, int *fd, off_t *pos, int64_t *
     int64_t limit = g->start + g->len < end + 1 ? g->start + g->len : end + 1;
     if (offset >= limit)
         return -1;
-    int64_t vend = ver_end(g, offset);
+    int64_t vend = segcheck_end(&g->ver, offset);
     if (vend <= offset) {
         /* Served only once checked: the first read of a range checks it. */
-        int64_t a, b;
-        char why[256];
-        if (seg_verify(s, g, offset, limit, &a, &b, why, sizeof(why)) != 0) {
-            cut(s, lo, a, b, why);
+        char path[4096];
+        seg_path(s, g->start, "idx", path, sizeof(path));
+        struct segcheck_file file = seg_file(g);
+        struct segcheck_bad bad;
+        if (segcheck_ahead(&g->ver, &file, path, offset, limit, STORE_VERIFY_AHEAD, &bad) != 0) {
+            cut(s, lo, bad.a, bad.b, bad.why);
             return -1;
         }
-        vend = ver_end(g, offset);
+        vend = segcheck_end(&g->ver, offset);
         if (vend <= offset)
             return -1;
     }

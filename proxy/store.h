@@ -1,7 +1,8 @@
 /*
  * store: the relay's on-disk state in `dir`.
  *   - meta: the history (replid, replid2, second_replid_offset) and the snapshot's file and
- *     position; rewritten atomically (tmp file, fsync, rename).
+ *     position; rewritten atomically (tmp file, fsync, rename). Its format and file are
+ *     store_meta.h's; the store reads it at store_open and writes it with the log's range.
  *   - log segments: the raw stream, one file per segment named by its first offset
  *     (log-<offset>.seg), each with an index (log-<offset>.idx) of one record per write:
  *     start, length and CRC-32C of the bytes. Recovery keeps only whole, verified writes of
@@ -13,7 +14,8 @@
  * Owns its files and descriptors, and its writer (writer.h: the only threads). Every function
  * here runs on the caller's thread (the loop thread). No libevent, no logging: errors come back
  * as text, and what the store drops on its own (recovery, a failed check) is reported through
- * params.report. CRC-32C is crc32c.h's.
+ * params.report. CRC-32C is crc32c.h's, the checks of bytes against their index records
+ * segcheck.h's.
  *
  * Where the caller blocks on the disk, with a writer running (writer.h says for how long at
  * most): store_append and store_sync while the writer's queue is full; store_write_meta,
@@ -28,9 +30,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "resp.h"
 #include <sys/types.h>
 #include <time.h>
+
+#include "store_meta.h"
 
 /* What the store tells its owner, as one line of text to log. */
 enum store_event {
@@ -52,28 +55,6 @@ struct store_params {
     void (*report)(void *ctx, enum store_event ev, const char *text);
     void *report_ctx;
 };
-
-/* What meta holds besides the offsets (those are derived from the segments). */
-struct store_meta {
-    char replid[RESP_REPLID_LEN + 1];  /* history id, "" if none */
-    char replid2[RESP_REPLID_LEN + 1]; /* previous id */
-    int64_t second_replid_offset;      /* -1 if none */
-    char snapshot_file[256];           /* file name in dir, "" if none */
-    char snapshot_replid[RESP_REPLID_LEN + 1];
-    int64_t snapshot_offset;
-    int64_t snapshot_size;
-    int64_t log_end; /* read back only: last offset held when meta was written */
-    int version;     /* read back only: 2 (checksummed), or 1 (written before checksums) */
-};
-
-/* meta's text: version 2 ends with "crc32c <hex>" over every byte before that line. */
-#define STORE_META_MAX 4096
-/* Formats m (with log_start/log_end) as a version-2 meta file. Returns its length. */
-size_t store_meta_format(const struct store_meta *m, int64_t log_start, int64_t log_end, char *out,
-                         size_t outlen);
-/* Parses a meta file (version 2, or 1 without a checksum: the upgrade path). 0, or -1 with
- * why (bad checksum, torn, unknown or missing key, a value out of range). */
-int store_meta_parse(const char *text, size_t len, struct store_meta *m, char *why, size_t whylen);
 
 struct store;
 

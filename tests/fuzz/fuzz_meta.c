@@ -8,7 +8,7 @@
 
 #include <string.h>
 
-#include "store.h"
+#include "store_meta.h"
 
 static void check_replid(const char *r)
 {

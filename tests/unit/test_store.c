@@ -1,10 +1,11 @@
 /*
  * Unit tests for store.c: appends across segments (rotation only at command boundaries),
- * reads and locates against a flat model at every offset, reset, the meta round trip, reopen,
- * recovery of torn tails (cut data, flipped byte, partial index record, unindexed bytes, a
- * wholly torn last segment), gaps, retention and the background writer through the store (writer.c
- * alone: test_writer.c; CRC-32C: test_crc32c.c). Each test gets a fresh temp directory, emptied and
- * removed in teardown.
+ * reads and locates against a flat model at every offset, reset, the meta round trip through the
+ * store (what a bad or old meta does to the segments), reopen, recovery of torn tails (cut data,
+ * flipped byte, partial index record, unindexed bytes, a wholly torn last segment), gaps,
+ * retention and the background writer through the store (writer.c alone: test_writer.c;
+ * CRC-32C: test_crc32c.c; the meta file's format and file alone: test_store_meta.c). Each test
+ * gets a fresh temp directory, emptied and removed in teardown.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -27,6 +28,7 @@
 #include <cmocka.h>
 
 #include "crc32c.h"
+#include "meta_v1.h"
 #include "store.h"
 
 #define REC_SIZE  16 /* one index record: int64 start, uint32 len, uint32 crc */
@@ -629,18 +631,6 @@ static void test_bad_meta(void **state)
     assert_true(strlen(f->err) > 0);
 }
 
-/* A meta of the version before checksums, as it wrote them. */
-static const char meta_v1[] = "cascade-meta 1\n"
-                              "replid 0123456789abcdef0123456789abcdef01234567\n"
-                              "replid2 fedcba9876543210fedcba9876543210fedcba98\n"
-                              "second_replid_offset 77\n"
-                              "snapshot_file snapshot-3.rdb\n"
-                              "snapshot_replid 0123456789abcdef0123456789abcdef01234567\n"
-                              "snapshot_offset 140\n"
-                              "snapshot_size 5000\n"
-                              "log_start 1\n"
-                              "log_end 140\n";
-
 /* The upgrade path: a version-1 meta is read (no checksum to check), its segments kept. */
 static void test_meta_v1_read(void **state)
 {
@@ -667,65 +657,6 @@ static void test_meta_v1_read(void **state)
     reopen_store(f);
     assert_int_equal(f->meta.version, 2);
     check_model(f);
-}
-
-/* Every single-byte change and every truncation of a version-2 meta fails to parse. */
-static void test_meta_parse_strict(void **state)
-{
-    (void)state;
-    struct store_meta m, back;
-    memset(&m, 0, sizeof(m));
-    snprintf(m.replid, sizeof(m.replid), "%s", replid_a);
-    snprintf(m.replid2, sizeof(m.replid2), "%s", replid_b);
-    m.second_replid_offset = 4242;
-    snprintf(m.snapshot_file, sizeof(m.snapshot_file), "snapshot-9.rdb");
-    snprintf(m.snapshot_replid, sizeof(m.snapshot_replid), "%s", replid_b);
-    m.snapshot_offset = 4000;
-    m.snapshot_size = 123456;
-    char text[STORE_META_MAX], why[256];
-    size_t n = store_meta_format(&m, 3000, 9000, text, sizeof(text));
-    assert_true(n > 0 && n < sizeof(text));
-    assert_int_equal(store_meta_parse(text, n, &back, why, sizeof(why)), 0);
-    assert_int_equal(back.version, 2);
-    assert_string_equal(back.replid, replid_a);
-    assert_int_equal(back.snapshot_offset, 4000);
-    assert_int_equal(back.log_end, 9000);
-    static const unsigned char flips[] = {0x01, 0x10, 0x80, 0x20};
-    for (size_t i = 0; i < n; i++) {
-        for (size_t k = 0; k < sizeof(flips); k++) {
-            char bad[STORE_META_MAX];
-            memcpy(bad, text, n);
-            bad[i] ^= (char)flips[k];
-            if (store_meta_parse(bad, n, &back, why, sizeof(why)) == 0)
-                fail_msg("byte %zu ^ 0x%02x parsed", i, flips[k]);
-        }
-    }
-    for (size_t len = 0; len < n; len++) {
-        if (store_meta_parse(text, len, &back, why, sizeof(why)) == 0)
-            fail_msg("a meta cut to %zu of %zu bytes parsed", len, n);
-    }
-    /* Version 1: strict about syntax, keys and values too. */
-    assert_int_equal(store_meta_parse(meta_v1, strlen(meta_v1), &back, why, sizeof(why)), 0);
-    const char *v1_bad[] = {
-        "cascade-meta 1\nreplid 0123\n",                  /* not a replid */
-        "cascade-meta 1\nsnapshot_offset 12x\n",          /* not a number */
-        "cascade-meta 1\nbogus 1\n",                      /* unknown key */
-        "cascade-meta 1\nlog_end 1\nlog_end 2\n",         /* twice */
-        "cascade-meta 1\nlog_end 99999999999999999999\n", /* out of range */
-        "cascade-meta 1\nreplid -\n",                     /* keys missing */
-        "cascade-meta 1\nsnapshot_file ../etc/passwd\n",  /* not a plain name */
-    };
-    for (size_t i = 0; i < sizeof(v1_bad) / sizeof(v1_bad[0]); i++) {
-        if (store_meta_parse(v1_bad[i], strlen(v1_bad[i]), &back, why, sizeof(why)) == 0)
-            fail_msg("parsed: %s", v1_bad[i]);
-    }
-    /* A v1 file with a key missing (snapshot_size dropped from the full one). */
-    char cut[1024];
-    snprintf(cut, sizeof(cut), "%s", meta_v1);
-    char *p = strstr(cut, "snapshot_size 5000\n");
-    memmove(p, p + strlen("snapshot_size 5000\n"), strlen(p + strlen("snapshot_size 5000\n")) + 1);
-    assert_int_equal(store_meta_parse(cut, strlen(cut), &back, why, sizeof(why)), -1);
-    assert_non_null(strstr(why, "snapshot_size"));
 }
 
 static void test_reopen_clean(void **state)
@@ -1791,7 +1722,6 @@ int main(void)
         T(test_writer_write_error),
         T(test_append_pieces_split),
         T(test_meta_v1_read),
-        cmocka_unit_test(test_meta_parse_strict),
         T(test_torn_empty_trailing_segments),
         T(test_verify_older_segment),
         T(test_verify_from_the_middle),
