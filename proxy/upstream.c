@@ -26,9 +26,11 @@
 #include <sys/socket.h>
 
 #include "frame.h"
+#include "handshake.h"
 #include "log.h"
 #include "net.h"
 #include "rdb.h"
+#include "rdbrecv.h"
 #include "resolve.h"
 #include "resp.h"
 #include "tls.h"
@@ -38,11 +40,6 @@
 #define MAX_READ_BYTES  (256 * 1024) /* one TLS read */
 #define DRAIN_BYTES     (512 * 1024) /* read ahead per wakeup, at most */
 #define DRAIN_IOV       16           /* pieces of one read, at most */
-
-/* Version awareness: the INFO server reply, full syncs aborted after +FULLRESYNC */
-#define MAX_INFO_BYTES       (64 * 1024)  /* INFO server reply accepted */
-#define ABORT_BACKOFF_MS     10000        /* after the 2nd aborted full sync in a row ... */
-#define ABORT_BACKOFF_MAX_MS (10 * 60000) /* ... doubling up to this */
 
 struct upstream {
     struct event_base *base; /* borrowed */
@@ -68,23 +65,16 @@ struct upstream {
     int64_t offset;          /* last stream byte received */
     int64_t last_io_ms;      /* last byte read (keepalives included) */
     int64_t last_ack_ms;
-    int64_t down_since_ms;    /* 0 while streaming */
-    int64_t stream_since_ms;  /* when the link last reached STREAM */
-    bool asked_partial;       /* the PSYNC sent named a history (+CONTINUE is possible) */
-    bool probing;             /* RDB: an unchecked diskless RDB is in; the stream after it
-                                 must frame before the snapshot is kept (see probe_stream) */
-    struct resp_stream probe; /* probing: the framing of the bytes after the RDB ... */
-    size_t probed;            /* ... scanned so far (they stay in the input) */
-    struct resp_stream scan;  /* stream framing, for GETACK */
-    struct resp_eofmark eof;  /* RDB delimiter scanner (EOF format) */
-    bool rdb_eof_format;
-    int64_t rdb_size;                      /* payload bytes expected ($len), -1 for EOF format */
-    int64_t rdb_got;                       /* payload bytes received */
-    int64_t stream_bytes;                  /* stream bytes over the life of the object */
-    bool fed;                              /* on_stream had bytes since the last on_stream_end */
+    int64_t down_since_ms;   /* 0 while streaming */
+    int64_t stream_since_ms; /* when the link last reached STREAM */
+    bool asked_partial;      /* the PSYNC sent named a history (+CONTINUE is possible) */
+    struct resp_stream scan; /* stream framing, for GETACK */
+    struct rdbrecv rx;       /* the RDB transfer: its snapshot (owned while it fills), its counts
+                                and format (kept after it), the probe of an unchecked diskless one */
+    int64_t stream_bytes;    /* stream bytes over the life of the object */
+    bool fed;                /* on_stream had bytes since the last on_stream_end */
     char full_replid[RESP_REPLID_LEN + 1]; /* +FULLRESYNC replid being loaded */
     int64_t full_offset;                   /* +FULLRESYNC offset being loaded */
-    struct snapshot *snap;                 /* owned while FILLING */
     unsigned snap_seq;                     /* names temp files uniquely */
     struct upstream_callbacks cb;
     SSL_CTX *tls;               /* borrowed, NULL for plain TCP */
@@ -104,12 +94,10 @@ struct upstream {
     struct wanlink_counters frame_total; /* of links closed before */
 
     /* Version awareness (see compat.h) */
-    char *announce;                  /* owned: upstream.announce-version */
-    char announced[32];              /* REPLCONF version sent on this handshake, "" none */
-    struct compat_identity ident;    /* who the upstream is; server COMPAT_UNKNOWN until known */
-    char rdb_head[COMPAT_MAGIC_LEN]; /* the RDB's first bytes */
-    struct compat_rdb rdb_fmt;       /* their format, version 0 until 9 bytes arrived */
-    int sync_aborts;                 /* full syncs aborted after +FULLRESYNC, in a row */
+    char *announce;               /* owned: upstream.announce-version */
+    char announced[32];           /* REPLCONF version sent on this handshake, "" none */
+    struct compat_identity ident; /* who the upstream is; server COMPAT_UNKNOWN until known */
+    int sync_aborts;              /* full syncs aborted after +FULLRESYNC, in a row */
     int64_t sync_aborts_total;
     char abort_reason[256]; /* of the last one */
 };
@@ -162,9 +150,7 @@ static void close_link(struct upstream *u)
         redisReaderFree(u->reader);
         u->reader = NULL;
     }
-    snapshot_free(u->snap);
-    u->snap = NULL;
-    u->probing = false;
+    rdbrecv_abort(&u->rx);
     if (u->frame) {
         const struct wanlink_counters *c = wanlink_in_counters(u->frame);
         u->frame_total.raw_bytes += c->raw_bytes;
@@ -215,41 +201,18 @@ static void begin_framing(struct upstream *u)
              u->frame_zstd ? "zstd" : "uncompressed");
 }
 
-/* The link failed: log once, close, schedule a retry (MAIN) or give up (RDB_ONLY). */
-/*
- * The upstream ended a full sync right after +FULLRESYNC (an error instead of the RDB, or
- * the link closed before the RDB was complete): Valkey 9 does so when the data does not fit
- * the RDB version the replica's announced version gets ("Can't store key ... in RDB version
- * 11"). Every try costs the master a fork: from the second in a row on, say why and back off.
- * Returns the delay to wait at least (0: the usual backoff).
- */
+/* The upstream ended a full sync right after +FULLRESYNC (handshake_abort_reason): from the
+ * second in a row on, say why and back off. Returns the delay to wait at least (0: the usual
+ * backoff). */
 static int64_t sync_aborted(struct upstream *u, const char *why)
 {
-    char fmt[96] = "RDB not reached";
-    int up_ver = compat_version_parse(u->ident.server_version, strlen(u->ident.server_version));
-    if (u->rdb_fmt.version) {
-        snprintf(fmt, sizeof(fmt), "%s magic, RDB version %d",
-                 u->rdb_fmt.valkey_magic ? "VALKEY" : "REDIS", u->rdb_fmt.version);
-    } else if (u->ident.server == COMPAT_VALKEY && up_ver >= 0x090000) {
-        /* Nothing of the RDB came: name the version a Valkey >= 9 picks for what we announced
-         * (replicaRdbVersion: below 9.0 or none gets 11, the last REDIS-magic one). */
-        int a = u->announced[0] ? compat_version_parse(u->announced, strlen(u->announced)) : 0;
-        int v = a >= 0x090000 ? compat_max_rdb(COMPAT_VALKEY, a < up_ver ? a : up_ver, true) : 11;
-        snprintf(fmt, sizeof(fmt), "RDB not reached; valkey %s sends RDB version %d for it",
-                 u->ident.server_version, v);
-    }
-    snprintf(u->abort_reason, sizeof(u->abort_reason),
-             "%s (after %" PRId64 " RDB bytes; announced version %s; %s)", why, u->rdb_got,
-             u->announced[0] ? u->announced : "none", fmt);
+    handshake_abort_reason(u->abort_reason, sizeof(u->abort_reason), why, u->rx.got, u->announced,
+                           &u->rx.fmt, &u->ident);
     u->sync_aborts++;
     u->sync_aborts_total++;
-    if (u->sync_aborts < 2)
+    int64_t delay = handshake_abort_delay_ms(u->sync_aborts);
+    if (delay == 0)
         return 0;
-    int64_t delay = ABORT_BACKOFF_MS;
-    for (int i = 2; i < u->sync_aborts && delay < ABORT_BACKOFF_MAX_MS; i++)
-        delay *= 2;
-    if (delay > ABORT_BACKOFF_MAX_MS)
-        delay = ABORT_BACKOFF_MAX_MS;
     log_warning(component(u), u->peer,
                 "the upstream aborted %d full syncs in a row right after +FULLRESYNC: %s; "
                 "retrying in %" PRId64 " s (upstream.announce-version decides the RDB version "
@@ -258,6 +221,7 @@ static int64_t sync_aborted(struct upstream *u, const char *why)
     return delay;
 }
 
+/* The link failed: log once, close, schedule a retry (MAIN) or give up (RDB_ONLY). */
 static void link_fail(struct upstream *u, const char *why)
 {
     bool was_up = u->state == UPSTREAM_STREAM;
@@ -294,7 +258,7 @@ static void link_fail(struct upstream *u, const char *why)
         u->cb.on_down(u->cb.ctx);
 }
 
-static void send_command(struct upstream *u, int argc, const char **argv)
+static void send_command(struct upstream *u, int argc, const char *const *argv)
 {
     struct evbuffer *out = bufferevent_get_output(u->bev);
     evbuffer_add_printf(out, "*%d\r\n", argc);
@@ -302,12 +266,17 @@ static void send_command(struct upstream *u, int argc, const char **argv)
         evbuffer_add_printf(out, "$%zu\r\n%s\r\n", strlen(argv[i]), argv[i]);
 }
 
+static void send_batch(struct upstream *u, const struct handshake_batch *b)
+{
+    for (int i = 0; i < b->n; i++)
+        send_command(u, b->cmd[i].argc, b->cmd[i].argv);
+}
+
 static void send_ack(struct upstream *u)
 {
-    char off[32];
-    snprintf(off, sizeof(off), "%" PRId64, u->offset);
-    const char *argv[] = {"REPLCONF", "ACK", off};
-    send_command(u, 3, argv);
+    struct handshake_batch b;
+    handshake_ack(&b, u->offset);
+    send_batch(u, &b);
     u->last_ack_ms = net_now_ms();
 }
 
@@ -382,56 +351,66 @@ static int read_reply(struct upstream *u, char *line, size_t cap, bool *is_error
 /* AUTH (if configured) and INFO server: who the upstream is decides what to announce. */
 static void send_info(struct upstream *u)
 {
-    u->auth_pending = false;
-    if (u->password[0]) {
-        if (u->user[0]) {
-            const char *argv[] = {"AUTH", u->user, u->password};
-            send_command(u, 3, argv);
-        } else {
-            const char *argv[] = {"AUTH", u->password};
-            send_command(u, 2, argv);
-        }
-        u->auth_pending = true;
-    }
-    const char *info[] = {"INFO", "server"};
-    send_command(u, 2, info);
+    struct handshake_batch b;
+    u->auth_pending = handshake_auth_info(&b, u->user, u->password);
+    send_batch(u, &b);
     set_state(u, UPSTREAM_INFO);
 }
 
 static void send_handshake(struct upstream *u)
 {
-    u->replies_pending = 0;
-    char port[16];
-    snprintf(port, sizeof(port), "%d", u->listening_port);
-    const char *lp[] = {"REPLCONF", "listening-port", port};
-    send_command(u, 3, lp);
-    /* Never capa skip-rdb-checksum, compression or rdb-channel: the snapshot is stored and
-     * served again, whole and checked, and the relay speaks the one-channel protocol. */
-    const char *capa[] = {"REPLCONF", "capa", "eof", "capa", "psync2"};
-    send_command(u, 5, capa);
-    u->replies_pending += 2;
-    {
-        /* Only cascade answers "+OK cascade-frame ..."; stock masters ignore unknown capas
-         * and answer "+OK" (docs/reference.md, "Links between cascade relays"). A side
-         * fetch asks too: a fresh snapshot crosses the WAN compressed like the first. */
-        const char *fr[] = {"REPLCONF", "capa", "cascade-frame", "capa", "cascade-zstd"};
-        send_command(u, u->wan.compression ? 5 : 3, fr);
-        u->replies_pending++;
-    }
-    /* A Valkey >= 9 master picks the RDB version from this (replicaRdbVersion): without it
-     * the relay gets RDB 11, which cannot hold every Valkey 9 data set. */
+    /* A Valkey >= 9 master picks the RDB version from REPLCONF version (handshake.h). */
     snprintf(u->announced, sizeof(u->announced), "%s", compat_announce(u->announce, &u->ident));
-    if (u->announced[0]) {
-        const char *ver[] = {"REPLCONF", "version", u->announced};
-        send_command(u, 3, ver);
-        u->replies_pending++;
-    }
-    if (u->mode == UPSTREAM_RDB_ONLY) {
-        const char *ro[] = {"REPLCONF", "rdb-only", "1"};
-        send_command(u, 3, ro);
-        u->replies_pending++;
-    }
+    struct handshake_replconf p = {.listening_port = u->listening_port,
+                                   .compression = u->wan.compression,
+                                   .announced = u->announced,
+                                   .rdb_only = u->mode == UPSTREAM_RDB_ONLY};
+    struct handshake_batch b;
+    handshake_replconf(&b, &p);
+    send_batch(u, &b);
+    u->replies_pending = b.n;
     set_state(u, UPSTREAM_HANDSHAKE);
+}
+
+/* INFO's bulk reply: who the upstream is, and whether following it closes a loop. Returns 1
+ * when read (the handshake sent), 0 if more input is needed, -1 when the link failed. */
+static int read_info_bulk(struct upstream *u, struct evbuffer *in)
+{
+    char head[HANDSHAKE_INFO_HEAD];
+    size_t have = evbuffer_get_length(in), skip, len;
+    ev_ssize_t n = evbuffer_copyout(in, head, sizeof(head));
+    int rc = handshake_info_bulk(head, n > 0 ? (size_t)n : 0, have, &skip, &len);
+    if (rc <= 0) {
+        if (rc < 0)
+            link_fail(u, "malformed INFO reply");
+        return rc;
+    }
+    evbuffer_drain(in, skip);
+    char *text = malloc(len + 1);
+    if (!text)
+        abort();
+    evbuffer_remove(in, text, len);
+    evbuffer_drain(in, 2);
+    struct compat_identity id;
+    if (compat_identity_parse(text, len, &id) == 0) {
+        if (strcmp(id.server_version, u->ident.server_version) != 0 || id.server != u->ident.server)
+            log_notice(component(u), u->peer, "upstream is %s %s", compat_server_name(id.server),
+                       id.server_version);
+        u->ident = id;
+    } else {
+        log_info(component(u), u->peer, "INFO server without redis_version");
+    }
+    free(text);
+    const char *loop = handshake_loop(&u->ident, u->self_run_id);
+    if (loop) {
+        /* Refused, and retried only at the longest delay. */
+        u->backoff_ms = u->backoff_max_ms;
+        link_fail(u, loop);
+        u->loops_refused++;
+        return -1;
+    }
+    send_handshake(u);
+    return 1;
 }
 
 /*
@@ -459,62 +438,12 @@ static int read_info(struct upstream *u)
     unsigned char c;
     if (evbuffer_copyout(in, &c, 1) != 1)
         return 0;
-    if (c != '$') {
-        int rc = read_reply(u, line, sizeof(line), &is_error);
-        if (rc <= 0)
-            return rc;
-        log_info(component(u), u->peer, "INFO refused (version learned from the RDB): %s",
-                 line + 1);
-        send_handshake(u);
-        return 1;
-    }
-    struct evbuffer_ptr eol = evbuffer_search_eol(in, NULL, NULL, EVBUFFER_EOL_CRLF_STRICT);
-    if (eol.pos < 0 || eol.pos > 16) {
-        if (eol.pos > 16 || evbuffer_get_length(in) > 16) {
-            link_fail(u, "malformed INFO reply");
-            return -1;
-        }
-        return 0;
-    }
-    char head[24];
-    evbuffer_copyout(in, head, (size_t)eol.pos);
-    head[eol.pos] = '\0';
-    char *end;
-    long len = strtol(head + 1, &end, 10);
-    if (*end || len < 0 || len > MAX_INFO_BYTES) {
-        link_fail(u, "malformed INFO reply");
-        return -1;
-    }
-    size_t total = (size_t)eol.pos + 2 + (size_t)len + 2;
-    if (evbuffer_get_length(in) < total)
-        return 0;
-    evbuffer_drain(in, (size_t)eol.pos + 2);
-    char *text = malloc((size_t)len + 1);
-    if (!text)
-        abort();
-    evbuffer_remove(in, text, (size_t)len);
-    evbuffer_drain(in, 2);
-    struct compat_identity id;
-    if (compat_identity_parse(text, (size_t)len, &id) == 0) {
-        if (strcmp(id.server_version, u->ident.server_version) != 0 || id.server != u->ident.server)
-            log_notice(component(u), u->peer, "upstream is %s %s", compat_server_name(id.server),
-                       id.server_version);
-        u->ident = id;
-    } else {
-        log_info(component(u), u->peer, "INFO server without redis_version");
-    }
-    free(text);
-    if (u->self_run_id[0] && compat_chain_has(&u->ident, u->self_run_id)) {
-        /* Following ourselves, directly or through other cascade relays, would report a link
-         * up on a stream that never moves. Refused, and retried only at the longest delay. */
-        bool direct = strcasecmp(u->ident.run_id, u->self_run_id) == 0;
-        u->backoff_ms = u->backoff_max_ms;
-        link_fail(u, direct ? "refused: the upstream is this relay itself (same run_id)"
-                            : "refused: replication loop (the upstream follows this relay, "
-                              "see its cascade_chain)");
-        u->loops_refused++;
-        return -1;
-    }
+    if (c == '$')
+        return read_info_bulk(u, in);
+    int rc = read_reply(u, line, sizeof(line), &is_error);
+    if (rc <= 0)
+        return rc;
+    log_info(component(u), u->peer, "INFO refused (version learned from the RDB): %s", line + 1);
     send_handshake(u);
     return 1;
 }
@@ -525,20 +454,13 @@ static void send_psync(struct upstream *u)
     int64_t held = 0;
     if (u->mode == UPSTREAM_MAIN && u->cb.position)
         u->cb.position(u->cb.ctx, replid, &held);
-    if (replid[0]) {
-        char off[32];
-        snprintf(off, sizeof(off), "%" PRId64, held + 1);
-        const char *argv[] = {"PSYNC", replid, off};
-        send_command(u, 3, argv);
+    struct handshake_batch b;
+    handshake_psync(&b, replid, held);
+    send_batch(u, &b);
+    u->asked_partial = replid[0] != '\0';
+    if (u->asked_partial)
         u->offset = held;
-        u->asked_partial = true;
-        log_info(component(u), u->peer, "PSYNC %s %s", replid, off);
-    } else {
-        const char *argv[] = {"PSYNC", "?", "-1"};
-        send_command(u, 3, argv);
-        u->asked_partial = false;
-        log_info(component(u), u->peer, "PSYNC ? -1");
-    }
+    log_info(component(u), u->peer, "PSYNC %s %s", b.cmd[0].argv[1], b.cmd[0].argv[2]);
     set_state(u, UPSTREAM_PSYNC);
 }
 
@@ -571,18 +493,13 @@ static void enter_stream(struct upstream *u)
 
 static int handle_psync_reply(struct upstream *u, const char *line, bool is_error)
 {
-    if (is_error) {
-        /* -NOMASTERLINK / -LOADING: the upstream is not ready; anything else is logged too. */
-        char why[MAX_LINE + 32];
-        snprintf(why, sizeof(why), "PSYNC refused: %s", line + 1);
-        link_fail(u, why);
-        return -1;
-    }
-    if (strncmp(line, "+FULLRESYNC", 11) == 0) {
-        if (resp_parse_fullresync(line, strlen(line), u->full_replid, &u->full_offset) != 0) {
-            link_fail(u, "malformed +FULLRESYNC");
-            return -1;
-        }
+    char replid[RESP_REPLID_LEN + 1], why[MAX_LINE + 32];
+    int64_t offset;
+    switch (handshake_psync_reply(line, is_error, u->mode == UPSTREAM_MAIN, u->asked_partial,
+                                  replid, &offset, why, sizeof(why))) {
+    case HANDSHAKE_FULLRESYNC:
+        memcpy(u->full_replid, replid, sizeof(u->full_replid));
+        u->full_offset = offset;
         log_notice(component(u), u->peer, "full resync: replid %s offset %" PRId64, u->full_replid,
                    u->full_offset);
         if (u->cb.on_fullresync)
@@ -590,18 +507,7 @@ static int handle_psync_reply(struct upstream *u, const char *line, bool is_erro
         set_state(u, UPSTREAM_RDB_PREAMBLE);
         begin_framing(u);
         return 0;
-    }
-    if (strncmp(line, "+CONTINUE", 9) == 0 && u->mode == UPSTREAM_MAIN) {
-        if (!u->asked_partial) {
-            link_fail(u, "protocol error: +CONTINUE in reply to PSYNC ? -1 (there is no history "
-                         "to continue)");
-            return -1;
-        }
-        char replid[RESP_REPLID_LEN + 1];
-        if (resp_parse_continue(line, strlen(line), replid) != 0) {
-            link_fail(u, "malformed +CONTINUE");
-            return -1;
-        }
+    case HANDSHAKE_CONTINUE:
         log_notice(component(u), u->peer, "partial resync from offset %" PRId64 "%s%s",
                    u->offset + 1, replid[0] ? ", upstream replid " : "", replid);
         begin_framing(u);
@@ -609,9 +515,9 @@ static int handle_psync_reply(struct upstream *u, const char *line, bool is_erro
         if (u->cb.on_continue)
             u->cb.on_continue(u->cb.ctx, replid);
         return 0;
+    case HANDSHAKE_FAILED:
+        break;
     }
-    char why[MAX_LINE + 32];
-    snprintf(why, sizeof(why), "unexpected PSYNC reply: %s", line);
     link_fail(u, why);
     return -1;
 }
@@ -619,9 +525,7 @@ static int handle_psync_reply(struct upstream *u, const char *line, bool is_erro
 /* The RDB is in and checked: hand it over and take the stream (MAIN), or close (RDB_ONLY). */
 static void rdb_complete(struct upstream *u)
 {
-    struct snapshot *snap = u->snap;
-    u->snap = NULL;
-    u->probing = false;
+    struct snapshot *snap = rdbrecv_take(&u->rx);
     log_notice(component(u), u->peer, "RDB complete: %" PRId64 " bytes at offset %" PRId64 " (%s)",
                snap->size, snap->offset, rdb_verdict_name(snap->verdict));
     u->sync_aborts = 0;
@@ -650,15 +554,13 @@ static void first_ack(struct upstream *u)
 }
 
 /*
- * The last RDB byte arrived (drop: the end mark written through). A file that fails its
- * CRC-64 is never kept. A diskless RDB without a checksum cannot prove that its end mark was
- * the real end (a value holding the mark would cut it short), so the stream after it must
- * frame as commands first: until then it waits in the input (probe_stream).
+ * The last RDB byte arrived. A file that fails its CRC-64 is never kept; a diskless RDB
+ * without a checksum waits in the input until the stream after it frames (probe_stream).
  */
-static void rdb_received(struct upstream *u, int64_t drop)
+static void rdb_received(struct upstream *u)
 {
     char err[256];
-    if (snapshot_finish(u->snap, drop, err, sizeof(err)) != 0) {
+    if (rdbrecv_finish(&u->rx, u->mode == UPSTREAM_MAIN, err, sizeof(err)) != 0) {
         if (u->cb.on_rdb_rejected)
             u->cb.on_rdb_rejected(u->cb.ctx, err);
         link_fail(u, err);
@@ -666,56 +568,42 @@ static void rdb_received(struct upstream *u, int64_t drop)
     }
     if (u->mode == UPSTREAM_MAIN)
         first_ack(u);
-    if (u->mode == UPSTREAM_MAIN && u->rdb_eof_format && u->snap->verdict == RDB_UNCHECKED) {
+    if (u->rx.probing) {
         log_notice(component(u), u->peer,
                    "diskless RDB without a checksum: kept once the stream after it parses");
-        u->probing = true;
-        resp_stream_init(&u->probe);
-        u->probed = 0;
         return;
     }
     rdb_complete(u);
 }
 
-#define PROBE_MAX_BYTES (64 * 1024 * 1024) /* stream held back at most while probing */
-
-/* probing: frame what has arrived after the RDB with a scanner of its own, consuming nothing
- * (each call scans only what arrived since the last one: u->probe, u->probed). A whole
- * command keeps the snapshot (the bytes are then taken as the stream); bytes that are not
- * commands fail the sync. Returns 1 when kept (the link streams), 0 to wait for more input,
- * -1 when the link failed. */
+/* probing: frame what has arrived after the RDB, consuming nothing (each call scans only
+ * what arrived since the last one). A whole command keeps the snapshot (the bytes are then
+ * taken as the stream); bytes that are not commands fail the sync. Returns 1 when kept (the
+ * link streams), 0 to wait for more input, -1 when the link failed. */
 static int probe_stream(struct upstream *u)
 {
     struct evbuffer *in = input(u);
-    size_t have = evbuffer_get_length(in);
-    while (u->probe.commands == 0 && u->probed < have && u->probed < PROBE_MAX_BYTES) {
+    size_t have = evbuffer_get_length(in), want;
+    while ((want = rdbrecv_probe_want(&u->rx)) > 0 && u->rx.probed < have) {
         struct evbuffer_ptr at;
-        evbuffer_ptr_set(in, &at, u->probed, EVBUFFER_PTR_SET);
+        evbuffer_ptr_set(in, &at, u->rx.probed, EVBUFFER_PTR_SET);
         struct evbuffer_iovec v;
-        if (evbuffer_peek(in, PROBE_MAX_BYTES - u->probed, &at, &v, 1) < 1)
+        if (evbuffer_peek(in, (ev_ssize_t)want, &at, &v, 1) < 1)
             break;
-        char err[RESP_ERR_LEN];
-        bool getack; /* the scanner stops after each GETACK: a whole command all the same */
-        ssize_t k = resp_stream_scan(&u->probe, v.iov_base, v.iov_len, &getack, err, sizeof(err));
-        if (k < 0) {
-            char why[RESP_ERR_LEN + 128];
-            snprintf(why, sizeof(why),
-                     "the stream after an unchecked diskless RDB does not parse (%s): the RDB is "
-                     "discarded",
-                     err);
+        char why[RESP_ERR_LEN + 128];
+        if (rdbrecv_probe(&u->rx, v.iov_base, v.iov_len, why, sizeof(why)) != 0) {
             if (u->cb.on_rdb_rejected)
                 u->cb.on_rdb_rejected(u->cb.ctx, why);
             link_fail(u, why);
             return -1;
         }
-        u->probed += (size_t)k;
     }
-    if (u->probe.commands == 0 && u->probed < PROBE_MAX_BYTES)
+    if (rdbrecv_probe_want(&u->rx) > 0)
         return 0;
-    if (u->probe.commands == 0)
+    if (u->rx.probe.commands == 0)
         log_warning(component(u), u->peer,
                     "no whole command in the first %d MB after an unchecked RDB: kept unverified",
-                    PROBE_MAX_BYTES >> 20);
+                    RDBRECV_PROBE_MAX_BYTES >> 20);
     rdb_complete(u);
     return 1;
 }
@@ -728,82 +616,38 @@ static int read_preamble(struct upstream *u)
     if (!skip_keepalives(in))
         return 0;
     struct evbuffer_ptr eol = evbuffer_search_eol(in, NULL, NULL, EVBUFFER_EOL_CRLF_STRICT);
-    if (eol.pos < 0) {
-        if (evbuffer_get_length(in) > MAX_LINE) {
-            link_fail(u, "RDB preamble too long");
-            return -1;
-        }
-        return 0;
-    }
-    char line[MAX_LINE + 1];
-    size_t n = (size_t)eol.pos;
-    if (n > MAX_LINE) {
+    if (eol.pos < 0 ? evbuffer_get_length(in) > MAX_LINE : (size_t)eol.pos > MAX_LINE) {
         link_fail(u, "RDB preamble too long");
         return -1;
     }
+    if (eol.pos < 0)
+        return 0;
+    char line[MAX_LINE + 1], why[256], err[RESP_ERR_LEN], tag[64];
+    size_t n = (size_t)eol.pos;
     evbuffer_remove(in, line, n);
     evbuffer_drain(in, 2);
     line[n] = '\0';
     struct resp_rdb_preamble pre;
-    char err[RESP_ERR_LEN];
-    if (line[0] == '-' || resp_parse_rdb_preamble(line, n, &pre, err, sizeof(err)) != 0) {
-        char sample[128], why[256];
-        resp_escape(line, n, sample, sizeof(sample));
-        snprintf(why, sizeof(why), "bad RDB preamble \"%s\"", sample);
+    if (rdbrecv_preamble(line, n, &pre, why, sizeof(why)) != 0) {
         link_fail(u, why);
         return -1;
     }
-    char tag[64];
     /* Unique per process life: a new file never lands on the name of one being served. */
     snprintf(tag, sizeof(tag), "%s-%" PRId64 "-%u", u->mode == UPSTREAM_MAIN ? "main" : "side",
              net_now_ms(), u->snap_seq++);
-    u->snap = snapshot_new(u->dir, tag, u->full_replid, u->full_offset, err, sizeof(err));
-    if (!u->snap) {
+    if (rdbrecv_begin(&u->rx, &pre, u->dir, tag, u->full_replid, u->full_offset, err,
+                      sizeof(err)) != 0) {
         link_fail(u, err);
         return -1;
     }
-    u->rdb_eof_format = pre.eof_format;
-    u->rdb_size = pre.eof_format ? -1 : pre.size;
-    u->rdb_got = 0;
-    u->rdb_fmt = (struct compat_rdb){0};
-    if (pre.eof_format)
-        resp_eofmark_init(&u->eof, pre.mark);
     log_info(component(u), u->peer, "receiving RDB (%s)",
              pre.eof_format ? "diskless, EOF-delimited" : "sized");
     set_state(u, UPSTREAM_RDB);
     if (!pre.eof_format && pre.size == 0) {
-        rdb_received(u, 0); /* not an RDB: rejected */
+        rdb_received(u); /* not an RDB: rejected */
         return u->bev ? 1 : -1;
     }
     return 1;
-}
-
-/* The RDB's first bytes: "REDIS0nnn" or "VALKEYnnn" (compat.h); the writer's version from
- * its aux fields if INFO did not tell. 0, or -1 when the link failed. */
-static int rdb_head(struct upstream *u, const char *p, size_t n, bool done)
-{
-    size_t have = (size_t)u->rdb_got;
-    size_t k = n < COMPAT_MAGIC_LEN - have ? n : COMPAT_MAGIC_LEN - have;
-    memcpy(u->rdb_head + have, p, k);
-    int rc = compat_rdb_parse(u->rdb_head, have + k, &u->rdb_fmt);
-    if (rc < 0 || (rc == 0 && done && have + n < COMPAT_MAGIC_LEN)) {
-        link_fail(u, "payload is not an RDB (bad magic)");
-        return -1;
-    }
-    enum compat_server srv;
-    int ver;
-    if (rc == 1 && have == 0 && u->ident.server == COMPAT_UNKNOWN &&
-        compat_rdb_writer(p, n, &srv, &ver) == 1) {
-        u->ident.server = srv;
-        compat_version_format(ver, u->ident.server_version, sizeof(u->ident.server_version));
-        snprintf(u->ident.redis_version, sizeof(u->ident.redis_version), "%s",
-                 srv == COMPAT_VALKEY ? "7.2.4" : u->ident.server_version);
-        snprintf(u->ident.server_name, sizeof(u->ident.server_name), "%s",
-                 srv == COMPAT_VALKEY ? "valkey" : "");
-        log_notice(component(u), u->peer, "upstream is %s %s (from the RDB)",
-                   compat_server_name(srv), u->ident.server_version);
-    }
-    return 0;
 }
 
 /* Moves RDB payload from the input to the snapshot file. */
@@ -811,50 +655,23 @@ static int read_rdb(struct upstream *u)
 {
     struct evbuffer *in = input(u);
     char err[256];
-    while (u->state == UPSTREAM_RDB && !u->probing && evbuffer_get_length(in) > 0) {
+    while (u->state == UPSTREAM_RDB && !u->rx.probing && evbuffer_get_length(in) > 0) {
         struct evbuffer_iovec v;
         if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
             break;
-        size_t n = v.iov_len;
-        bool done = false;
-        int64_t drop = 0;
-        if (u->rdb_eof_format) {
-            ssize_t end = resp_eofmark_feed(&u->eof, v.iov_base, n);
-            if (end >= 0) {
-                n = (size_t)end;
-                done = true;
-                drop = RESP_EOFMARK_LEN;
-            }
-        } else {
-            int64_t left = u->rdb_size - u->rdb_got;
-            if ((int64_t)n >= left) {
-                n = (size_t)left;
-                done = true;
-            }
-        }
-        /* A payload that does not open with the RDB magic is not an RDB: never serve it.
-         * (The rest is checked against its CRC-64 trailer by snapshot_finish.) */
-        if (u->rdb_got < RDB_HEADER_LEN) {
-            unsigned char head[RDB_HEADER_LEN];
-            size_t had = (size_t)u->rdb_got,
-                   k = RDB_HEADER_LEN - had < n ? RDB_HEADER_LEN - had : n;
-            memcpy(head, u->snap->check.head, had);
-            memcpy(head + had, v.iov_base, k);
-            if (!rdb_header_prefix_ok(head, had + k)) {
-                link_fail(u, "payload is not an RDB (bad magic)");
-                return -1;
-            }
-        }
-        if (u->rdb_got < COMPAT_MAGIC_LEN && rdb_head(u, v.iov_base, n, done) != 0)
-            return -1;
-        if (snapshot_write(u->snap, v.iov_base, n, err, sizeof(err)) != 0) {
+        bool learned = false; /* the RDB's aux fields told who the upstream is */
+        ssize_t n =
+            rdbrecv_feed(&u->rx, v.iov_base, v.iov_len, &u->ident, &learned, err, sizeof(err));
+        if (learned)
+            log_notice(component(u), u->peer, "upstream is %s %s (from the RDB)",
+                       compat_server_name(u->ident.server), u->ident.server_version);
+        if (n < 0) {
             link_fail(u, err);
             return -1;
         }
-        u->rdb_got += (int64_t)n;
-        evbuffer_drain(in, n);
-        if (done) {
-            rdb_received(u, drop);
+        evbuffer_drain(in, (size_t)n);
+        if (u->rx.done) {
+            rdb_received(u);
         } else if (u->cb.on_rdb_progress && n > 0) {
             u->cb.on_rdb_progress(u->cb.ctx);
             if (u->state != UPSTREAM_RDB)
@@ -1040,8 +857,7 @@ static void read_cb(struct bufferevent *bev, void *arg)
         case UPSTREAM_PING:
             if (read_reply(u, line, sizeof(line), &is_error) <= 0)
                 return;
-            /* -NOAUTH / -NOPERM mean AUTH follows; any other error is fatal, as in Redis. */
-            if (is_error && strncmp(line, "-NOAUTH", 7) != 0 && strncmp(line, "-NOPERM", 7) != 0) {
+            if (!handshake_ping_ok(line, is_error)) {
                 char why[MAX_LINE + 32];
                 snprintf(why, sizeof(why), "PING refused: %s", line + 1);
                 link_fail(u, why);
@@ -1058,9 +874,8 @@ static void read_cb(struct bufferevent *bev, void *arg)
                 return;
             if (is_error) {
                 log_info(component(u), u->peer, "REPLCONF refused (ignored): %s", line + 1);
-            } else if (strncmp(line, "+OK cascade-frame", 17) == 0) {
+            } else if (handshake_frame_offered(line, &u->frame_zstd)) {
                 u->frame_offered = true;
-                u->frame_zstd = strstr(line + 17, "zstd") != NULL;
             }
             if (--u->replies_pending == 0)
                 send_psync(u);
@@ -1076,7 +891,7 @@ static void read_cb(struct bufferevent *bev, void *arg)
                 return;
             break;
         case UPSTREAM_RDB:
-            if (u->probing ? probe_stream(u) <= 0 : read_rdb(u) != 0)
+            if (u->rx.probing ? probe_stream(u) <= 0 : read_rdb(u) != 0)
                 return;
             break;
         case UPSTREAM_STREAM:
@@ -1335,7 +1150,7 @@ void upstream_cron(struct upstream *u, int64_t now)
 
 const struct snapshot *upstream_filling(const struct upstream *u)
 {
-    return u->state == UPSTREAM_RDB && !u->probing ? u->snap : NULL;
+    return u->state == UPSTREAM_RDB ? rdbrecv_filling(&u->rx) : NULL;
 }
 
 enum upstream_state upstream_state(const struct upstream *u)
@@ -1375,12 +1190,12 @@ int64_t upstream_down_since_ms(const struct upstream *u)
 
 int64_t upstream_rdb_bytes(const struct upstream *u)
 {
-    return u->rdb_got;
+    return u->rx.got;
 }
 
 int64_t upstream_rdb_size(const struct upstream *u)
 {
-    return u->rdb_size;
+    return u->rx.size;
 }
 
 int64_t upstream_commands(const struct upstream *u)
@@ -1429,7 +1244,7 @@ const char *upstream_announced(const struct upstream *u)
 
 struct compat_rdb upstream_rdb_format(const struct upstream *u)
 {
-    return u->rdb_fmt;
+    return u->rx.fmt;
 }
 
 int upstream_sync_aborts(const struct upstream *u)
