@@ -97,7 +97,7 @@ int handshake_info_bulk(const char *buf, size_t n, size_t have, size_t *skip, si
 {
     /* The first CRLF, where a "$<len>" header of at most 16 bytes can end. */
     size_t eol = 0;
-    while (eol + 1 < n && eol <= 16 && !(buf[eol] == '\r' && buf[eol + 1] == '\n'))
+    while (eol + 1 < n && !(buf[eol] == '\r' && buf[eol + 1] == '\n'))
         eol++;
     if (eol + 1 >= n || eol > 16)
         return have > 16 ? -1 : 0;

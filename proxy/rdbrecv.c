@@ -7,8 +7,6 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "rdb.h"
-
 int rdbrecv_preamble(const char *line, size_t len, struct resp_rdb_preamble *pre, char *err,
                      size_t errlen)
 {
@@ -87,16 +85,6 @@ ssize_t rdbrecv_feed(struct rdbrecv *r, const char *buf, size_t len, struct comp
     }
     /* A payload that does not open with the RDB magic is not an RDB: never serve it. (The
      * rest is checked against its CRC-64 trailer by snapshot_finish.) */
-    if (r->got < RDB_HEADER_LEN) {
-        unsigned char h[RDB_HEADER_LEN];
-        size_t had = (size_t)r->got, k = RDB_HEADER_LEN - had < n ? RDB_HEADER_LEN - had : n;
-        memcpy(h, r->snap->check.head, had);
-        memcpy(h + had, buf, k);
-        if (!rdb_header_prefix_ok(h, had + k)) {
-            snprintf(err, errlen, "payload is not an RDB (bad magic)");
-            return -1;
-        }
-    }
     if (r->got < COMPAT_MAGIC_LEN && head(r, buf, n, up, learned) != 0) {
         snprintf(err, errlen, "payload is not an RDB (bad magic)");
         return -1;
