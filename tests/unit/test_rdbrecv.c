@@ -20,42 +20,10 @@
 #include <cmocka.h>
 
 #include "rdbrecv.h"
+#include "testdir.h"
 
 static const char replid[] = "0123456789abcdef0123456789abcdef01234567";
 static const char mark[] = "ffffffffffffffffffffffffffffffffffffffff";
-
-static int count_entries(const char *dir)
-{
-    DIR *d = opendir(dir);
-    if (!d)
-        return -1;
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL) {
-        if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0)
-            n++;
-    }
-    closedir(d);
-    return n;
-}
-
-static int setup_dir(void **state)
-{
-    char *dir = strdup("/tmp/cascade-test-rdbrecv-XXXXXX");
-    if (!dir || !mkdtemp(dir))
-        return -1;
-    *state = dir;
-    return 0;
-}
-
-static int teardown_dir(void **state)
-{
-    char *dir = *state;
-    int left = count_entries(dir); /* every test leaves it empty */
-    int rc = rmdir(dir);
-    free(dir);
-    return left == 0 && rc == 0 ? 0 : -1;
-}
 
 /* A whole RDB: header, an aux field redis-ver (when ver is not NULL), EOF opcode, CRC-64
  * (zero: written unchecked). */
@@ -281,11 +249,11 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_preamble),
-        cmocka_unit_test_setup_teardown(test_sized, setup_dir, teardown_dir),
-        cmocka_unit_test_setup_teardown(test_eof_mark, setup_dir, teardown_dir),
-        cmocka_unit_test_setup_teardown(test_bad_payload, setup_dir, teardown_dir),
-        cmocka_unit_test_setup_teardown(test_writer, setup_dir, teardown_dir),
-        cmocka_unit_test_setup_teardown(test_probe, setup_dir, teardown_dir),
+        cmocka_unit_test_setup_teardown(test_sized, testdir_setup, testdir_teardown),
+        cmocka_unit_test_setup_teardown(test_eof_mark, testdir_setup, testdir_teardown),
+        cmocka_unit_test_setup_teardown(test_bad_payload, testdir_setup, testdir_teardown),
+        cmocka_unit_test_setup_teardown(test_writer, testdir_setup, testdir_teardown),
+        cmocka_unit_test_setup_teardown(test_probe, testdir_setup, testdir_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
