@@ -2,11 +2,11 @@
  * upstream: the relay's replica side of one link to a master, as a state machine: connect,
  * PING, AUTH and INFO server, REPLCONF, PSYNC, the RDB, the stream; backoff, timeouts, ACKs.
  * Owns its hiredis reader (handshake replies) and, through rdbrecv, the snapshot being
- * filled; the connection, the cascade framing and the stream's read path are upstream_io.c's,
- * the handshake's commands and reply rules handshake.c's (both pure parts and the I/O are
- * kept out of this file). Must not touch replicas or the backlog: everything it learns goes
- * out through callbacks, and callbacks must not free the upstream (relay.c defers that to its
- * cron).
+ * filled. The pure rules are elsewhere: the handshake's commands and replies in handshake.c,
+ * the RDB transfer in rdbrecv.c; so are the bytes: the connection, the cascade framing and
+ * the stream's read path in upstream_io.c. Must not touch replicas or the backlog: everything
+ * it learns goes out through callbacks, and callbacks must not free the upstream (relay.c
+ * defers that to its cron).
  *
  * Redis behaviours followed here (src/replication.c, syncWithMaster/readSyncBulkPayload):
  *   - bare "\n" lines before the PSYNC reply and before the RDB preamble are keepalives;
