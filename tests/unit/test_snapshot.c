@@ -18,43 +18,10 @@
 #include <cmocka.h>
 
 #include "snapshot.h"
+#include "testdir.h"
 
 static const char replid_a[] = "0123456789abcdef0123456789abcdef01234567";
 static const char replid_b[] = "fedcba9876543210fedcba9876543210fedcba98";
-
-static int count_entries(const char *dir)
-{
-    DIR *d = opendir(dir);
-    if (!d)
-        return -1;
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL) {
-        if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0)
-            n++;
-    }
-    closedir(d);
-    return n;
-}
-
-static int setup_dir(void **state)
-{
-    char *dir = strdup("/tmp/cascade-test-snapshot-XXXXXX");
-    if (!dir || !mkdtemp(dir))
-        return -1;
-    *state = dir;
-    return 0;
-}
-
-static int teardown_dir(void **state)
-{
-    char *dir = *state;
-    /* Every test must leave the directory empty: snapshot_free removes its files. */
-    int left = count_entries(dir);
-    int rc = rmdir(dir);
-    free(dir);
-    return left == 0 && rc == 0 ? 0 : -1;
-}
 
 /* A small whole RDB: header, body, EOF opcode, CRC-64 trailer (zero: written unchecked). */
 static size_t make_rdb(char *out, const char *body, bool checksum)
@@ -295,12 +262,12 @@ static void test_replace(void **state)
     assert_int_equal(snapshot_write(a, ra, na, err, sizeof(err)), 0);
     assert_int_equal(snapshot_finish(a, 0, err, sizeof(err)), 0);
     assert_int_equal(snapshot_write(b, rb, nb, err, sizeof(err)), 0);
-    assert_int_equal(count_entries(dir), 2);
+    assert_int_equal(testdir_count(dir), 2);
     int fd = snapshot_open(a);
     assert_true(fd >= 0);
     assert_int_equal(snapshot_finish(b, 0, err, sizeof(err)), 0);
     snapshot_free(a);
-    assert_int_equal(count_entries(dir), 1);
+    assert_int_equal(testdir_count(dir), 1);
     char buf[64];
     read_all(fd, buf, na);
     assert_memory_equal(buf, ra, na);
@@ -324,7 +291,7 @@ static void test_new_fails(void **state)
 
 int main(void)
 {
-#define T(f) cmocka_unit_test_setup_teardown(f, setup_dir, teardown_dir)
+#define T(f) cmocka_unit_test_setup_teardown(f, testdir_setup, testdir_teardown)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_state_names),
         T(test_fill_and_finish),
