@@ -11,6 +11,9 @@
   command"), and every command in proxy/commands.c's table is in the doc's command table.
 
 "Documented" means the name appears in backticks (`name`) in docs/reference.md.
+
+And docs/architecture.md against the code: it names every file under proxy/, and its level
+diagram is the include graph's (no include points up, no cycle between modules).
 """
 
 import os
@@ -320,3 +323,68 @@ def test_architecture_names_every_file():
     named = set(re.findall(r"`([a-z_0-9]+\.[ch])`", doc))
     stale = sorted(n for n in named if n not in files)
     assert not stale, "docs/architecture.md names files that are gone: %s" % ", ".join(stale)
+
+
+def architecture_levels(doc):
+    """{module: level} from the level diagram of docs/architecture.md, and {name: module} for
+    the files of modules written in several (the names in parentheses after a module)."""
+    block = re.search(r"## Layers and the rule.*?```\n(.*?)```", doc, re.S)
+    assert block, "docs/architecture.md has no level diagram under 'Layers and the rule'"
+    levels, part_of, level = {}, {}, None
+    for line in block.group(1).splitlines():
+        m = re.match(r"level (\d+)\s+(.*)", line)
+        if m:
+            level, rest = int(m.group(1)), m.group(2)
+        else:
+            assert level is not None and line.startswith(" "), line
+            rest = line
+        for mod, parts in re.findall(r"([a-z_0-9]+)(?:\s*\(([a-z_0-9, ]+)\))?", rest):
+            levels[mod] = level
+            part_of[mod] = mod
+            for p in filter(None, re.split(r"[ ,]+", parts)):
+                part_of[p] = mod
+    return levels, part_of
+
+
+def test_includes_point_down():
+    """The level diagram of docs/architecture.md is the include graph's: every file under
+    proxy/ belongs to a module in it, a module includes only modules of its own level or a
+    lower one, and no two modules include each other, directly or round a longer cycle."""
+    with open(os.path.join(h.REPO_ROOT, "docs", "architecture.md")) as f:
+        levels, part_of = architecture_levels(f.read())
+    proxy = os.path.join(h.REPO_ROOT, "proxy")
+    edges, unplaced, upward = {}, [], []
+    for name in sorted(os.listdir(proxy)):
+        base, ext = os.path.splitext(name)
+        if ext not in (".c", ".h"):
+            continue
+        if base not in part_of:
+            unplaced.append(name)
+            continue
+        src = part_of[base]
+        with open(os.path.join(proxy, name)) as f:
+            for inc in re.findall(r'^#include "([a-z_0-9]+)\.h"', f.read(), re.M):
+                dst = part_of.get(inc)
+                assert dst, "%s includes %s.h, which no module of the diagram owns" % (name, inc)
+                if dst == src:
+                    continue
+                edges.setdefault(src, set()).add(dst)
+                if levels[dst] > levels[src]:
+                    upward.append("%s (level %d) includes %s.h (level %d)"
+                                  % (name, levels[src], inc, levels[dst]))
+    assert not unplaced, "not in the level diagram: %s" % ", ".join(unplaced)
+    assert not upward, "includes that point up: %s" % "; ".join(upward)
+
+    state = {}  # module -> 1 on the DFS path, 2 done
+
+    def visit(mod, path):
+        state[mod] = 1
+        for nxt in sorted(edges.get(mod, ())):
+            assert state.get(nxt) != 1, "include cycle: %s" % " -> ".join(path + [nxt])
+            if nxt not in state:
+                visit(nxt, path + [nxt])
+        state[mod] = 2
+
+    for mod in sorted(edges):
+        if mod not in state:
+            visit(mod, [mod])
