@@ -14,24 +14,22 @@
  * Everything runs on the event loop but the disk log's bulk writes: store.c writes them from
  * a thread of its own (whole pages with O_DIRECT; a copy into fresh page-cache pages costs
  * more CPU than sending the stream to a few replicas), reading the backlog's blocks, which
- * stay referenced until the write is collected here. Replicas are fed from memory as the
+ * stay referenced until the write is collected (journal.c). Replicas are fed from memory as the
  * stream arrives, not after the log wrote it; after a crash of ours a replica may be ahead of
  * the log we resume from, and can_continue() lets it wait for the stream there.
  */
 #include "relay.h"
 
 #include "history.h"
+#include "journal.h"
 
 #include <event2/event.h>
-#include <dirent.h>
 #include <errno.h>
 #include <assert.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include "backlog.h"
@@ -39,7 +37,6 @@
 #include "log.h"
 #include "metrics.h"
 #include "net.h"
-#include "rdbinfo.h"
 #include "replica.h"
 #include "report.h"
 #include "resolve.h"
@@ -47,21 +44,15 @@
 #include "server.h"
 #include "snapshot.h"
 #include "stats.h"
-#include "store.h"
 #include "tls.h"
 #include "upstream.h"
 
-#define CRON_MS         100
-#define BLOCK_SIZE      (64 * 1024) /* backlog block: the unit of zero-copy fan-out */
-#define FETCH_RETRY_MS  1000        /* between failed snapshot fetches */
-#define SYNC_MS         1000        /* fsync of the disk log, like appendfsync everysec */
-#define STOP_FLUSH_MS   2000        /* graceful stop: at most this long flushing replicas */
-#define NULL_REPLID     HISTORY_NULL_REPLID
-#define LOG_BATCH_BYTES (1024 * 1024) /* stream bytes handed to the log at once, at least */
-#define AHEAD_MAX       (64 << 20)    /* a PSYNC this far ahead of us may wait for the stream */
-#define DISK_RETRY_MS   1000          /* the disk log, off after a write error: first retry */
-#define DISK_RETRY_MAX  60000         /* ... doubling while restarts keep failing, up to this */
-#define DISK_ROOM_MIN   (1 << 20) /* free bytes wanted in dir to start the log again, at least */
+#define CRON_MS        100
+#define BLOCK_SIZE     (64 * 1024) /* backlog block: the unit of zero-copy fan-out */
+#define FETCH_RETRY_MS 1000        /* between failed snapshot fetches */
+#define STOP_FLUSH_MS  2000        /* graceful stop: at most this long flushing replicas */
+#define NULL_REPLID    HISTORY_NULL_REPLID
+#define AHEAD_MAX      (64 << 20) /* a PSYNC this far ahead of us may wait for the stream */
 
 struct relay {
     struct resolver *resolver; /* owned: every name lookup of the links (evdns) */
@@ -83,24 +74,13 @@ struct relay {
     uint64_t rdb_gen;             /* last id handed to a filling snapshot */
     uint64_t main_gen;            /* id of the main link's filling snapshot, 0 if none */
     uint64_t fetch_gen;           /* id of the side fetch's filling snapshot, 0 if none */
-    struct store *store;          /* owned: the disk log, NULL with backlog.disk = no */
+    struct journal *journal;      /* owned: the disk log's batching, cron and recovery */
     struct metrics *metrics;      /* owned: the Prometheus endpoint, or NULL */
     struct sentinel *sentinel;    /* owned: follows the master through Sentinel, or NULL */
     SSL_CTX *tls_server;          /* owned: the downstream TLS port's context, or NULL */
     SSL_CTX *tls_client;          /* owned: the upstream TLS context, or NULL */
-    bool store_broken;            /* a write failed: the log is off until it restarts (cron) */
-    int64_t disk_off_ms;          /* when the log went off */
-    int64_t disk_on_ms;           /* when it last started again, 0 if never */
-    int64_t disk_retry_ms;        /* delay before the next try to start it again */
-    bool disk_low_said;           /* "not enough room" was logged for this outage */
-    struct store_piece pend[STORE_MAX_PIECES]; /* stream bytes not yet handed to the log */
-    int npend;
-    size_t pend_bytes;
-    int64_t pend_boundary;    /* a command boundary in them (position), -1 if none */
-    struct event *store_done; /* owned: the log writer finished queued appends */
-    int64_t last_sync_ms;     /* last fsync of the log */
-    int64_t last_fetch_ms;    /* last fresh snapshot started (side link or main sync) */
-    relay_load_fn load;       /* re-reads the configuration (CONFIG RELOAD) */
+    int64_t last_fetch_ms;        /* last fresh snapshot started (side link or main sync) */
+    relay_load_fn load;           /* re-reads the configuration (CONFIG RELOAD) */
     void *load_ctx;
     int64_t start_ms;
     int64_t stop_ms;     /* graceful stop began, 0 if running */
@@ -115,101 +95,6 @@ struct relay {
 
 /* ---- history and snapshots ------------------------------------------------------------ */
 
-static bool store_usable(const struct relay *r)
-{
-    return r->store && !r->store_broken;
-}
-
-static void feed_replicas(struct relay *r)
-{
-    replica_set_feed(r->replicas);
-}
-
-/* A write to the log failed: the log is off (nothing more is appended, PSYNCs are decided
- * on memory alone) until the cron finds room again and restarts it. */
-static void store_failed(struct relay *r, const char *err)
-{
-    int64_t now = net_now_ms();
-    /* A restart that fails again soon backs off, so a dead disk is not retried each second. */
-    bool soon = r->disk_on_ms && now - r->disk_on_ms < DISK_RETRY_MAX;
-    r->disk_retry_ms = !soon                                   ? DISK_RETRY_MS
-                       : r->disk_retry_ms * 2 > DISK_RETRY_MAX ? DISK_RETRY_MAX
-                                                               : r->disk_retry_ms * 2;
-    log_warning("relay", "-",
-                "disk log off after a write error: %s; it starts again by itself once %s has "
-                "room (next check in %" PRId64 " ms)",
-                err, r->cfg->dir, r->disk_retry_ms);
-    r->store_broken = true;
-    r->disk_off_ms = now;
-    r->disk_low_said = false;
-    /* Replicas behind memory are not held any more: dropped, not left waiting for a log that
-     * does not move (they PSYNC again and get what memory holds, or a full sync). */
-    replica_set_store(r->replicas, NULL);
-}
-
-/* The log is in use again (a new history, or a restart after a write error). */
-static void store_back(struct relay *r)
-{
-    r->store_broken = false;
-    replica_set_store(r->replicas, r->store);
-}
-
-/* Forget the pending stream bytes (their history is being replaced, or the log took them). */
-static void drop_pending(struct relay *r)
-{
-    for (int i = 0; i < r->npend; i++)
-        backlog_block_unref(r->pend[i].token);
-    r->npend = 0;
-    r->pend_bytes = 0;
-    r->pend_boundary = -1;
-}
-
-/* Hand the pending stream bytes to the log (queued for its writer thread when it has one). */
-static void flush_pending(struct relay *r)
-{
-    if (r->npend == 0)
-        return;
-    char err[256];
-    int rc = store_usable(r) ? store_append(r->store, r->pend, r->npend, r->pend_boundary, true,
-                                            err, sizeof(err))
-                             : 0;
-    if (rc == 1)
-        r->npend = 0; /* queued: the writer hands the references back */
-    else if (rc < 0)
-        store_failed(r, err);
-    drop_pending(r);
-}
-
-/* First offset the relay can serve: from memory, or from the disk log below it. */
-static int64_t held_start(const struct relay *r)
-{
-    int64_t s = backlog_start(r->backlog);
-    if (store_usable(r) && store_start(r->store) < s && store_end(r->store) >= s - 1)
-        s = store_start(r->store);
-    return s;
-}
-
-static void write_meta(struct relay *r)
-{
-    if (!r->store)
-        return;
-    struct store_meta m = {.second_replid_offset = r->hist.second_replid_offset,
-                           .snapshot_offset = -1};
-    if (r->hist.has_history) {
-        memcpy(m.replid, r->hist.replid, RESP_REPLID_LEN + 1);
-        memcpy(m.replid2, r->hist.replid2, RESP_REPLID_LEN + 1);
-    }
-    if (r->snap && r->snap->state == SNAPSHOT_READY) {
-        snprintf(m.snapshot_file, sizeof(m.snapshot_file), "%s", snapshot_file_name(r->snap));
-        memcpy(m.snapshot_replid, r->snap->replid, RESP_REPLID_LEN + 1);
-        m.snapshot_offset = r->snap->offset;
-        m.snapshot_size = r->snap->size;
-    }
-    char err[256];
-    if (store_write_meta(r->store, &m, err, sizeof(err)) != 0)
-        log_warning("relay", "-", "cannot persist meta: %s", err);
-}
-
 static bool snapshot_usable(const struct relay *r, const struct snapshot *s)
 {
     if (!s || s->state != SNAPSHOT_READY)
@@ -217,7 +102,7 @@ static bool snapshot_usable(const struct relay *r, const struct snapshot *s)
     bool same =
         history_match(&r->hist, s->replid, strlen(s->replid), s->offset + 1) != HISTORY_NONE;
     /* The stream must be held from the byte after the snapshot on. */
-    return same && s->offset + 1 >= held_start(r);
+    return same && s->offset + 1 >= journal_held_start(r->journal);
 }
 
 static void install_snapshot(struct relay *r, struct snapshot *s)
@@ -230,7 +115,7 @@ static void install_snapshot(struct relay *r, struct snapshot *s)
     snapshot_free(r->snap);
     r->snap = s;
     r->snap_fmt_known = false;
-    write_meta(r);
+    journal_write_meta(r->journal);
 }
 
 /*
@@ -250,7 +135,7 @@ static const struct snapshot *streamable(struct relay *r, const char **replid, u
     if (f && r->fetch_gen && r->hist.has_history && !r->main_full_sync) {
         bool same =
             history_match(&r->hist, f->replid, strlen(f->replid), f->offset + 1) != HISTORY_NONE;
-        if (same && f->offset + 1 >= held_start(r)) {
+        if (same && f->offset + 1 >= journal_held_start(r->journal)) {
             *replid = r->hist.replid;
             *gen = r->fetch_gen;
             return f;
@@ -584,6 +469,34 @@ static void request_snapshot(struct relay *r)
     upstream_start(r->fetch);
 }
 
+/* ---- the disk log (journal.h) --------------------------------------------------------- */
+
+static void journal_set_store(void *ctx, struct store *s)
+{
+    struct relay *r = ctx;
+    replica_set_store(r->replicas, s);
+}
+
+/* Queued log writes completed, or a read's worth of stream is in the backlog: one write per
+ * replica for all of it. */
+static void feed_replicas(void *ctx)
+{
+    struct relay *r = ctx;
+    replica_set_feed(r->replicas);
+}
+
+static const struct snapshot *journal_snapshot(void *ctx)
+{
+    struct relay *r = ctx;
+    return r->snap;
+}
+
+static int64_t journal_keep_from(void *ctx)
+{
+    struct relay *r = ctx;
+    return replica_set_min_offset(r->replicas);
+}
+
 /* ---- main link callbacks ---------------------------------------------------------------- */
 
 static void up_position(void *ctx, char replid[RESP_REPLID_LEN + 1], int64_t *offset)
@@ -608,7 +521,7 @@ static void up_on_continue(void *ctx, const char *new_replid)
     log_notice("relay", "-",
                "upstream replication id changed to %s; replid2 %s valid up to %" PRId64,
                r->hist.replid, r->hist.replid2, r->hist.second_replid_offset);
-    write_meta(r);
+    journal_write_meta(r->journal);
     /* Sub-replicas reconnect to learn the new id; their old one is accepted through replid2. */
     replica_set_drop(r->replicas, false, 0, "upstream replication id changed");
 }
@@ -638,15 +551,7 @@ static void up_on_snapshot(void *ctx, struct snapshot *s)
             log_notice("relay", "-", "new history %s at offset %" PRId64 " replaces %s", s->replid,
                        s->offset, r->hist.replid);
         replica_set_drop(r->replicas, false, gen, "upstream started a new history");
-        drop_pending(r);
-        backlog_reset(r->backlog, s->offset + 1);
-        if (r->store) {
-            char err[256];
-            if (store_reset(r->store, s->offset + 1, err, sizeof(err)) != 0)
-                log_warning("relay", "-", "cannot reset the disk log: %s", err);
-            store_back(r);
-            feed_replicas(r);
-        }
+        journal_new_history(r->journal, s->offset + 1);
         history_start(&r->hist, s->replid);
     }
     install_snapshot(r, s);
@@ -656,78 +561,16 @@ static void up_on_snapshot(void *ctx, struct snapshot *s)
     serve_waiting(r);
 }
 
-/* A queued log write completed: its backlog block may go. */
-static void store_token_done(void *ctx, void *token)
-{
-    (void)ctx;
-    backlog_block_unref(token);
-}
-
-static void store_done_cb(evutil_socket_t fd, short what, void *arg)
-{
-    (void)fd;
-    (void)what;
-    struct relay *r = arg;
-    char err[256];
-    if (store_collect(r->store, err, sizeof(err)) != 0 && !r->store_broken)
-        store_failed(r, err);
-    feed_replicas(r);
-}
-
 /*
- * New stream bytes: into the backlog, and on to the log; the replicas get them once the whole
- * read is in (up_on_stream_end), one write each. Replicas do not wait for the log
- * (can_continue() says why that is safe), so the log takes the stream in batches of at least
- * LOG_BATCH_BYTES (or what the cron finds pending): its writer threads write them whole pages
- * at a time past the page cache, where a write per small upstream read would copy each into
- * fresh page-cache pages. The log is written from the backlog's blocks, which stay referenced
- * until the write is collected (the writer threads only read them; only this thread counts
- * references). One block at a time: the trim of a later append could drop an earlier block.
+ * New stream bytes: into the backlog, and on to the log (journal.c, in batches); the replicas
+ * get them once the whole read is in (feed_replicas), one write each. Replicas do not wait
+ * for the log: can_continue() says why that is safe.
  */
 static void up_on_stream(void *ctx, const char *buf, size_t len, ssize_t boundary)
 {
     struct relay *r = ctx;
     r->stats.total_net_repl_input_bytes += (int64_t)len;
-    if (!store_usable(r)) {
-        backlog_append(r->backlog, buf, len);
-        return; /* replicas get it in up_on_stream_end */
-    }
-    size_t done = 0;
-    while (done < len) {
-        size_t k = backlog_tail_room(r->backlog);
-        if (k > len - done)
-            k = len - done;
-        int64_t off = backlog_end(r->backlog) + 1;
-        backlog_append(r->backlog, buf + done, k);
-        struct backlog_block *blk;
-        const char *data;
-        size_t got = backlog_peek(r->backlog, off, &data, &blk);
-        assert(got == k);
-        if (r->pend_boundary < 0 && boundary >= (ssize_t)done && (size_t)boundary <= done + k)
-            r->pend_boundary = (int64_t)(r->pend_bytes + ((size_t)boundary - done));
-        struct store_piece *last = r->npend ? &r->pend[r->npend - 1] : NULL;
-        if (last && last->token == blk && (const char *)last->buf + last->len == data) {
-            last->len += k; /* the same block, right after: one piece */
-        } else {
-            backlog_block_ref(blk);
-            r->pend[r->npend++] = (struct store_piece){.buf = data, .len = k, .token = blk};
-        }
-        r->pend_bytes += k;
-        done += k;
-        if (r->npend == STORE_MAX_PIECES)
-            flush_pending(r);
-    }
-    /* At most the backlog's limit pending: the log then always reaches the backlog's start,
-     * so every offset between the log's start and the stream's end stays servable. */
-    size_t limit = backlog_limit(r->backlog);
-    if (r->pend_bytes >= (limit < LOG_BATCH_BYTES ? limit : LOG_BATCH_BYTES))
-        flush_pending(r);
-}
-
-/* A read's worth of stream is in the backlog: one write per replica for all of it. */
-static void up_on_stream_end(void *ctx)
-{
-    feed_replicas(ctx);
+    journal_append(r->journal, buf, len, boundary);
 }
 
 /* The upstream reads the stream straight into the backlog's free space. */
@@ -864,7 +707,7 @@ static void relay_facts(struct relay *r, struct report_facts *f)
     f->backlog_histlen = backlog_histlen(r->backlog);
     f->backlog_memory = backlog_memory(r->backlog);
     f->backlog_limit = backlog_limit(r->backlog);
-    f->held_first = held_start(r);
+    f->held_first = journal_held_start(r->journal);
     facts_upstream(r->up, f->now_ms, &f->up);
     const struct snapshot *s = r->snap;
     f->snap = (struct report_snapshot){
@@ -877,15 +720,7 @@ static void relay_facts(struct relay *r, struct report_facts *f)
         .fetch_in_progress = r->fetch && !r->fetch_finished,
         .replicas_waiting = replica_set_waiting(r->replicas),
     };
-    f->disk = (struct report_disk){
-        .present = r->store != NULL,
-        .enabled = store_usable(r),
-        .direct_io = store_usable(r) && store_direct_io(r->store),
-        .first = r->store ? store_start(r->store) : -1,
-        .last = r->store ? store_end(r->store) : -1,
-        .bytes = r->store ? store_bytes(r->store) : 0,
-        .segments = r->store ? store_segments(r->store) : 0,
-    };
+    journal_facts(r->journal, &f->disk);
     facts_replicas(r, f);
 }
 
@@ -983,30 +818,6 @@ static struct replica_limits replica_limits_of(const struct config *cfg)
     return lim;
 }
 
-/* What the store dropped on its own: logged, and meta rewritten once the store is open. */
-static void store_report(void *ctx, enum store_event ev, const char *text)
-{
-    struct relay *r = ctx;
-    log_warning("relay", "-", "disk log: %s", text);
-    if (ev == STORE_EVENT_CUT) {
-        r->stats.disk_log_cuts++;
-        write_meta(r);
-    }
-}
-
-static struct store_params store_params_of(const struct config *cfg)
-{
-    struct store_params sp = {
-        .dir = cfg->dir,
-        .segment_bytes = cfg->segment_bytes,
-        .retain_bytes = cfg->disk_bytes,
-        .retain_age_s = cfg->disk_max_age_ms / 1000,
-        .retain_min_bytes = cfg->disk_min_bytes,
-        .direct = strcmp(cfg->disk_direct, "yes") == 0,
-    };
-    return sp;
-}
-
 int relay_apply_log_target(const struct config *c)
 {
     if (strcmp(c->syslog, "yes") == 0)
@@ -1059,10 +870,7 @@ void relay_reload(struct relay *r, const struct config *next)
     backlog_set_limit(r->backlog, (size_t)c->backlog_size_bytes);
     struct replica_limits lim = replica_limits_of(c);
     replica_set_limits(r->replicas, &lim);
-    if (r->store) {
-        struct store_params sp = store_params_of(c);
-        store_set_retention(r->store, &sp);
-    }
+    journal_set_retention(r->journal, c);
     if (auth)
         upstream_set_auth(r->up, c->upstream_user, c->upstream_password);
     if (repoint || auth)
@@ -1128,7 +936,7 @@ static int relay_config_set(void *ctx, const char *key, const char *value, char 
  */
 static bool can_continue(const struct relay *r, const char *replid, size_t len, int64_t offset)
 {
-    return history_can_continue(&r->hist, replid, len, offset, held_start(r),
+    return history_can_continue(&r->hist, replid, len, offset, journal_held_start(r->journal),
                                 backlog_end(r->backlog) + 1, AHEAD_MAX);
 }
 
@@ -1193,8 +1001,8 @@ static int relay_sync(void *ctx, struct bufferevent *bev, const struct server_sy
     };
     snprintf(h.peer, sizeof(h.peer), "%s", req->peer);
     snprintf(h.ip, sizeof(h.ip), "%s", req->ip);
-    if (!req->plain_sync && store_usable(r) && offset < backlog_start(r->backlog))
-        (void)store_verify(r->store, offset); /* bytes that fail are cut now: a full sync */
+    if (!req->plain_sync)
+        journal_verify(r->journal, offset);
     bool partial = !req->plain_sync && !req->rdb_only && can_continue(r, id, id_len, offset);
     if (!partial && refusal(r, &h, err, errlen))
         return -1;
@@ -1243,79 +1051,13 @@ static size_t relay_other_connections(void *ctx)
 
 /* ---- cron and life cycle ---------------------------------------------------------------- */
 
-/* Free bytes in dir for the log, or -1 if statvfs fails. */
-static int64_t disk_room(const struct relay *r)
-{
-    struct statvfs v;
-    if (statvfs(r->cfg->dir, &v) != 0)
-        return -1;
-    return (int64_t)v.f_bavail * (int64_t)v.f_frsize;
-}
-
-/*
- * The log went off after a write error: once dir has room for two segments again (at least
- * DISK_ROOM_MIN), start it again at the stream's current position. That position is not known
- * to be a command boundary, so the store skips to the next one; the old segments end before
- * the hole and are dropped (the store reports them): the log is contiguous again from there.
- */
-static void disk_try_restart(struct relay *r, int64_t now)
-{
-    if (!r->store_broken || !r->hist.has_history || now - r->disk_off_ms < r->disk_retry_ms)
-        return;
-    int64_t want = 2 * r->cfg->segment_bytes;
-    want = want < DISK_ROOM_MIN ? DISK_ROOM_MIN : want > (1LL << 30) ? (1LL << 30) : want;
-    int64_t room = disk_room(r);
-    if (room >= 0 && room < want) {
-        if (!r->disk_low_said)
-            log_notice("relay", "-",
-                       "disk log still off: %" PRId64 " bytes free in %s, %" PRId64
-                       " wanted to start it again",
-                       room, r->cfg->dir, want);
-        r->disk_low_said = true;
-        return;
-    }
-    drop_pending(r);
-    int64_t next = backlog_end(r->backlog) + 1;
-    char err[256];
-    if (store_restart(r->store, next, err, sizeof(err)) != 0) {
-        r->disk_off_ms = now;
-        log_warning("relay", "-", "disk log: cannot start again: %s", err);
-        return;
-    }
-    store_back(r);
-    r->disk_on_ms = now;
-    r->stats.disk_log_restarts++;
-    log_notice("relay", "-",
-               "disk log on again (%" PRId64 " bytes free in %s): it holds the stream from the "
-               "first command boundary at or after offset %" PRId64,
-               room, r->cfg->dir, next);
-    write_meta(r);
-}
-
-/* Once a second: fsync the log, apply retention (never under a reader), restart it. */
-static void store_cron(struct relay *r, int64_t now)
-{
-    char err[256];
-    disk_try_restart(r, now);
-    if (store_usable(r) && store_sync(r->store, err, sizeof(err)) != 0)
-        log_warning("relay", "-", "%s", err);
-    int64_t keep_from = replica_set_min_offset(r->replicas);
-    int n = store_trim(r->store, keep_from, time(NULL));
-    if (n > 0) {
-        log_info("relay", "-",
-                 "retention: deleted %d log segment(s); disk log now %" PRId64 "..%" PRId64, n,
-                 store_start(r->store), store_end(r->store));
-        write_meta(r);
-    }
-}
-
 static void cron_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct relay *r = arg;
     (void)fd;
     (void)what;
     int64_t now = net_now_ms();
-    flush_pending(r); /* a slow stream reaches the log within a cron tick */
+    journal_flush(r->journal); /* a slow stream reaches the log within a cron tick */
     upstream_cron(r->up, now);
     if (r->fetch) {
         if (r->fetch_finished) {
@@ -1342,10 +1084,7 @@ static void cron_cb(evutil_socket_t fd, short what, void *arg)
          * serves the whole wave, and only one runs at a time.) */
         request_snapshot(r);
     }
-    if (r->store && now - r->last_sync_ms >= SYNC_MS) {
-        r->last_sync_ms = now;
-        store_cron(r, now);
-    }
+    journal_cron(r->journal, now);
 }
 
 struct relay *relay_new(struct event_base *base, struct config *cfg, const char *config_path)
@@ -1359,11 +1098,18 @@ struct relay *relay_new(struct event_base *base, struct config *cfg, const char 
     r->start_ms = net_now_ms();
     resp_random_hex(r->run_id, RESP_RUN_ID_LEN);
     history_init(&r->hist);
-    r->pend_boundary = -1;
     r->backlog = backlog_new(BLOCK_SIZE, (size_t)cfg->backlog_size_bytes);
     struct replica_limits lim = replica_limits_of(cfg);
     r->replicas = replica_set_new(base, r->backlog, &r->stats, &lim);
     replica_set_on_end(r->replicas, replica_ended, r);
+    struct journal_callbacks jcb = {
+        .ctx = r,
+        .set_store = journal_set_store,
+        .feed = feed_replicas,
+        .snapshot = journal_snapshot,
+        .keep_from = journal_keep_from,
+    };
+    r->journal = journal_new(base, cfg, r->backlog, &r->hist, &r->stats, &jcb);
     struct server_callbacks scb = {
         .ctx = r,
         .info = relay_info,
@@ -1383,175 +1129,6 @@ struct relay *relay_new(struct event_base *base, struct config *cfg, const char 
     return r;
 }
 
-/* Remove snapshot files that meta does not point at (left by a crash). */
-static void remove_stale_files(const char *dir, const char *keep)
-{
-    DIR *d = opendir(dir);
-    if (!d)
-        return;
-    struct dirent *de;
-    while ((de = readdir(d))) {
-        bool ours = strncmp(de->d_name, "temp-snapshot-", 14) == 0 ||
-                    strncmp(de->d_name, "snapshot-", 9) == 0;
-        if (!ours || strcmp(de->d_name, keep) == 0)
-            continue;
-        char path[4096];
-        snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
-        unlink(path);
-    }
-    closedir(d);
-}
-
-/* Rebuild the stream framing at the end of the log: segments start at command boundaries. */
-static int rebuild_framing(struct relay *r, struct resp_stream *scan)
-{
-    resp_stream_init(scan);
-    int64_t off = store_last_segment_start(r->store), end = store_end(r->store);
-    char *buf = malloc(1 << 20);
-    if (!buf)
-        abort();
-    int rc = 0;
-    while (off <= end) {
-        size_t n = end - off + 1 < (1 << 20) ? (size_t)(end - off + 1) : (1 << 20);
-        bool getack;
-        char err[RESP_ERR_LEN];
-        size_t done = 0;
-        if (store_read(r->store, off, buf, n) != 0) {
-            rc = -1;
-            break;
-        }
-        while (done < n) {
-            ssize_t k = resp_stream_scan(scan, buf + done, n - done, &getack, err, sizeof(err));
-            if (k < 0) {
-                rc = -1;
-                break;
-            }
-            done += (size_t)k;
-        }
-        if (rc != 0)
-            break;
-        off += (int64_t)n;
-    }
-    free(buf);
-    return rc;
-}
-
-/* Start-up found the disk log useless (why): drop it, saying what goes, and start afresh. */
-static int start_afresh(struct relay *r, const char *why, char *err, size_t errlen)
-{
-    if (store_segments(r->store) > 0)
-        log_warning("relay", "-",
-                    "%s: dropped the disk log %" PRId64 "..%" PRId64 " (%" PRId64
-                    " bytes, %zu segment(s)); starting afresh",
-                    why, store_start(r->store), store_end(r->store), store_bytes(r->store),
-                    store_segments(r->store));
-    else
-        log_warning("relay", "-", "%s; starting afresh", why);
-    if (store_reset(r->store, 1, err, errlen) != 0)
-        return -1;
-    remove_stale_files(r->cfg->dir, "");
-    return 0;
-}
-
-/*
- * Does meta agree with the snapshot file it names? Its size, and the RDB's own repl-offset
- * aux field (what the master's replication offset was when it made the RDB: the offset of
- * its +FULLRESYNC) where the RDB has one. A missing file is no disagreement: the snapshot is
- * just not usable (snapshot_adopt says so), the history in the log still is.
- */
-static bool meta_fits_snapshot(const struct relay *r, const struct store_meta *m, char *why,
-                               size_t whylen)
-{
-    if (!m->snapshot_file[0])
-        return true;
-    char path[4096];
-    snprintf(path, sizeof(path), "%s/%s", r->cfg->dir, m->snapshot_file);
-    struct stat st;
-    if (stat(path, &st) != 0)
-        return true;
-    if (st.st_size != m->snapshot_size) {
-        snprintf(why, whylen, "says snapshot %s has %" PRId64 " bytes, the file has %lld",
-                 m->snapshot_file, m->snapshot_size, (long long)st.st_size);
-        return false;
-    }
-    struct rdbinfo info;
-    char err[256];
-    if (rdbinfo_read_file(path, &info, err, sizeof(err)) == RDBINFO_OK && info.has_repl_offset &&
-        info.repl_offset != m->snapshot_offset) {
-        snprintf(why, whylen,
-                 "says snapshot %s is at offset %" PRId64 ", the RDB's repl-offset is %" PRId64,
-                 m->snapshot_file, m->snapshot_offset, info.repl_offset);
-        return false;
-    }
-    return true;
-}
-
-/* Open the disk log and take up the history it holds. */
-static int recover(struct relay *r, char *err, size_t errlen)
-{
-    struct store_params sp = store_params_of(r->cfg);
-    sp.report = store_report;
-    sp.report_ctx = r;
-    struct store_meta m;
-    bool has_meta;
-    r->store = store_open(&sp, &m, &has_meta, err, errlen);
-    if (!r->store)
-        return -1;
-    replica_set_store(r->replicas, r->store);
-    if (!has_meta || !m.replid[0]) {
-        if (has_meta && store_segments(r->store) > 0)
-            return start_afresh(r, "meta holds no history", err, errlen);
-        remove_stale_files(r->cfg->dir, "");
-        return 0;
-    }
-    char why[512];
-    if (!meta_fits_snapshot(r, &m, why, sizeof(why))) {
-        /* Which of the two is wrong cannot be told: neither is trusted. */
-        if (store_discard_meta(r->store, why, err, errlen) != 0)
-            return -1;
-        remove_stale_files(r->cfg->dir, "");
-        return 0;
-    }
-    struct resp_stream scan;
-    if (rebuild_framing(r, &scan) != 0)
-        return start_afresh(r, "disk log does not parse as a stream", err, errlen);
-    if (store_segments(r->store) == 0 && m.snapshot_offset != store_end(r->store)) {
-        snprintf(why, sizeof(why),
-                 "disk log lost its position (no segment; meta says it ended at %" PRId64
-                 ", its snapshot is at %" PRId64 ")",
-                 m.log_end, m.snapshot_offset);
-        return start_afresh(r, why, err, errlen);
-    }
-    if (m.version < 2)
-        log_notice("relay", "-",
-                   "meta was written by an older version (no checksum): it agrees with its "
-                   "snapshot; rewritten with one");
-    upstream_set_framing(r->up, &scan);
-    history_restore(&r->hist, m.replid, m.replid2, m.second_replid_offset);
-    backlog_reset(r->backlog, store_end(r->store) + 1);
-    if (m.snapshot_file[0]) {
-        char serr[512];
-        bool corrupt;
-        r->snap = snapshot_adopt(r->cfg->dir, m.snapshot_file, m.snapshot_replid, m.snapshot_offset,
-                                 m.snapshot_size, &corrupt, serr, sizeof(serr));
-        if (!r->snap) {
-            log_warning("relay", "-",
-                        "cached snapshot not usable (a fresh one will be fetched): %s", serr);
-            if (corrupt)
-                r->stats.snapshots_rejected++;
-        }
-    }
-    remove_stale_files(r->cfg->dir, r->snap ? snapshot_file_name(r->snap) : "");
-    log_notice("relay", "-",
-               "recovered history %s: disk log %" PRId64 "..%" PRId64 " (%zu segments), "
-               "snapshot %s at %" PRId64,
-               r->hist.replid, store_start(r->store), store_end(r->store), store_segments(r->store),
-               r->snap ? snapshot_file_name(r->snap) : "none",
-               r->snap ? r->snap->offset : (int64_t)-1);
-    write_meta(r); /* in the current format, and with what recovery cut */
-    return 0;
-}
-
 /* The main link; made in relay_start, once its TLS context exists. */
 static struct upstream *new_main_upstream(struct relay *r)
 {
@@ -1564,7 +1141,7 @@ static struct upstream *new_main_upstream(struct relay *r)
         .on_fullresync = up_on_fullresync,
         .on_snapshot = up_on_snapshot,
         .on_stream = up_on_stream,
-        .on_stream_end = up_on_stream_end,
+        .on_stream_end = feed_replicas,
         .stream_room = up_stream_room,
         .on_down = up_on_down,
         .on_rdb_progress = main_on_rdb_progress,
@@ -1615,13 +1192,12 @@ int relay_start(struct relay *r, char *err, size_t errlen)
             return -1;
     }
     if (strcmp(r->cfg->backlog_disk, "yes") == 0) {
-        int fd;
-        if (recover(r, err, errlen) != 0 ||
-            store_start_writer(r->store, store_token_done, r, &fd, err, errlen) != 0)
+        struct resp_stream scan;
+        bool framed;
+        if (journal_open(r->journal, &scan, &framed, &r->snap, err, errlen) != 0)
             return -1;
-        r->store_done = event_new(r->base, fd, EV_READ | EV_PERSIST, store_done_cb, r);
-        if (!r->store_done || event_add(r->store_done, NULL) != 0)
-            abort();
+        if (framed)
+            upstream_set_framing(r->up, &scan);
     }
     if (server_listen(r->server, err, errlen) != 0)
         return -1;
@@ -1685,20 +1261,13 @@ void relay_free(struct relay *r)
     upstream_free(r->fetch);
     upstream_free(r->up);
     resolver_free(r->resolver); /* after every link that may hold a lookup */
-    if (r->store) {
-        /* Keep what a restart continues from: the log, the snapshot and meta. */
-        char err[256];
-        flush_pending(r);
-        if (store_usable(r) && store_sync(r->store, err, sizeof(err)) != 0)
-            log_warning("relay", "-", "%s", err);
-        write_meta(r);
+    /* With a log, what a restart continues from stays: the log, meta and the snapshot. */
+    bool keep = journal_enabled(r->journal);
+    journal_free(r->journal); /* hands back the last queued blocks: before backlog_free */
+    if (keep)
         snapshot_release(r->snap);
-        if (r->store_done)
-            event_free(r->store_done);
-        store_close(r->store); /* hands back the last queued blocks: before backlog_free */
-    } else {
+    else
         snapshot_free(r->snap);
-    }
     backlog_free(r->backlog);
     tls_ctx_free(r->tls_server);
     tls_ctx_free(r->tls_client);
