@@ -104,7 +104,8 @@ static void store_failed(struct journal *j, const char *err)
     j->low_said = false;
     /* Replicas behind memory are not held any more: dropped, not left waiting for a log that
      * does not move (they PSYNC again and get what memory holds, or a full sync). */
-    j->cb.set_store(j->cb.ctx, NULL);
+    if (j->cb.set_store)
+        j->cb.set_store(j->cb.ctx, NULL);
 }
 
 /* The log is in use again (a new history, or a restart after a write error). */
@@ -572,6 +573,7 @@ void journal_free(struct journal *j)
     if (j->store) {
         /* Keep what a restart continues from: the log, the snapshot and meta. */
         char err[256];
+        j->cb.set_store = NULL; /* the replicas are gone: a failing last write tells none */
         journal_flush(j);
         if (usable(j) && store_sync(j->store, err, sizeof(err)) != 0)
             log_warning("relay", "-", "%s", err);

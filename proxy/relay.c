@@ -10,6 +10,8 @@
  * The relay holds the upstream's history: replid, replid2/second_replid_offset and the
  * backlog's offsets. It never invents ids or bytes (PROTOCOL.md, "the relay is transparent").
  * One cron (every 100 ms) drives timeouts, ACKs, reconnects, keepalives and deferred frees.
+ * The disk log's side (batching, its cron, meta, recovery) is journal.c's; the full-sync
+ * policy (the cached snapshot, its fetches, who is served or refused) is fullsync.c's.
  *
  * Everything runs on the event loop but the disk log's bulk writes: store.c writes them from
  * a thread of its own (whole pages with O_DIRECT; a copy into fresh page-cache pages costs
@@ -20,12 +22,12 @@
  */
 #include "relay.h"
 
+#include "fullsync.h"
 #include "history.h"
 #include "journal.h"
 
 #include <event2/event.h>
 #include <errno.h>
-#include <assert.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -47,12 +49,11 @@
 #include "tls.h"
 #include "upstream.h"
 
-#define CRON_MS        100
-#define BLOCK_SIZE     (64 * 1024) /* backlog block: the unit of zero-copy fan-out */
-#define FETCH_RETRY_MS 1000        /* between failed snapshot fetches */
-#define STOP_FLUSH_MS  2000        /* graceful stop: at most this long flushing replicas */
-#define NULL_REPLID    HISTORY_NULL_REPLID
-#define AHEAD_MAX      (64 << 20) /* a PSYNC this far ahead of us may wait for the stream */
+#define CRON_MS       100
+#define BLOCK_SIZE    (64 * 1024) /* backlog block: the unit of zero-copy fan-out */
+#define STOP_FLUSH_MS 2000        /* graceful stop: at most this long flushing replicas */
+#define NULL_REPLID   HISTORY_NULL_REPLID
+#define AHEAD_MAX     (64 << 20) /* a PSYNC this far ahead of us may wait for the stream */
 
 struct relay {
     struct resolver *resolver; /* owned: every name lookup of the links (evdns) */
@@ -61,336 +62,26 @@ struct relay {
     const char *config_path;   /* borrowed; for INFO */
     struct stats stats;
     struct backlog *backlog;      /* owned: the stream history */
-    struct snapshot *snap;        /* owned: the READY snapshot served to full syncs */
     struct upstream *up;          /* owned: the main link */
-    struct upstream *fetch;       /* owned: side link fetching a snapshot, or NULL */
-    bool fetch_finished;          /* fetch ended (either way); freed by the cron */
-    int64_t fetch_failed_ms;      /* last failed fetch, for the retry delay */
     struct replica_set *replicas; /* owned */
     struct server *server;        /* owned */
     struct event *cron;           /* owned */
     struct history hist;          /* the ids the relay serves (history.h) */
-    bool main_full_sync;          /* the main link is loading a new history's RDB */
-    uint64_t rdb_gen;             /* last id handed to a filling snapshot */
-    uint64_t main_gen;            /* id of the main link's filling snapshot, 0 if none */
-    uint64_t fetch_gen;           /* id of the side fetch's filling snapshot, 0 if none */
     struct journal *journal;      /* owned: the disk log's batching, cron and recovery */
+    struct fullsync *fs;          /* owned: the snapshot, its fetches, full syncs served */
     struct metrics *metrics;      /* owned: the Prometheus endpoint, or NULL */
     struct sentinel *sentinel;    /* owned: follows the master through Sentinel, or NULL */
     SSL_CTX *tls_server;          /* owned: the downstream TLS port's context, or NULL */
     SSL_CTX *tls_client;          /* owned: the upstream TLS context, or NULL */
-    int64_t last_fetch_ms;        /* last fresh snapshot started (side link or main sync) */
     relay_load_fn load;           /* re-reads the configuration (CONFIG RELOAD) */
     void *load_ctx;
     int64_t start_ms;
     int64_t stop_ms;     /* graceful stop began, 0 if running */
     struct event *drain; /* owned: polls replica output while stopping */
     char run_id[RESP_RUN_ID_LEN + 1];
-    struct compat_rdb snap_fmt;        /* RDB format of snap (read from its file) */
-    struct compat_identity snap_ident; /* its writer (aux fields); server UNKNOWN if none */
-    bool snap_fmt_known;               /* snap_fmt is snap's */
-    struct compat_marks marks;         /* leaves held off: they cannot load the snapshot */
-    int fetch_fails;                   /* side fetches failed in a row (their retry backs off) */
 };
 
-/* ---- history and snapshots ------------------------------------------------------------ */
-
-static bool snapshot_usable(const struct relay *r, const struct snapshot *s)
-{
-    if (!s || s->state != SNAPSHOT_READY)
-        return false;
-    bool same =
-        history_match(&r->hist, s->replid, strlen(s->replid), s->offset + 1) != HISTORY_NONE;
-    /* The stream must be held from the byte after the snapshot on. */
-    return same && s->offset + 1 >= journal_held_start(r->journal);
-}
-
-static void install_snapshot(struct relay *r, struct snapshot *s)
-{
-    if (r->snap == s)
-        return;
-    /* Freeing unlinks the old file; transfers in flight keep reading their own fd. */
-    if (r->snap && strcmp(r->snap->path, s->path) == 0)
-        r->snap->state = SNAPSHOT_EMPTY; /* same name: the new file replaced it already */
-    snapshot_free(r->snap);
-    r->snap = s;
-    r->snap_fmt_known = false;
-    journal_write_meta(r->journal);
-}
-
-/*
- * A snapshot still arriving that waiting replicas can be streamed (EOF format) while it
- * fills: the main link's new history, or a side fetch of the current one. Sets *replid to the
- * id to announce and *gen to its progress id. NULL if none.
- */
-static const struct snapshot *streamable(struct relay *r, const char **replid, uint64_t *gen)
-{
-    const struct snapshot *f = r->main_full_sync ? upstream_filling(r->up) : NULL;
-    if (f && r->main_gen) {
-        *replid = f->replid; /* the history the main link is starting */
-        *gen = r->main_gen;
-        return f;
-    }
-    f = r->fetch && !r->fetch_finished ? upstream_filling(r->fetch) : NULL;
-    if (f && r->fetch_gen && r->hist.has_history && !r->main_full_sync) {
-        bool same =
-            history_match(&r->hist, f->replid, strlen(f->replid), f->offset + 1) != HISTORY_NONE;
-        if (same && f->offset + 1 >= journal_held_start(r->journal)) {
-            *replid = r->hist.replid;
-            *gen = r->fetch_gen;
-            return f;
-        }
-    }
-    return NULL;
-}
-
-/* ---- versions: what each leaf can load (compat.h) --------------------------------------- */
-
-/* The RDB format of the cached snapshot (its first bytes, read once). */
-static struct compat_rdb snap_format(struct relay *r)
-{
-    if (!r->snap)
-        return (struct compat_rdb){0};
-    if (!r->snap_fmt_known) {
-        r->snap_fmt = (struct compat_rdb){0};
-        r->snap_ident = (struct compat_identity){0};
-        int fd = snapshot_open(r->snap);
-        char head[512]; /* the magic and the aux fields that name the writer */
-        ssize_t n = fd >= 0 ? pread(fd, head, sizeof(head), 0) : -1;
-        if (n < 0 || compat_rdb_parse(head, (size_t)n, &r->snap_fmt) != 1)
-            r->snap_fmt = (struct compat_rdb){0};
-        enum compat_server srv;
-        int ver;
-        if (n > 0 && compat_rdb_writer(head, (size_t)n, &srv, &ver) == 1) {
-            struct compat_identity *id = &r->snap_ident;
-            id->server = srv;
-            compat_version_format(ver, id->server_version, sizeof(id->server_version));
-            snprintf(id->redis_version, sizeof(id->redis_version), "%s",
-                     srv == COMPAT_VALKEY ? "7.2.4" : id->server_version);
-        }
-        if (fd >= 0)
-            close(fd);
-        r->snap_fmt_known = true;
-    }
-    return r->snap_fmt;
-}
-
-/* Who the upstream is: as it said, else as the cached snapshot's writer says (after a
- * restart, before the upstream answered), so that a relay below announces the right version. */
-static const struct compat_identity *identity(struct relay *r)
-{
-    const struct compat_identity *id = r->up ? upstream_identity(r->up) : NULL;
-    if (id)
-        return id;
-    snap_format(r);
-    return r->snap && r->snap_ident.server != COMPAT_UNKNOWN ? &r->snap_ident : NULL;
-}
-
-/* The format a full sync would get now: the cached snapshot's, or that of one arriving. */
-static struct compat_rdb serving_format(struct relay *r)
-{
-    if (snapshot_usable(r, r->snap))
-        return snap_format(r);
-    struct compat_rdb f = upstream_rdb_format(r->up);
-    if (!f.version && r->fetch)
-        f = upstream_rdb_format(r->fetch);
-    return f.version ? f : snap_format(r);
-}
-
-static void leaf_desc(const struct compat_leaf *l, char *out, size_t len)
-{
-    char v[16];
-    compat_version_format(l->version, v, sizeof(v));
-    if (l->server == COMPAT_UNKNOWN || !l->version)
-        snprintf(out, len, "version not announced");
-    else
-        snprintf(out, len, "%s %s%s", compat_server_name(l->server), l->exact ? "" : ">= ", v);
-}
-
-static void rdb_desc(const struct compat_rdb *f, char *out, size_t len)
-{
-    snprintf(out, len, "RDB version %d (%s magic)", f->version,
-             f->valkey_magic ? "VALKEY" : "REDIS");
-}
-
-/*
- * NULL if the leaf may have a full sync; else the error line to refuse it with. -NOMASTERLINK
- * because a stock replica (syncWithMaster, Redis 7.0 to Valkey 9) takes it for "try later" and
- * retries in a second; any other error makes it fall back to SYNC on the same link and drop
- * its cached master.
- */
-static const char *refusal(struct relay *r, const struct replica_hello *h, char *buf, size_t len)
-{
-    if (h->rdb_only || h->plain_sync)
-        return NULL; /* tools that save or skip the RDB (redis-cli --rdb, --replica) */
-    struct compat_rdb f = serving_format(r);
-    if (!f.version)
-        return NULL;
-    int64_t now = net_now_ms();
-    char lv[48], rv[48];
-    leaf_desc(&h->leaf, lv, sizeof(lv));
-    rdb_desc(&f, rv, sizeof(rv));
-    enum compat_verdict v = compat_check(&h->leaf, &f);
-    if (v == COMPAT_LOADS) {
-        compat_marks_ok(&r->marks, h->ip, h->listening_port); /* e.g. upgraded in place */
-        return NULL;
-    }
-    if (v == COMPAT_CANNOT) {
-        if (compat_marks_cannot(&r->marks, h->ip, h->listening_port, &h->leaf, &f, now))
-            log_warning("relay", h->peer,
-                        "replica %s:%d (%s) cannot load this relay's snapshot, %s: its full "
-                        "syncs are refused (upstream.announce-version can ask a Valkey master for "
-                        "an older format)",
-                        h->ip, h->listening_port, lv, rv);
-        r->stats.syncs_refused_incompatible++;
-        snprintf(buf, len,
-                 "NOMASTERLINK this relay's snapshot is %s, which this replica (%s) cannot load",
-                 rv, lv);
-        return buf;
-    }
-    if (compat_marks_held(&r->marks, h->ip, h->listening_port, &f, now)) {
-        r->stats.syncs_refused_incompatible++;
-        snprintf(buf, len,
-                 "NOMASTERLINK this replica dropped %d full syncs of this relay's snapshot (%s) "
-                 "before acknowledging one: held off, retry later",
-                 COMPAT_MAX_FAILS, rv);
-        return buf;
-    }
-    return NULL;
-}
-
-/* A session ended: a full sync the leaf dropped before its first ACK counts against it. */
-static void replica_ended(void *ctx, const struct replica *rep, bool by_peer)
-{
-    struct relay *r = ctx;
-    const struct replica_hello *h = &rep->hello;
-    if (!rep->full_sync || rep->rdb_offset < 0 || h->plain_sync || h->rdb_only)
-        return;
-    if (rep->acked) {
-        compat_marks_ok(&r->marks, h->ip, h->listening_port);
-        return;
-    }
-    struct compat_rdb f = serving_format(r);
-    if (!by_peer || !f.version || compat_check(&h->leaf, &f) != COMPAT_UNSURE)
-        return; /* only a leaf that may not load it (a tool may close after the reply) */
-    if (compat_marks_failed(&r->marks, h->ip, h->listening_port, &h->leaf, &f, net_now_ms())) {
-        char lv[48], rv[48];
-        leaf_desc(&h->leaf, lv, sizeof(lv));
-        rdb_desc(&f, rv, sizeof(rv));
-        log_warning("relay", h->peer,
-                    "replica %s:%d (%s) dropped %d full syncs in a row before its first ACK: it "
-                    "probably cannot load this relay's snapshot, %s; its full syncs are held off",
-                    h->ip, h->listening_port, lv, COMPAT_MAX_FAILS, rv);
-    }
-}
-
-static void serve_waiting(struct relay *r)
-{
-    bool ready = snapshot_usable(r, r->snap);
-    const char *sreplid = NULL;
-    uint64_t sgen = 0;
-    const struct snapshot *filling = ready ? NULL : streamable(r, &sreplid, &sgen);
-    if (!ready && !filling)
-        return;
-    struct replica *next;
-    for (struct replica *rep = replica_set_first(r->replicas); rep; rep = next) {
-        next = rep->next;
-        if (rep->state != REPLICA_WAIT_SNAPSHOT)
-            continue;
-        /* Only replicas that announced capa eof can take an RDB of unknown length. */
-        if (!ready && (!rep->hello.capa_eof || rep->hello.plain_sync || rep->hello.rdb_only))
-            continue;
-        char why[384];
-        if (refusal(r, &rep->hello, why, sizeof(why))) {
-            replica_refuse(rep, why);
-            continue;
-        }
-        if (r->cfg->max_full_syncs > 0 &&
-            (int64_t)replica_set_sending(r->replicas) >= r->cfg->max_full_syncs)
-            break; /* the rest keep waiting, with keepalives, for a slot */
-        r->stats.sync_full++;
-        if (ready) {
-            replica_start_full(rep, r->snap, r->hist.replid);
-        } else {
-            replica_start_streamed(rep, filling->tmp_path, filling->offset, sreplid, sgen);
-            replica_set_rdb_progress(r->replicas, sgen, filling->size, false);
-        }
-    }
-}
-
-/* More of link's RDB arrived: pass it on to the replicas streamed it, start waiting ones. */
-static void rdb_progress(struct relay *r, const struct upstream *link, uint64_t *gen)
-{
-    const struct snapshot *f = upstream_filling(link);
-    if (!f)
-        return;
-    if (!*gen)
-        *gen = ++r->rdb_gen;
-    replica_set_rdb_progress(r->replicas, *gen, f->size, false);
-    if (replica_set_waiting(r->replicas))
-        serve_waiting(r);
-}
-
-/* Either link's RDB failed its check; the link logs why and fails. */
-static void on_rdb_rejected(void *ctx, const char *why)
-{
-    struct relay *r = ctx;
-    (void)why;
-    r->stats.snapshots_rejected++;
-}
-
-static void main_on_rdb_progress(void *ctx)
-{
-    struct relay *r = ctx;
-    rdb_progress(r, r->up, &r->main_gen);
-}
-
-static void fetch_on_rdb_progress(void *ctx)
-{
-    struct relay *r = ctx;
-    rdb_progress(r, r->fetch, &r->fetch_gen);
-}
-
-static void fetch_position(void *ctx, char replid[RESP_REPLID_LEN + 1], int64_t *offset)
-{
-    (void)ctx;
-    replid[0] = '\0';
-    *offset = -1;
-}
-
-static void fetch_on_snapshot(void *ctx, struct snapshot *s)
-{
-    struct relay *r = ctx;
-    r->fetch_finished = true;
-    r->fetch_fails = 0;
-    uint64_t gen = r->fetch_gen;
-    r->fetch_gen = 0;
-    if (!snapshot_usable(r, s)) {
-        log_warning("relay", "-",
-                    "fetched snapshot (replid %s offset %" PRId64
-                    ") does not fit the current history; discarded",
-                    s->replid, s->offset);
-        replica_set_rdb_abort(r->replicas, gen, "the snapshot it was sent was discarded");
-        snapshot_free(s);
-        r->fetch_failed_ms = net_now_ms();
-        return;
-    }
-    install_snapshot(r, s);
-    if (gen)
-        replica_set_rdb_progress(r->replicas, gen, s->size, true);
-    serve_waiting(r);
-}
-
-static void fetch_on_down(void *ctx)
-{
-    struct relay *r = ctx;
-    r->fetch_finished = true;
-    r->fetch_fails++;
-    r->fetch_failed_ms = net_now_ms();
-    if (r->fetch_gen)
-        replica_set_rdb_abort(r->replicas, r->fetch_gen, "the snapshot fetch failed");
-    r->fetch_gen = 0;
-}
+/* ---- the links' parameters, the upstream's identity ---------------------------------- */
 
 static struct upstream_wan upstream_wan_of(const struct config *c)
 {
@@ -436,37 +127,37 @@ static struct upstream_params upstream_params(const struct relay *r, enum upstre
     return p;
 }
 
-/* Start a side link for a fresh snapshot, unless one is coming anyway. */
-static void request_snapshot(struct relay *r)
+/* The side link fullsync.c fetches a fresh snapshot on. */
+static struct upstream *new_fetch(void *ctx, const struct upstream_callbacks *cb)
 {
-    if (r->fetch || r->main_full_sync || !r->cfg->upstream_host[0])
-        return;
-    if (!upstream_link_up(r->up))
-        return; /* fetched once the main link is back: it must agree on the history */
-    int64_t now = net_now_ms();
-    /* Each fetch costs the master a fork: failures in a row wait longer (up to 10 min). */
-    int64_t wait = FETCH_RETRY_MS;
-    for (int i = 1; i < r->fetch_fails && wait < 600000; i++)
-        wait *= 2;
-    if (r->fetch_failed_ms && now - r->fetch_failed_ms < (wait < 600000 ? wait : 600000))
-        return;
-    r->last_fetch_ms = now;
+    struct relay *r = ctx;
     struct upstream_wan wan = upstream_wan_of(r->cfg);
     struct upstream_params p = upstream_params(r, UPSTREAM_RDB_ONLY, &wan);
-    struct upstream_callbacks cb = {
-        .ctx = r,
-        .position = fetch_position,
-        .on_snapshot = fetch_on_snapshot,
-        .on_down = fetch_on_down,
-        .on_rdb_progress = fetch_on_rdb_progress,
-        .on_rdb_rejected = on_rdb_rejected,
-    };
-    r->fetch = upstream_new(r->base, &p, &cb);
-    r->fetch_finished = false;
-    r->fetch_gen = 0;
-    r->stats.snapshot_fetches++;
-    log_notice("relay", "-", "fetching a fresh snapshot on a side connection (rdb-only)");
-    upstream_start(r->fetch);
+    return upstream_new(r->base, &p, cb);
+}
+
+/* Who the upstream is: as it said, else as the cached snapshot's writer says (after a
+ * restart, before the upstream answered), so that a relay below announces the right version. */
+static const struct compat_identity *identity(const struct relay *r)
+{
+    const struct compat_identity *id = r->up ? upstream_identity(r->up) : NULL;
+    if (id)
+        return id;
+    return fullsync_writer(r->fs);
+}
+
+/* The main link's RDB failed its check; the link logs why and fails. */
+static void on_rdb_rejected(void *ctx, const char *why)
+{
+    struct relay *r = ctx;
+    (void)why;
+    r->stats.snapshots_rejected++;
+}
+
+static void main_on_rdb_progress(void *ctx)
+{
+    struct relay *r = ctx;
+    fullsync_main_progress(r->fs);
 }
 
 /* ---- the disk log (journal.h) --------------------------------------------------------- */
@@ -488,7 +179,7 @@ static void feed_replicas(void *ctx)
 static const struct snapshot *journal_snapshot(void *ctx)
 {
     struct relay *r = ctx;
-    return r->snap;
+    return fullsync_snapshot(r->fs);
 }
 
 static int64_t journal_keep_from(void *ctx)
@@ -532,16 +223,13 @@ static void up_on_fullresync(void *ctx, const char *replid, int64_t offset)
     (void)replid;
     (void)offset;
     r->stats.upstream_full_syncs++;
-    r->main_full_sync = true;
-    r->last_fetch_ms = net_now_ms();
+    fullsync_main_started(r->fs);
 }
 
 static void up_on_snapshot(void *ctx, struct snapshot *s)
 {
     struct relay *r = ctx;
-    r->main_full_sync = false;
-    uint64_t gen = r->main_gen;
-    r->main_gen = 0;
+    uint64_t gen = fullsync_main_ended(r->fs);
     bool continues =
         history_match(&r->hist, s->replid, strlen(s->replid), s->offset + 1) == HISTORY_CURRENT &&
         s->offset == backlog_end(r->backlog);
@@ -554,11 +242,7 @@ static void up_on_snapshot(void *ctx, struct snapshot *s)
         journal_new_history(r->journal, s->offset + 1);
         history_start(&r->hist, s->replid);
     }
-    install_snapshot(r, s);
-    /* Replicas streamed this RDB get its end now: the backlog already starts after it. */
-    if (gen)
-        replica_set_rdb_progress(r->replicas, gen, s->size, true);
-    serve_waiting(r);
+    fullsync_install(r->fs, s, gen);
 }
 
 /*
@@ -583,10 +267,7 @@ static int up_stream_room(void *ctx, size_t max, struct iovec *iov, int n)
 static void up_on_down(void *ctx)
 {
     struct relay *r = ctx;
-    r->main_full_sync = false;
-    if (r->main_gen)
-        replica_set_rdb_abort(r->replicas, r->main_gen, "the upstream full sync failed");
-    r->main_gen = 0;
+    fullsync_main_down(r->fs);
 }
 
 /* ---- INFO / ROLE / CLIENT LIST / metrics: the facts (report.c renders them) -------------- */
@@ -666,19 +347,6 @@ static void facts_replicas(struct relay *r, struct report_facts *f)
             row->link_wire_bytes = lc->wire_bytes;
         }
     }
-    f->refused_count = compat_marks_count(&r->marks);
-    for (int i = 0; i < r->marks.n && f->nrefused < COMPAT_LEAVES; i++) {
-        const struct compat_mark *m = &r->marks.m[i];
-        if (!m->marked)
-            continue;
-        struct report_refused *row = &f->refused[f->nrefused++];
-        snprintf(row->ip, sizeof(row->ip), "%s", m->ip);
-        row->port = m->port;
-        leaf_desc(&m->leaf, row->leaf, sizeof(row->leaf));
-        row->rdb_version = m->rdb_version;
-        row->held_until_ms = m->held_until_ms;
-        snprintf(row->reason, sizeof(row->reason), "%s", m->reason);
-    }
 }
 
 /* Everything INFO, ROLE, CLIENT LIST and the metrics show, copied once (the only place the
@@ -709,17 +377,7 @@ static void relay_facts(struct relay *r, struct report_facts *f)
     f->backlog_limit = backlog_limit(r->backlog);
     f->held_first = journal_held_start(r->journal);
     facts_upstream(r->up, f->now_ms, &f->up);
-    const struct snapshot *s = r->snap;
-    f->snap = (struct report_snapshot){
-        .present = s != NULL,
-        .state = snapshot_state_name(s ? s->state : SNAPSHOT_EMPTY),
-        .offset = s ? s->offset : -1,
-        .size = s ? s->size : 0,
-        .ready_time = s ? s->ready_time : 0,
-        .format = snap_format(r),
-        .fetch_in_progress = r->fetch && !r->fetch_finished,
-        .replicas_waiting = replica_set_waiting(r->replicas),
-    };
+    fullsync_facts(r->fs, f);
     journal_facts(r->journal, &f->disk);
     facts_replicas(r, f);
 }
@@ -756,17 +414,7 @@ static void repoint_upstream(struct relay *r)
 {
     log_notice("relay", "-", "re-pointing the upstream link to %s:%" PRId64, r->cfg->upstream_host,
                r->cfg->upstream_port);
-    if (r->fetch) {
-        upstream_free(r->fetch);
-        r->fetch = NULL;
-    }
-    /* Snapshots still arriving on the old links will never complete. */
-    if (r->fetch_gen)
-        replica_set_rdb_abort(r->replicas, r->fetch_gen, "the upstream changed");
-    if (r->main_gen)
-        replica_set_rdb_abort(r->replicas, r->main_gen, "the upstream changed");
-    r->fetch_gen = r->main_gen = 0;
-    r->main_full_sync = false;
+    fullsync_repoint(r->fs);
     upstream_repoint(r->up, r->cfg->upstream_host, (int)r->cfg->upstream_port);
 }
 
@@ -940,6 +588,33 @@ static bool can_continue(const struct relay *r, const char *replid, size_t len, 
                                 backlog_end(r->backlog) + 1, AHEAD_MAX);
 }
 
+/* What a PSYNC or SYNC request said of the replica, for its session. */
+static void hello_of(const struct server_sync_request *req, struct replica_hello *h)
+{
+    *h = (struct replica_hello){
+        .id = req->id,
+        .listening_port = req->listening_port,
+        .capa_eof = req->capa_eof,
+        .capa_psync2 = req->capa_psync2,
+        .cascade_frame = req->cascade_frame,
+        .frame_level = req->frame_level,
+        .leaf = {.server = req->version > 0        ? COMPAT_VALKEY
+                           : req->capa_rdb_channel ? COMPAT_REDIS
+                                                   : COMPAT_UNKNOWN,
+                 /* Valkey says its version; capa rdb-channel-repl says "Redis 8.0 or later" */
+                 .version = req->version > 0        ? req->version
+                            : req->capa_rdb_channel ? 0x080000
+                                                    : 0,
+                 .exact = req->version > 0},
+        .rdb_only = req->rdb_only,
+        .plain_sync = req->plain_sync,
+        .tls = req->tls,
+        .created_ms = req->created_ms,
+    };
+    snprintf(h->peer, sizeof(h->peer), "%s", req->peer);
+    snprintf(h->ip, sizeof(h->ip), "%s", req->ip);
+}
+
 static int relay_sync(void *ctx, struct bufferevent *bev, const struct server_sync_request *req,
                       char *err, size_t errlen)
 {
@@ -964,7 +639,7 @@ static int relay_sync(void *ctx, struct bufferevent *bev, const struct server_sy
     }
     /* While the first full sync from the upstream runs, a history is coming: replicas wait for
      * it (and are streamed its RDB as it arrives). */
-    if (!r->hist.has_history && !r->main_full_sync) {
+    if (!r->hist.has_history && !fullsync_main_syncing(r->fs)) {
         /* Never -ERR: a stock replica would fall back to SYNC and drop its cached master. */
         snprintf(err, errlen, "NOMASTERLINK Can't SYNC while not connected with my master");
         return -1;
@@ -979,32 +654,12 @@ static int relay_sync(void *ctx, struct bufferevent *bev, const struct server_sy
                  r->cfg->max_replicas);
         return -1;
     }
-    struct replica_hello h = {
-        .id = req->id,
-        .listening_port = req->listening_port,
-        .capa_eof = req->capa_eof,
-        .capa_psync2 = req->capa_psync2,
-        .cascade_frame = req->cascade_frame,
-        .frame_level = req->frame_level,
-        .leaf = {.server = req->version > 0        ? COMPAT_VALKEY
-                           : req->capa_rdb_channel ? COMPAT_REDIS
-                                                   : COMPAT_UNKNOWN,
-                 /* Valkey says its version; capa rdb-channel-repl says "Redis 8.0 or later" */
-                 .version = req->version > 0        ? req->version
-                            : req->capa_rdb_channel ? 0x080000
-                                                    : 0,
-                 .exact = req->version > 0},
-        .rdb_only = req->rdb_only,
-        .plain_sync = req->plain_sync,
-        .tls = req->tls,
-        .created_ms = req->created_ms,
-    };
-    snprintf(h.peer, sizeof(h.peer), "%s", req->peer);
-    snprintf(h.ip, sizeof(h.ip), "%s", req->ip);
+    struct replica_hello h;
+    hello_of(req, &h);
     if (!req->plain_sync)
         journal_verify(r->journal, offset);
     bool partial = !req->plain_sync && !req->rdb_only && can_continue(r, id, id_len, offset);
-    if (!partial && refusal(r, &h, err, errlen))
+    if (!partial && fullsync_refusal(r->fs, &h, err, errlen))
         return -1;
     struct replica *rep = replica_attach(r->replicas, bev, &h);
     if (partial) {
@@ -1023,10 +678,7 @@ static int relay_sync(void *ctx, struct bufferevent *bev, const struct server_sy
     log_info("relay", req->peer,
              "full sync for %s %" PRId64 " (history %s %" PRId64 "..%" PRId64 ")", replid, offset,
              r->hist.replid, backlog_start(r->backlog), backlog_end(r->backlog));
-    replica_start_full(rep, NULL, NULL); /* waits until a snapshot and a slot are there */
-    if (!snapshot_usable(r, r->snap))
-        request_snapshot(r);
-    serve_waiting(r); /* from the cached snapshot, or streamed from one still arriving */
+    fullsync_serve(r->fs, rep);
     return 0;
 }
 
@@ -1059,31 +711,12 @@ static void cron_cb(evutil_socket_t fd, short what, void *arg)
     int64_t now = net_now_ms();
     journal_flush(r->journal); /* a slow stream reaches the log within a cron tick */
     upstream_cron(r->up, now);
-    if (r->fetch) {
-        if (r->fetch_finished) {
-            upstream_free(r->fetch);
-            r->fetch = NULL;
-        } else {
-            upstream_cron(r->fetch, now);
-        }
-    }
+    fullsync_link_cron(r->fs, now);
     replica_set_cron(r->replicas, now);
     server_cron(r->server, now);
     if (r->sentinel)
         sentinel_cron(r->sentinel, now);
-    if (replica_set_waiting(r->replicas) > 0) {
-        if (snapshot_usable(r, r->snap))
-            serve_waiting(r);
-        else
-            request_snapshot(r);
-    } else if (r->hist.has_history && r->cfg->snapshot_refresh_bytes > 0 && r->snap &&
-               backlog_end(r->backlog) - r->snap->offset > r->cfg->snapshot_refresh_bytes &&
-               (!r->last_fetch_ms || now - r->last_fetch_ms >= r->cfg->snapshot_interval_ms)) {
-        /* Refresh policy: a full sync should not have to replay a long log; at most one
-         * refresh per interval. (A fetch for waiting replicas is not held back: one fetch
-         * serves the whole wave, and only one runs at a time.) */
-        request_snapshot(r);
-    }
+    fullsync_cron(r->fs, now);
     journal_cron(r->journal, now);
 }
 
@@ -1101,7 +734,6 @@ struct relay *relay_new(struct event_base *base, struct config *cfg, const char 
     r->backlog = backlog_new(BLOCK_SIZE, (size_t)cfg->backlog_size_bytes);
     struct replica_limits lim = replica_limits_of(cfg);
     r->replicas = replica_set_new(base, r->backlog, &r->stats, &lim);
-    replica_set_on_end(r->replicas, replica_ended, r);
     struct journal_callbacks jcb = {
         .ctx = r,
         .set_store = journal_set_store,
@@ -1110,6 +742,16 @@ struct relay *relay_new(struct event_base *base, struct config *cfg, const char 
         .keep_from = journal_keep_from,
     };
     r->journal = journal_new(base, cfg, r->backlog, &r->hist, &r->stats, &jcb);
+    struct fullsync_params fp = {
+        .cfg = cfg,
+        .stats = &r->stats,
+        .backlog = r->backlog,
+        .hist = &r->hist,
+        .replicas = r->replicas,
+        .journal = r->journal,
+        .cb = {.ctx = r, .new_fetch = new_fetch},
+    };
+    r->fs = fullsync_new(&fp);
     struct server_callbacks scb = {
         .ctx = r,
         .info = relay_info,
@@ -1170,6 +812,7 @@ int relay_start(struct relay *r, char *err, size_t errlen)
     if (!r->resolver)
         return -1;
     r->up = new_main_upstream(r);
+    fullsync_set_main(r->fs, r->up);
     if (c->sentinels[0]) {
         struct sentinel_callbacks scb = {.ctx = r, .on_master = sentinel_on_master};
         r->sentinel = sentinel_new(r->base, r->resolver, c->sentinels, c->master_name,
@@ -1194,10 +837,12 @@ int relay_start(struct relay *r, char *err, size_t errlen)
     if (strcmp(r->cfg->backlog_disk, "yes") == 0) {
         struct resp_stream scan;
         bool framed;
-        if (journal_open(r->journal, &scan, &framed, &r->snap, err, errlen) != 0)
+        struct snapshot *snap;
+        if (journal_open(r->journal, &scan, &framed, &snap, err, errlen) != 0)
             return -1;
         if (framed)
             upstream_set_framing(r->up, &scan);
+        fullsync_adopt(r->fs, snap);
     }
     if (server_listen(r->server, err, errlen) != 0)
         return -1;
@@ -1258,16 +903,12 @@ void relay_free(struct relay *r)
     sentinel_free(r->sentinel);
     server_free(r->server);
     replica_set_free(r->replicas);
-    upstream_free(r->fetch);
-    upstream_free(r->up);
-    resolver_free(r->resolver); /* after every link that may hold a lookup */
     /* With a log, what a restart continues from stays: the log, meta and the snapshot. */
     bool keep = journal_enabled(r->journal);
-    journal_free(r->journal); /* hands back the last queued blocks: before backlog_free */
-    if (keep)
-        snapshot_release(r->snap);
-    else
-        snapshot_free(r->snap);
+    journal_free(r->journal);   /* hands back the last queued blocks: before backlog_free */
+    fullsync_free(r->fs, keep); /* and its side link */
+    upstream_free(r->up);
+    resolver_free(r->resolver); /* after every link that may hold a lookup */
     backlog_free(r->backlog);
     tls_ctx_free(r->tls_server);
     tls_ctx_free(r->tls_client);
