@@ -448,24 +448,6 @@ static int relay_replicaof(void *ctx, const char *host, int port, char *err, siz
     return 0;
 }
 
-/* Limits handed to the replica sessions, from the config. */
-static struct replica_limits replica_limits_of(const struct config *cfg)
-{
-    struct replica_limits lim = {
-        .output_limit_bytes = cfg->output_limit_bytes,
-        /* A soft limit above the hard one never fires: the hard one is the bound. */
-        .output_soft_bytes = cfg->output_soft_bytes < cfg->output_limit_bytes
-                                 ? cfg->output_soft_bytes
-                                 : cfg->output_limit_bytes,
-        .output_soft_ms = cfg->output_soft_ms,
-        .snapshot_rate_bytes = cfg->snapshot_rate_bytes,
-        .timeout_ms = cfg->replica_timeout_ms,
-        .keepalive_ms = cfg->snapshot_keepalive_ms,
-        .sndbuf_bytes = cfg->replica_sndbuf,
-    };
-    return lim;
-}
-
 int relay_apply_log_target(const struct config *c)
 {
     if (strcmp(c->syslog, "yes") == 0)
