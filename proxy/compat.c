@@ -56,6 +56,22 @@ void compat_version_format(int v, char *out, size_t len)
     snprintf(out, len, "%d.%d.%d", (v >> 16) & 255, (v >> 8) & 255, v & 255);
 }
 
+void compat_leaf_desc(const struct compat_leaf *l, char *out, size_t len)
+{
+    char v[16];
+    compat_version_format(l->version, v, sizeof(v));
+    if (l->server == COMPAT_UNKNOWN || !l->version)
+        snprintf(out, len, "version not announced");
+    else
+        snprintf(out, len, "%s %s%s", compat_server_name(l->server), l->exact ? "" : ">= ", v);
+}
+
+void compat_rdb_desc(const struct compat_rdb *f, char *out, size_t len)
+{
+    snprintf(out, len, "RDB version %d (%s magic)", f->version,
+             f->valkey_magic ? "VALKEY" : "REDIS");
+}
+
 int compat_rdb_parse(const void *buf, size_t n, struct compat_rdb *out)
 {
     /* The header itself is rdb.c's: "REDIS" + 4 digits (Redis writes REDIS%04d, Valkey

@@ -70,6 +70,11 @@ enum compat_verdict {
 const char *compat_verdict_name(enum compat_verdict v);
 enum compat_verdict compat_check(const struct compat_leaf *leaf, const struct compat_rdb *rdb);
 
+/* For log lines and INFO: "valkey 8.1.0", "redis >= 8.0.0", "version not announced"; and
+ * "RDB version 11 (REDIS magic)". */
+void compat_leaf_desc(const struct compat_leaf *l, char *out, size_t len);
+void compat_rdb_desc(const struct compat_rdb *f, char *out, size_t len);
+
 #define COMPAT_CHAIN_IDS 8 /* relay levels a loop is detected across */
 
 /* The upstream as its INFO server section describes it. */

@@ -10,28 +10,28 @@
  * The relay holds the upstream's history: replid, replid2/second_replid_offset and the
  * backlog's offsets. It never invents ids or bytes (PROTOCOL.md, "the relay is transparent").
  * One cron (every 100 ms) drives timeouts, ACKs, reconnects, keepalives and deferred frees.
+ * The disk log's side (batching, its cron, meta, recovery) is journal.c's; the full-sync
+ * policy (the cached snapshot, its fetches, who is served or refused) is fullsync.c's.
  *
  * Everything runs on the event loop but the disk log's bulk writes: store.c writes them from
  * a thread of its own (whole pages with O_DIRECT; a copy into fresh page-cache pages costs
  * more CPU than sending the stream to a few replicas), reading the backlog's blocks, which
- * stay referenced until the write is collected here. Replicas are fed from memory as the
+ * stay referenced until the write is collected (journal.c). Replicas are fed from memory as the
  * stream arrives, not after the log wrote it; after a crash of ours a replica may be ahead of
  * the log we resume from, and can_continue() lets it wait for the stream there.
  */
 #include "relay.h"
 
+#include "fullsync.h"
 #include "history.h"
+#include "journal.h"
 
 #include <event2/event.h>
-#include <dirent.h>
 #include <errno.h>
-#include <assert.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include "backlog.h"
@@ -39,7 +39,6 @@
 #include "log.h"
 #include "metrics.h"
 #include "net.h"
-#include "rdbinfo.h"
 #include "replica.h"
 #include "report.h"
 #include "resolve.h"
@@ -47,21 +46,14 @@
 #include "server.h"
 #include "snapshot.h"
 #include "stats.h"
-#include "store.h"
 #include "tls.h"
 #include "upstream.h"
 
-#define CRON_MS         100
-#define BLOCK_SIZE      (64 * 1024) /* backlog block: the unit of zero-copy fan-out */
-#define FETCH_RETRY_MS  1000        /* between failed snapshot fetches */
-#define SYNC_MS         1000        /* fsync of the disk log, like appendfsync everysec */
-#define STOP_FLUSH_MS   2000        /* graceful stop: at most this long flushing replicas */
-#define NULL_REPLID     HISTORY_NULL_REPLID
-#define LOG_BATCH_BYTES (1024 * 1024) /* stream bytes handed to the log at once, at least */
-#define AHEAD_MAX       (64 << 20)    /* a PSYNC this far ahead of us may wait for the stream */
-#define DISK_RETRY_MS   1000          /* the disk log, off after a write error: first retry */
-#define DISK_RETRY_MAX  60000         /* ... doubling while restarts keep failing, up to this */
-#define DISK_ROOM_MIN   (1 << 20) /* free bytes wanted in dir to start the log again, at least */
+#define CRON_MS       100
+#define BLOCK_SIZE    (64 * 1024) /* backlog block: the unit of zero-copy fan-out */
+#define STOP_FLUSH_MS 2000        /* graceful stop: at most this long flushing replicas */
+#define NULL_REPLID   HISTORY_NULL_REPLID
+#define AHEAD_MAX     (64 << 20) /* a PSYNC this far ahead of us may wait for the stream */
 
 struct relay {
     struct resolver *resolver; /* owned: every name lookup of the links (evdns) */
@@ -70,442 +62,26 @@ struct relay {
     const char *config_path;   /* borrowed; for INFO */
     struct stats stats;
     struct backlog *backlog;      /* owned: the stream history */
-    struct snapshot *snap;        /* owned: the READY snapshot served to full syncs */
     struct upstream *up;          /* owned: the main link */
-    struct upstream *fetch;       /* owned: side link fetching a snapshot, or NULL */
-    bool fetch_finished;          /* fetch ended (either way); freed by the cron */
-    int64_t fetch_failed_ms;      /* last failed fetch, for the retry delay */
     struct replica_set *replicas; /* owned */
     struct server *server;        /* owned */
     struct event *cron;           /* owned */
     struct history hist;          /* the ids the relay serves (history.h) */
-    bool main_full_sync;          /* the main link is loading a new history's RDB */
-    uint64_t rdb_gen;             /* last id handed to a filling snapshot */
-    uint64_t main_gen;            /* id of the main link's filling snapshot, 0 if none */
-    uint64_t fetch_gen;           /* id of the side fetch's filling snapshot, 0 if none */
-    struct store *store;          /* owned: the disk log, NULL with backlog.disk = no */
+    struct journal *journal;      /* owned: the disk log's batching, cron and recovery */
+    struct fullsync *fs;          /* owned: the snapshot, its fetches, full syncs served */
     struct metrics *metrics;      /* owned: the Prometheus endpoint, or NULL */
     struct sentinel *sentinel;    /* owned: follows the master through Sentinel, or NULL */
     SSL_CTX *tls_server;          /* owned: the downstream TLS port's context, or NULL */
     SSL_CTX *tls_client;          /* owned: the upstream TLS context, or NULL */
-    bool store_broken;            /* a write failed: the log is off until it restarts (cron) */
-    int64_t disk_off_ms;          /* when the log went off */
-    int64_t disk_on_ms;           /* when it last started again, 0 if never */
-    int64_t disk_retry_ms;        /* delay before the next try to start it again */
-    bool disk_low_said;           /* "not enough room" was logged for this outage */
-    struct store_piece pend[STORE_MAX_PIECES]; /* stream bytes not yet handed to the log */
-    int npend;
-    size_t pend_bytes;
-    int64_t pend_boundary;    /* a command boundary in them (position), -1 if none */
-    struct event *store_done; /* owned: the log writer finished queued appends */
-    int64_t last_sync_ms;     /* last fsync of the log */
-    int64_t last_fetch_ms;    /* last fresh snapshot started (side link or main sync) */
-    relay_load_fn load;       /* re-reads the configuration (CONFIG RELOAD) */
+    relay_load_fn load;           /* re-reads the configuration (CONFIG RELOAD) */
     void *load_ctx;
     int64_t start_ms;
     int64_t stop_ms;     /* graceful stop began, 0 if running */
     struct event *drain; /* owned: polls replica output while stopping */
     char run_id[RESP_RUN_ID_LEN + 1];
-    struct compat_rdb snap_fmt;        /* RDB format of snap (read from its file) */
-    struct compat_identity snap_ident; /* its writer (aux fields); server UNKNOWN if none */
-    bool snap_fmt_known;               /* snap_fmt is snap's */
-    struct compat_marks marks;         /* leaves held off: they cannot load the snapshot */
-    int fetch_fails;                   /* side fetches failed in a row (their retry backs off) */
 };
 
-/* ---- history and snapshots ------------------------------------------------------------ */
-
-static bool store_usable(const struct relay *r)
-{
-    return r->store && !r->store_broken;
-}
-
-static void feed_replicas(struct relay *r)
-{
-    replica_set_feed(r->replicas);
-}
-
-/* A write to the log failed: the log is off (nothing more is appended, PSYNCs are decided
- * on memory alone) until the cron finds room again and restarts it. */
-static void store_failed(struct relay *r, const char *err)
-{
-    int64_t now = net_now_ms();
-    /* A restart that fails again soon backs off, so a dead disk is not retried each second. */
-    bool soon = r->disk_on_ms && now - r->disk_on_ms < DISK_RETRY_MAX;
-    r->disk_retry_ms = !soon                                   ? DISK_RETRY_MS
-                       : r->disk_retry_ms * 2 > DISK_RETRY_MAX ? DISK_RETRY_MAX
-                                                               : r->disk_retry_ms * 2;
-    log_warning("relay", "-",
-                "disk log off after a write error: %s; it starts again by itself once %s has "
-                "room (next check in %" PRId64 " ms)",
-                err, r->cfg->dir, r->disk_retry_ms);
-    r->store_broken = true;
-    r->disk_off_ms = now;
-    r->disk_low_said = false;
-    /* Replicas behind memory are not held any more: dropped, not left waiting for a log that
-     * does not move (they PSYNC again and get what memory holds, or a full sync). */
-    replica_set_store(r->replicas, NULL);
-}
-
-/* The log is in use again (a new history, or a restart after a write error). */
-static void store_back(struct relay *r)
-{
-    r->store_broken = false;
-    replica_set_store(r->replicas, r->store);
-}
-
-/* Forget the pending stream bytes (their history is being replaced, or the log took them). */
-static void drop_pending(struct relay *r)
-{
-    for (int i = 0; i < r->npend; i++)
-        backlog_block_unref(r->pend[i].token);
-    r->npend = 0;
-    r->pend_bytes = 0;
-    r->pend_boundary = -1;
-}
-
-/* Hand the pending stream bytes to the log (queued for its writer thread when it has one). */
-static void flush_pending(struct relay *r)
-{
-    if (r->npend == 0)
-        return;
-    char err[256];
-    int rc = store_usable(r) ? store_append(r->store, r->pend, r->npend, r->pend_boundary, true,
-                                            err, sizeof(err))
-                             : 0;
-    if (rc == 1)
-        r->npend = 0; /* queued: the writer hands the references back */
-    else if (rc < 0)
-        store_failed(r, err);
-    drop_pending(r);
-}
-
-/* First offset the relay can serve: from memory, or from the disk log below it. */
-static int64_t held_start(const struct relay *r)
-{
-    int64_t s = backlog_start(r->backlog);
-    if (store_usable(r) && store_start(r->store) < s && store_end(r->store) >= s - 1)
-        s = store_start(r->store);
-    return s;
-}
-
-static void write_meta(struct relay *r)
-{
-    if (!r->store)
-        return;
-    struct store_meta m = {.second_replid_offset = r->hist.second_replid_offset,
-                           .snapshot_offset = -1};
-    if (r->hist.has_history) {
-        memcpy(m.replid, r->hist.replid, RESP_REPLID_LEN + 1);
-        memcpy(m.replid2, r->hist.replid2, RESP_REPLID_LEN + 1);
-    }
-    if (r->snap && r->snap->state == SNAPSHOT_READY) {
-        snprintf(m.snapshot_file, sizeof(m.snapshot_file), "%s", snapshot_file_name(r->snap));
-        memcpy(m.snapshot_replid, r->snap->replid, RESP_REPLID_LEN + 1);
-        m.snapshot_offset = r->snap->offset;
-        m.snapshot_size = r->snap->size;
-    }
-    char err[256];
-    if (store_write_meta(r->store, &m, err, sizeof(err)) != 0)
-        log_warning("relay", "-", "cannot persist meta: %s", err);
-}
-
-static bool snapshot_usable(const struct relay *r, const struct snapshot *s)
-{
-    if (!s || s->state != SNAPSHOT_READY)
-        return false;
-    bool same =
-        history_match(&r->hist, s->replid, strlen(s->replid), s->offset + 1) != HISTORY_NONE;
-    /* The stream must be held from the byte after the snapshot on. */
-    return same && s->offset + 1 >= held_start(r);
-}
-
-static void install_snapshot(struct relay *r, struct snapshot *s)
-{
-    if (r->snap == s)
-        return;
-    /* Freeing unlinks the old file; transfers in flight keep reading their own fd. */
-    if (r->snap && strcmp(r->snap->path, s->path) == 0)
-        r->snap->state = SNAPSHOT_EMPTY; /* same name: the new file replaced it already */
-    snapshot_free(r->snap);
-    r->snap = s;
-    r->snap_fmt_known = false;
-    write_meta(r);
-}
-
-/*
- * A snapshot still arriving that waiting replicas can be streamed (EOF format) while it
- * fills: the main link's new history, or a side fetch of the current one. Sets *replid to the
- * id to announce and *gen to its progress id. NULL if none.
- */
-static const struct snapshot *streamable(struct relay *r, const char **replid, uint64_t *gen)
-{
-    const struct snapshot *f = r->main_full_sync ? upstream_filling(r->up) : NULL;
-    if (f && r->main_gen) {
-        *replid = f->replid; /* the history the main link is starting */
-        *gen = r->main_gen;
-        return f;
-    }
-    f = r->fetch && !r->fetch_finished ? upstream_filling(r->fetch) : NULL;
-    if (f && r->fetch_gen && r->hist.has_history && !r->main_full_sync) {
-        bool same =
-            history_match(&r->hist, f->replid, strlen(f->replid), f->offset + 1) != HISTORY_NONE;
-        if (same && f->offset + 1 >= held_start(r)) {
-            *replid = r->hist.replid;
-            *gen = r->fetch_gen;
-            return f;
-        }
-    }
-    return NULL;
-}
-
-/* ---- versions: what each leaf can load (compat.h) --------------------------------------- */
-
-/* The RDB format of the cached snapshot (its first bytes, read once). */
-static struct compat_rdb snap_format(struct relay *r)
-{
-    if (!r->snap)
-        return (struct compat_rdb){0};
-    if (!r->snap_fmt_known) {
-        r->snap_fmt = (struct compat_rdb){0};
-        r->snap_ident = (struct compat_identity){0};
-        int fd = snapshot_open(r->snap);
-        char head[512]; /* the magic and the aux fields that name the writer */
-        ssize_t n = fd >= 0 ? pread(fd, head, sizeof(head), 0) : -1;
-        if (n < 0 || compat_rdb_parse(head, (size_t)n, &r->snap_fmt) != 1)
-            r->snap_fmt = (struct compat_rdb){0};
-        enum compat_server srv;
-        int ver;
-        if (n > 0 && compat_rdb_writer(head, (size_t)n, &srv, &ver) == 1) {
-            struct compat_identity *id = &r->snap_ident;
-            id->server = srv;
-            compat_version_format(ver, id->server_version, sizeof(id->server_version));
-            snprintf(id->redis_version, sizeof(id->redis_version), "%s",
-                     srv == COMPAT_VALKEY ? "7.2.4" : id->server_version);
-        }
-        if (fd >= 0)
-            close(fd);
-        r->snap_fmt_known = true;
-    }
-    return r->snap_fmt;
-}
-
-/* Who the upstream is: as it said, else as the cached snapshot's writer says (after a
- * restart, before the upstream answered), so that a relay below announces the right version. */
-static const struct compat_identity *identity(struct relay *r)
-{
-    const struct compat_identity *id = r->up ? upstream_identity(r->up) : NULL;
-    if (id)
-        return id;
-    snap_format(r);
-    return r->snap && r->snap_ident.server != COMPAT_UNKNOWN ? &r->snap_ident : NULL;
-}
-
-/* The format a full sync would get now: the cached snapshot's, or that of one arriving. */
-static struct compat_rdb serving_format(struct relay *r)
-{
-    if (snapshot_usable(r, r->snap))
-        return snap_format(r);
-    struct compat_rdb f = upstream_rdb_format(r->up);
-    if (!f.version && r->fetch)
-        f = upstream_rdb_format(r->fetch);
-    return f.version ? f : snap_format(r);
-}
-
-static void leaf_desc(const struct compat_leaf *l, char *out, size_t len)
-{
-    char v[16];
-    compat_version_format(l->version, v, sizeof(v));
-    if (l->server == COMPAT_UNKNOWN || !l->version)
-        snprintf(out, len, "version not announced");
-    else
-        snprintf(out, len, "%s %s%s", compat_server_name(l->server), l->exact ? "" : ">= ", v);
-}
-
-static void rdb_desc(const struct compat_rdb *f, char *out, size_t len)
-{
-    snprintf(out, len, "RDB version %d (%s magic)", f->version,
-             f->valkey_magic ? "VALKEY" : "REDIS");
-}
-
-/*
- * NULL if the leaf may have a full sync; else the error line to refuse it with. -NOMASTERLINK
- * because a stock replica (syncWithMaster, Redis 7.0 to Valkey 9) takes it for "try later" and
- * retries in a second; any other error makes it fall back to SYNC on the same link and drop
- * its cached master.
- */
-static const char *refusal(struct relay *r, const struct replica_hello *h, char *buf, size_t len)
-{
-    if (h->rdb_only || h->plain_sync)
-        return NULL; /* tools that save or skip the RDB (redis-cli --rdb, --replica) */
-    struct compat_rdb f = serving_format(r);
-    if (!f.version)
-        return NULL;
-    int64_t now = net_now_ms();
-    char lv[48], rv[48];
-    leaf_desc(&h->leaf, lv, sizeof(lv));
-    rdb_desc(&f, rv, sizeof(rv));
-    enum compat_verdict v = compat_check(&h->leaf, &f);
-    if (v == COMPAT_LOADS) {
-        compat_marks_ok(&r->marks, h->ip, h->listening_port); /* e.g. upgraded in place */
-        return NULL;
-    }
-    if (v == COMPAT_CANNOT) {
-        if (compat_marks_cannot(&r->marks, h->ip, h->listening_port, &h->leaf, &f, now))
-            log_warning("relay", h->peer,
-                        "replica %s:%d (%s) cannot load this relay's snapshot, %s: its full "
-                        "syncs are refused (upstream.announce-version can ask a Valkey master for "
-                        "an older format)",
-                        h->ip, h->listening_port, lv, rv);
-        r->stats.syncs_refused_incompatible++;
-        snprintf(buf, len,
-                 "NOMASTERLINK this relay's snapshot is %s, which this replica (%s) cannot load",
-                 rv, lv);
-        return buf;
-    }
-    if (compat_marks_held(&r->marks, h->ip, h->listening_port, &f, now)) {
-        r->stats.syncs_refused_incompatible++;
-        snprintf(buf, len,
-                 "NOMASTERLINK this replica dropped %d full syncs of this relay's snapshot (%s) "
-                 "before acknowledging one: held off, retry later",
-                 COMPAT_MAX_FAILS, rv);
-        return buf;
-    }
-    return NULL;
-}
-
-/* A session ended: a full sync the leaf dropped before its first ACK counts against it. */
-static void replica_ended(void *ctx, const struct replica *rep, bool by_peer)
-{
-    struct relay *r = ctx;
-    const struct replica_hello *h = &rep->hello;
-    if (!rep->full_sync || rep->rdb_offset < 0 || h->plain_sync || h->rdb_only)
-        return;
-    if (rep->acked) {
-        compat_marks_ok(&r->marks, h->ip, h->listening_port);
-        return;
-    }
-    struct compat_rdb f = serving_format(r);
-    if (!by_peer || !f.version || compat_check(&h->leaf, &f) != COMPAT_UNSURE)
-        return; /* only a leaf that may not load it (a tool may close after the reply) */
-    if (compat_marks_failed(&r->marks, h->ip, h->listening_port, &h->leaf, &f, net_now_ms())) {
-        char lv[48], rv[48];
-        leaf_desc(&h->leaf, lv, sizeof(lv));
-        rdb_desc(&f, rv, sizeof(rv));
-        log_warning("relay", h->peer,
-                    "replica %s:%d (%s) dropped %d full syncs in a row before its first ACK: it "
-                    "probably cannot load this relay's snapshot, %s; its full syncs are held off",
-                    h->ip, h->listening_port, lv, COMPAT_MAX_FAILS, rv);
-    }
-}
-
-static void serve_waiting(struct relay *r)
-{
-    bool ready = snapshot_usable(r, r->snap);
-    const char *sreplid = NULL;
-    uint64_t sgen = 0;
-    const struct snapshot *filling = ready ? NULL : streamable(r, &sreplid, &sgen);
-    if (!ready && !filling)
-        return;
-    struct replica *next;
-    for (struct replica *rep = replica_set_first(r->replicas); rep; rep = next) {
-        next = rep->next;
-        if (rep->state != REPLICA_WAIT_SNAPSHOT)
-            continue;
-        /* Only replicas that announced capa eof can take an RDB of unknown length. */
-        if (!ready && (!rep->hello.capa_eof || rep->hello.plain_sync || rep->hello.rdb_only))
-            continue;
-        char why[384];
-        if (refusal(r, &rep->hello, why, sizeof(why))) {
-            replica_refuse(rep, why);
-            continue;
-        }
-        if (r->cfg->max_full_syncs > 0 &&
-            (int64_t)replica_set_sending(r->replicas) >= r->cfg->max_full_syncs)
-            break; /* the rest keep waiting, with keepalives, for a slot */
-        r->stats.sync_full++;
-        if (ready) {
-            replica_start_full(rep, r->snap, r->hist.replid);
-        } else {
-            replica_start_streamed(rep, filling->tmp_path, filling->offset, sreplid, sgen);
-            replica_set_rdb_progress(r->replicas, sgen, filling->size, false);
-        }
-    }
-}
-
-/* More of link's RDB arrived: pass it on to the replicas streamed it, start waiting ones. */
-static void rdb_progress(struct relay *r, const struct upstream *link, uint64_t *gen)
-{
-    const struct snapshot *f = upstream_filling(link);
-    if (!f)
-        return;
-    if (!*gen)
-        *gen = ++r->rdb_gen;
-    replica_set_rdb_progress(r->replicas, *gen, f->size, false);
-    if (replica_set_waiting(r->replicas))
-        serve_waiting(r);
-}
-
-/* Either link's RDB failed its check; the link logs why and fails. */
-static void on_rdb_rejected(void *ctx, const char *why)
-{
-    struct relay *r = ctx;
-    (void)why;
-    r->stats.snapshots_rejected++;
-}
-
-static void main_on_rdb_progress(void *ctx)
-{
-    struct relay *r = ctx;
-    rdb_progress(r, r->up, &r->main_gen);
-}
-
-static void fetch_on_rdb_progress(void *ctx)
-{
-    struct relay *r = ctx;
-    rdb_progress(r, r->fetch, &r->fetch_gen);
-}
-
-static void fetch_position(void *ctx, char replid[RESP_REPLID_LEN + 1], int64_t *offset)
-{
-    (void)ctx;
-    replid[0] = '\0';
-    *offset = -1;
-}
-
-static void fetch_on_snapshot(void *ctx, struct snapshot *s)
-{
-    struct relay *r = ctx;
-    r->fetch_finished = true;
-    r->fetch_fails = 0;
-    uint64_t gen = r->fetch_gen;
-    r->fetch_gen = 0;
-    if (!snapshot_usable(r, s)) {
-        log_warning("relay", "-",
-                    "fetched snapshot (replid %s offset %" PRId64
-                    ") does not fit the current history; discarded",
-                    s->replid, s->offset);
-        replica_set_rdb_abort(r->replicas, gen, "the snapshot it was sent was discarded");
-        snapshot_free(s);
-        r->fetch_failed_ms = net_now_ms();
-        return;
-    }
-    install_snapshot(r, s);
-    if (gen)
-        replica_set_rdb_progress(r->replicas, gen, s->size, true);
-    serve_waiting(r);
-}
-
-static void fetch_on_down(void *ctx)
-{
-    struct relay *r = ctx;
-    r->fetch_finished = true;
-    r->fetch_fails++;
-    r->fetch_failed_ms = net_now_ms();
-    if (r->fetch_gen)
-        replica_set_rdb_abort(r->replicas, r->fetch_gen, "the snapshot fetch failed");
-    r->fetch_gen = 0;
-}
+/* ---- the links' parameters, the upstream's identity ---------------------------------- */
 
 static struct upstream_wan upstream_wan_of(const struct config *c)
 {
@@ -551,37 +127,65 @@ static struct upstream_params upstream_params(const struct relay *r, enum upstre
     return p;
 }
 
-/* Start a side link for a fresh snapshot, unless one is coming anyway. */
-static void request_snapshot(struct relay *r)
+/* The side link fullsync.c fetches a fresh snapshot on. */
+static struct upstream *new_fetch(void *ctx, const struct upstream_callbacks *cb)
 {
-    if (r->fetch || r->main_full_sync || !r->cfg->upstream_host[0])
-        return;
-    if (!upstream_link_up(r->up))
-        return; /* fetched once the main link is back: it must agree on the history */
-    int64_t now = net_now_ms();
-    /* Each fetch costs the master a fork: failures in a row wait longer (up to 10 min). */
-    int64_t wait = FETCH_RETRY_MS;
-    for (int i = 1; i < r->fetch_fails && wait < 600000; i++)
-        wait *= 2;
-    if (r->fetch_failed_ms && now - r->fetch_failed_ms < (wait < 600000 ? wait : 600000))
-        return;
-    r->last_fetch_ms = now;
+    struct relay *r = ctx;
     struct upstream_wan wan = upstream_wan_of(r->cfg);
     struct upstream_params p = upstream_params(r, UPSTREAM_RDB_ONLY, &wan);
-    struct upstream_callbacks cb = {
-        .ctx = r,
-        .position = fetch_position,
-        .on_snapshot = fetch_on_snapshot,
-        .on_down = fetch_on_down,
-        .on_rdb_progress = fetch_on_rdb_progress,
-        .on_rdb_rejected = on_rdb_rejected,
-    };
-    r->fetch = upstream_new(r->base, &p, &cb);
-    r->fetch_finished = false;
-    r->fetch_gen = 0;
-    r->stats.snapshot_fetches++;
-    log_notice("relay", "-", "fetching a fresh snapshot on a side connection (rdb-only)");
-    upstream_start(r->fetch);
+    return upstream_new(r->base, &p, cb);
+}
+
+/* Who the upstream is: as it said, else as the cached snapshot's writer says (after a
+ * restart, before the upstream answered), so that a relay below announces the right version. */
+static const struct compat_identity *identity(const struct relay *r)
+{
+    const struct compat_identity *id = r->up ? upstream_identity(r->up) : NULL;
+    if (id)
+        return id;
+    return fullsync_writer(r->fs);
+}
+
+/* The main link's RDB failed its check; the link logs why and fails. */
+static void on_rdb_rejected(void *ctx, const char *why)
+{
+    struct relay *r = ctx;
+    (void)why;
+    r->stats.snapshots_rejected++;
+}
+
+static void main_on_rdb_progress(void *ctx)
+{
+    struct relay *r = ctx;
+    fullsync_main_progress(r->fs);
+}
+
+/* ---- the disk log (journal.h) --------------------------------------------------------- */
+
+static void journal_set_store(void *ctx, struct store *s)
+{
+    struct relay *r = ctx;
+    replica_set_store(r->replicas, s);
+}
+
+/* Queued log writes completed, or a read's worth of stream is in the backlog: one write per
+ * replica for all of it. */
+static void feed_replicas(void *ctx)
+{
+    struct relay *r = ctx;
+    replica_set_feed(r->replicas);
+}
+
+static const struct snapshot *journal_snapshot(void *ctx)
+{
+    struct relay *r = ctx;
+    return fullsync_snapshot(r->fs);
+}
+
+static int64_t journal_keep_from(void *ctx)
+{
+    struct relay *r = ctx;
+    return replica_set_min_offset(r->replicas);
 }
 
 /* ---- main link callbacks ---------------------------------------------------------------- */
@@ -608,7 +212,7 @@ static void up_on_continue(void *ctx, const char *new_replid)
     log_notice("relay", "-",
                "upstream replication id changed to %s; replid2 %s valid up to %" PRId64,
                r->hist.replid, r->hist.replid2, r->hist.second_replid_offset);
-    write_meta(r);
+    journal_write_meta(r->journal);
     /* Sub-replicas reconnect to learn the new id; their old one is accepted through replid2. */
     replica_set_drop(r->replicas, false, 0, "upstream replication id changed");
 }
@@ -619,16 +223,13 @@ static void up_on_fullresync(void *ctx, const char *replid, int64_t offset)
     (void)replid;
     (void)offset;
     r->stats.upstream_full_syncs++;
-    r->main_full_sync = true;
-    r->last_fetch_ms = net_now_ms();
+    fullsync_main_started(r->fs);
 }
 
 static void up_on_snapshot(void *ctx, struct snapshot *s)
 {
     struct relay *r = ctx;
-    r->main_full_sync = false;
-    uint64_t gen = r->main_gen;
-    r->main_gen = 0;
+    uint64_t gen = fullsync_main_ended(r->fs);
     bool continues =
         history_match(&r->hist, s->replid, strlen(s->replid), s->offset + 1) == HISTORY_CURRENT &&
         s->offset == backlog_end(r->backlog);
@@ -638,96 +239,22 @@ static void up_on_snapshot(void *ctx, struct snapshot *s)
             log_notice("relay", "-", "new history %s at offset %" PRId64 " replaces %s", s->replid,
                        s->offset, r->hist.replid);
         replica_set_drop(r->replicas, false, gen, "upstream started a new history");
-        drop_pending(r);
-        backlog_reset(r->backlog, s->offset + 1);
-        if (r->store) {
-            char err[256];
-            if (store_reset(r->store, s->offset + 1, err, sizeof(err)) != 0)
-                log_warning("relay", "-", "cannot reset the disk log: %s", err);
-            store_back(r);
-            feed_replicas(r);
-        }
+        journal_new_history(r->journal, s->offset + 1);
         history_start(&r->hist, s->replid);
     }
-    install_snapshot(r, s);
-    /* Replicas streamed this RDB get its end now: the backlog already starts after it. */
-    if (gen)
-        replica_set_rdb_progress(r->replicas, gen, s->size, true);
-    serve_waiting(r);
-}
-
-/* A queued log write completed: its backlog block may go. */
-static void store_token_done(void *ctx, void *token)
-{
-    (void)ctx;
-    backlog_block_unref(token);
-}
-
-static void store_done_cb(evutil_socket_t fd, short what, void *arg)
-{
-    (void)fd;
-    (void)what;
-    struct relay *r = arg;
-    char err[256];
-    if (store_collect(r->store, err, sizeof(err)) != 0 && !r->store_broken)
-        store_failed(r, err);
-    feed_replicas(r);
+    fullsync_install(r->fs, s, gen);
 }
 
 /*
- * New stream bytes: into the backlog, and on to the log; the replicas get them once the whole
- * read is in (up_on_stream_end), one write each. Replicas do not wait for the log
- * (can_continue() says why that is safe), so the log takes the stream in batches of at least
- * LOG_BATCH_BYTES (or what the cron finds pending): its writer threads write them whole pages
- * at a time past the page cache, where a write per small upstream read would copy each into
- * fresh page-cache pages. The log is written from the backlog's blocks, which stay referenced
- * until the write is collected (the writer threads only read them; only this thread counts
- * references). One block at a time: the trim of a later append could drop an earlier block.
+ * New stream bytes: into the backlog, and on to the log (journal.c, in batches); the replicas
+ * get them once the whole read is in (feed_replicas), one write each. Replicas do not wait
+ * for the log: can_continue() says why that is safe.
  */
 static void up_on_stream(void *ctx, const char *buf, size_t len, ssize_t boundary)
 {
     struct relay *r = ctx;
     r->stats.total_net_repl_input_bytes += (int64_t)len;
-    if (!store_usable(r)) {
-        backlog_append(r->backlog, buf, len);
-        return; /* replicas get it in up_on_stream_end */
-    }
-    size_t done = 0;
-    while (done < len) {
-        size_t k = backlog_tail_room(r->backlog);
-        if (k > len - done)
-            k = len - done;
-        int64_t off = backlog_end(r->backlog) + 1;
-        backlog_append(r->backlog, buf + done, k);
-        struct backlog_block *blk;
-        const char *data;
-        size_t got = backlog_peek(r->backlog, off, &data, &blk);
-        assert(got == k);
-        if (r->pend_boundary < 0 && boundary >= (ssize_t)done && (size_t)boundary <= done + k)
-            r->pend_boundary = (int64_t)(r->pend_bytes + ((size_t)boundary - done));
-        struct store_piece *last = r->npend ? &r->pend[r->npend - 1] : NULL;
-        if (last && last->token == blk && (const char *)last->buf + last->len == data) {
-            last->len += k; /* the same block, right after: one piece */
-        } else {
-            backlog_block_ref(blk);
-            r->pend[r->npend++] = (struct store_piece){.buf = data, .len = k, .token = blk};
-        }
-        r->pend_bytes += k;
-        done += k;
-        if (r->npend == STORE_MAX_PIECES)
-            flush_pending(r);
-    }
-    /* At most the backlog's limit pending: the log then always reaches the backlog's start,
-     * so every offset between the log's start and the stream's end stays servable. */
-    size_t limit = backlog_limit(r->backlog);
-    if (r->pend_bytes >= (limit < LOG_BATCH_BYTES ? limit : LOG_BATCH_BYTES))
-        flush_pending(r);
-}
-
-/* A read's worth of stream is in the backlog: one write per replica for all of it. */
-static void up_on_stream_end(void *ctx)
-{
-    feed_replicas(ctx);
+    journal_append(r->journal, buf, len, boundary);
 }
 
 /* The upstream reads the stream straight into the backlog's free space. */
@@ -740,10 +267,7 @@ static int up_stream_room(void *ctx, size_t max, struct iovec *iov, int n)
 static void up_on_down(void *ctx)
 {
     struct relay *r = ctx;
-    r->main_full_sync = false;
-    if (r->main_gen)
-        replica_set_rdb_abort(r->replicas, r->main_gen, "the upstream full sync failed");
-    r->main_gen = 0;
+    fullsync_main_down(r->fs);
 }
 
 /* ---- INFO / ROLE / CLIENT LIST / metrics: the facts (report.c renders them) -------------- */
@@ -823,19 +347,6 @@ static void facts_replicas(struct relay *r, struct report_facts *f)
             row->link_wire_bytes = lc->wire_bytes;
         }
     }
-    f->refused_count = compat_marks_count(&r->marks);
-    for (int i = 0; i < r->marks.n && f->nrefused < COMPAT_LEAVES; i++) {
-        const struct compat_mark *m = &r->marks.m[i];
-        if (!m->marked)
-            continue;
-        struct report_refused *row = &f->refused[f->nrefused++];
-        snprintf(row->ip, sizeof(row->ip), "%s", m->ip);
-        row->port = m->port;
-        leaf_desc(&m->leaf, row->leaf, sizeof(row->leaf));
-        row->rdb_version = m->rdb_version;
-        row->held_until_ms = m->held_until_ms;
-        snprintf(row->reason, sizeof(row->reason), "%s", m->reason);
-    }
 }
 
 /* Everything INFO, ROLE, CLIENT LIST and the metrics show, copied once (the only place the
@@ -864,28 +375,10 @@ static void relay_facts(struct relay *r, struct report_facts *f)
     f->backlog_histlen = backlog_histlen(r->backlog);
     f->backlog_memory = backlog_memory(r->backlog);
     f->backlog_limit = backlog_limit(r->backlog);
-    f->held_first = held_start(r);
+    f->held_first = journal_held_start(r->journal);
     facts_upstream(r->up, f->now_ms, &f->up);
-    const struct snapshot *s = r->snap;
-    f->snap = (struct report_snapshot){
-        .present = s != NULL,
-        .state = snapshot_state_name(s ? s->state : SNAPSHOT_EMPTY),
-        .offset = s ? s->offset : -1,
-        .size = s ? s->size : 0,
-        .ready_time = s ? s->ready_time : 0,
-        .format = snap_format(r),
-        .fetch_in_progress = r->fetch && !r->fetch_finished,
-        .replicas_waiting = replica_set_waiting(r->replicas),
-    };
-    f->disk = (struct report_disk){
-        .present = r->store != NULL,
-        .enabled = store_usable(r),
-        .direct_io = store_usable(r) && store_direct_io(r->store),
-        .first = r->store ? store_start(r->store) : -1,
-        .last = r->store ? store_end(r->store) : -1,
-        .bytes = r->store ? store_bytes(r->store) : 0,
-        .segments = r->store ? store_segments(r->store) : 0,
-    };
+    fullsync_facts(r->fs, f);
+    journal_facts(r->journal, &f->disk);
     facts_replicas(r, f);
 }
 
@@ -921,17 +414,7 @@ static void repoint_upstream(struct relay *r)
 {
     log_notice("relay", "-", "re-pointing the upstream link to %s:%" PRId64, r->cfg->upstream_host,
                r->cfg->upstream_port);
-    if (r->fetch) {
-        upstream_free(r->fetch);
-        r->fetch = NULL;
-    }
-    /* Snapshots still arriving on the old links will never complete. */
-    if (r->fetch_gen)
-        replica_set_rdb_abort(r->replicas, r->fetch_gen, "the upstream changed");
-    if (r->main_gen)
-        replica_set_rdb_abort(r->replicas, r->main_gen, "the upstream changed");
-    r->fetch_gen = r->main_gen = 0;
-    r->main_full_sync = false;
+    fullsync_repoint(r->fs);
     upstream_repoint(r->up, r->cfg->upstream_host, (int)r->cfg->upstream_port);
 }
 
@@ -963,48 +446,6 @@ static int relay_replicaof(void *ctx, const char *host, int port, char *err, siz
     log_notice("relay", "-", "REPLICAOF %s %d", host, port);
     repoint_upstream(r);
     return 0;
-}
-
-/* Limits handed to the replica sessions, from the config. */
-static struct replica_limits replica_limits_of(const struct config *cfg)
-{
-    struct replica_limits lim = {
-        .output_limit_bytes = cfg->output_limit_bytes,
-        /* A soft limit above the hard one never fires: the hard one is the bound. */
-        .output_soft_bytes = cfg->output_soft_bytes < cfg->output_limit_bytes
-                                 ? cfg->output_soft_bytes
-                                 : cfg->output_limit_bytes,
-        .output_soft_ms = cfg->output_soft_ms,
-        .snapshot_rate_bytes = cfg->snapshot_rate_bytes,
-        .timeout_ms = cfg->replica_timeout_ms,
-        .keepalive_ms = cfg->snapshot_keepalive_ms,
-        .sndbuf_bytes = cfg->replica_sndbuf,
-    };
-    return lim;
-}
-
-/* What the store dropped on its own: logged, and meta rewritten once the store is open. */
-static void store_report(void *ctx, enum store_event ev, const char *text)
-{
-    struct relay *r = ctx;
-    log_warning("relay", "-", "disk log: %s", text);
-    if (ev == STORE_EVENT_CUT) {
-        r->stats.disk_log_cuts++;
-        write_meta(r);
-    }
-}
-
-static struct store_params store_params_of(const struct config *cfg)
-{
-    struct store_params sp = {
-        .dir = cfg->dir,
-        .segment_bytes = cfg->segment_bytes,
-        .retain_bytes = cfg->disk_bytes,
-        .retain_age_s = cfg->disk_max_age_ms / 1000,
-        .retain_min_bytes = cfg->disk_min_bytes,
-        .direct = strcmp(cfg->disk_direct, "yes") == 0,
-    };
-    return sp;
 }
 
 int relay_apply_log_target(const struct config *c)
@@ -1059,10 +500,7 @@ void relay_reload(struct relay *r, const struct config *next)
     backlog_set_limit(r->backlog, (size_t)c->backlog_size_bytes);
     struct replica_limits lim = replica_limits_of(c);
     replica_set_limits(r->replicas, &lim);
-    if (r->store) {
-        struct store_params sp = store_params_of(c);
-        store_set_retention(r->store, &sp);
-    }
+    journal_set_retention(r->journal, c);
     if (auth)
         upstream_set_auth(r->up, c->upstream_user, c->upstream_password);
     if (repoint || auth)
@@ -1128,8 +566,35 @@ static int relay_config_set(void *ctx, const char *key, const char *value, char 
  */
 static bool can_continue(const struct relay *r, const char *replid, size_t len, int64_t offset)
 {
-    return history_can_continue(&r->hist, replid, len, offset, held_start(r),
+    return history_can_continue(&r->hist, replid, len, offset, journal_held_start(r->journal),
                                 backlog_end(r->backlog) + 1, AHEAD_MAX);
+}
+
+/* What a PSYNC or SYNC request said of the replica, for its session. */
+static void hello_of(const struct server_sync_request *req, struct replica_hello *h)
+{
+    *h = (struct replica_hello){
+        .id = req->id,
+        .listening_port = req->listening_port,
+        .capa_eof = req->capa_eof,
+        .capa_psync2 = req->capa_psync2,
+        .cascade_frame = req->cascade_frame,
+        .frame_level = req->frame_level,
+        .leaf = {.server = req->version > 0        ? COMPAT_VALKEY
+                           : req->capa_rdb_channel ? COMPAT_REDIS
+                                                   : COMPAT_UNKNOWN,
+                 /* Valkey says its version; capa rdb-channel-repl says "Redis 8.0 or later" */
+                 .version = req->version > 0        ? req->version
+                            : req->capa_rdb_channel ? 0x080000
+                                                    : 0,
+                 .exact = req->version > 0},
+        .rdb_only = req->rdb_only,
+        .plain_sync = req->plain_sync,
+        .tls = req->tls,
+        .created_ms = req->created_ms,
+    };
+    snprintf(h->peer, sizeof(h->peer), "%s", req->peer);
+    snprintf(h->ip, sizeof(h->ip), "%s", req->ip);
 }
 
 static int relay_sync(void *ctx, struct bufferevent *bev, const struct server_sync_request *req,
@@ -1156,7 +621,7 @@ static int relay_sync(void *ctx, struct bufferevent *bev, const struct server_sy
     }
     /* While the first full sync from the upstream runs, a history is coming: replicas wait for
      * it (and are streamed its RDB as it arrives). */
-    if (!r->hist.has_history && !r->main_full_sync) {
+    if (!r->hist.has_history && !fullsync_main_syncing(r->fs)) {
         /* Never -ERR: a stock replica would fall back to SYNC and drop its cached master. */
         snprintf(err, errlen, "NOMASTERLINK Can't SYNC while not connected with my master");
         return -1;
@@ -1171,32 +636,12 @@ static int relay_sync(void *ctx, struct bufferevent *bev, const struct server_sy
                  r->cfg->max_replicas);
         return -1;
     }
-    struct replica_hello h = {
-        .id = req->id,
-        .listening_port = req->listening_port,
-        .capa_eof = req->capa_eof,
-        .capa_psync2 = req->capa_psync2,
-        .cascade_frame = req->cascade_frame,
-        .frame_level = req->frame_level,
-        .leaf = {.server = req->version > 0        ? COMPAT_VALKEY
-                           : req->capa_rdb_channel ? COMPAT_REDIS
-                                                   : COMPAT_UNKNOWN,
-                 /* Valkey says its version; capa rdb-channel-repl says "Redis 8.0 or later" */
-                 .version = req->version > 0        ? req->version
-                            : req->capa_rdb_channel ? 0x080000
-                                                    : 0,
-                 .exact = req->version > 0},
-        .rdb_only = req->rdb_only,
-        .plain_sync = req->plain_sync,
-        .tls = req->tls,
-        .created_ms = req->created_ms,
-    };
-    snprintf(h.peer, sizeof(h.peer), "%s", req->peer);
-    snprintf(h.ip, sizeof(h.ip), "%s", req->ip);
-    if (!req->plain_sync && store_usable(r) && offset < backlog_start(r->backlog))
-        (void)store_verify(r->store, offset); /* bytes that fail are cut now: a full sync */
+    struct replica_hello h;
+    hello_of(req, &h);
+    if (!req->plain_sync)
+        journal_verify(r->journal, offset);
     bool partial = !req->plain_sync && !req->rdb_only && can_continue(r, id, id_len, offset);
-    if (!partial && refusal(r, &h, err, errlen))
+    if (!partial && fullsync_refusal(r->fs, &h, err, errlen))
         return -1;
     struct replica *rep = replica_attach(r->replicas, bev, &h);
     if (partial) {
@@ -1215,10 +660,7 @@ static int relay_sync(void *ctx, struct bufferevent *bev, const struct server_sy
     log_info("relay", req->peer,
              "full sync for %s %" PRId64 " (history %s %" PRId64 "..%" PRId64 ")", replid, offset,
              r->hist.replid, backlog_start(r->backlog), backlog_end(r->backlog));
-    replica_start_full(rep, NULL, NULL); /* waits until a snapshot and a slot are there */
-    if (!snapshot_usable(r, r->snap))
-        request_snapshot(r);
-    serve_waiting(r); /* from the cached snapshot, or streamed from one still arriving */
+    fullsync_serve(r->fs, rep);
     return 0;
 }
 
@@ -1243,109 +685,21 @@ static size_t relay_other_connections(void *ctx)
 
 /* ---- cron and life cycle ---------------------------------------------------------------- */
 
-/* Free bytes in dir for the log, or -1 if statvfs fails. */
-static int64_t disk_room(const struct relay *r)
-{
-    struct statvfs v;
-    if (statvfs(r->cfg->dir, &v) != 0)
-        return -1;
-    return (int64_t)v.f_bavail * (int64_t)v.f_frsize;
-}
-
-/*
- * The log went off after a write error: once dir has room for two segments again (at least
- * DISK_ROOM_MIN), start it again at the stream's current position. That position is not known
- * to be a command boundary, so the store skips to the next one; the old segments end before
- * the hole and are dropped (the store reports them): the log is contiguous again from there.
- */
-static void disk_try_restart(struct relay *r, int64_t now)
-{
-    if (!r->store_broken || !r->hist.has_history || now - r->disk_off_ms < r->disk_retry_ms)
-        return;
-    int64_t want = 2 * r->cfg->segment_bytes;
-    want = want < DISK_ROOM_MIN ? DISK_ROOM_MIN : want > (1LL << 30) ? (1LL << 30) : want;
-    int64_t room = disk_room(r);
-    if (room >= 0 && room < want) {
-        if (!r->disk_low_said)
-            log_notice("relay", "-",
-                       "disk log still off: %" PRId64 " bytes free in %s, %" PRId64
-                       " wanted to start it again",
-                       room, r->cfg->dir, want);
-        r->disk_low_said = true;
-        return;
-    }
-    drop_pending(r);
-    int64_t next = backlog_end(r->backlog) + 1;
-    char err[256];
-    if (store_restart(r->store, next, err, sizeof(err)) != 0) {
-        r->disk_off_ms = now;
-        log_warning("relay", "-", "disk log: cannot start again: %s", err);
-        return;
-    }
-    store_back(r);
-    r->disk_on_ms = now;
-    r->stats.disk_log_restarts++;
-    log_notice("relay", "-",
-               "disk log on again (%" PRId64 " bytes free in %s): it holds the stream from the "
-               "first command boundary at or after offset %" PRId64,
-               room, r->cfg->dir, next);
-    write_meta(r);
-}
-
-/* Once a second: fsync the log, apply retention (never under a reader), restart it. */
-static void store_cron(struct relay *r, int64_t now)
-{
-    char err[256];
-    disk_try_restart(r, now);
-    if (store_usable(r) && store_sync(r->store, err, sizeof(err)) != 0)
-        log_warning("relay", "-", "%s", err);
-    int64_t keep_from = replica_set_min_offset(r->replicas);
-    int n = store_trim(r->store, keep_from, time(NULL));
-    if (n > 0) {
-        log_info("relay", "-",
-                 "retention: deleted %d log segment(s); disk log now %" PRId64 "..%" PRId64, n,
-                 store_start(r->store), store_end(r->store));
-        write_meta(r);
-    }
-}
-
 static void cron_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct relay *r = arg;
     (void)fd;
     (void)what;
     int64_t now = net_now_ms();
-    flush_pending(r); /* a slow stream reaches the log within a cron tick */
+    journal_flush(r->journal); /* a slow stream reaches the log within a cron tick */
     upstream_cron(r->up, now);
-    if (r->fetch) {
-        if (r->fetch_finished) {
-            upstream_free(r->fetch);
-            r->fetch = NULL;
-        } else {
-            upstream_cron(r->fetch, now);
-        }
-    }
+    fullsync_link_cron(r->fs, now);
     replica_set_cron(r->replicas, now);
     server_cron(r->server, now);
     if (r->sentinel)
         sentinel_cron(r->sentinel, now);
-    if (replica_set_waiting(r->replicas) > 0) {
-        if (snapshot_usable(r, r->snap))
-            serve_waiting(r);
-        else
-            request_snapshot(r);
-    } else if (r->hist.has_history && r->cfg->snapshot_refresh_bytes > 0 && r->snap &&
-               backlog_end(r->backlog) - r->snap->offset > r->cfg->snapshot_refresh_bytes &&
-               (!r->last_fetch_ms || now - r->last_fetch_ms >= r->cfg->snapshot_interval_ms)) {
-        /* Refresh policy: a full sync should not have to replay a long log; at most one
-         * refresh per interval. (A fetch for waiting replicas is not held back: one fetch
-         * serves the whole wave, and only one runs at a time.) */
-        request_snapshot(r);
-    }
-    if (r->store && now - r->last_sync_ms >= SYNC_MS) {
-        r->last_sync_ms = now;
-        store_cron(r, now);
-    }
+    fullsync_cron(r->fs, now);
+    journal_cron(r->journal, now);
 }
 
 struct relay *relay_new(struct event_base *base, struct config *cfg, const char *config_path)
@@ -1359,11 +713,27 @@ struct relay *relay_new(struct event_base *base, struct config *cfg, const char 
     r->start_ms = net_now_ms();
     resp_random_hex(r->run_id, RESP_RUN_ID_LEN);
     history_init(&r->hist);
-    r->pend_boundary = -1;
     r->backlog = backlog_new(BLOCK_SIZE, (size_t)cfg->backlog_size_bytes);
     struct replica_limits lim = replica_limits_of(cfg);
     r->replicas = replica_set_new(base, r->backlog, &r->stats, &lim);
-    replica_set_on_end(r->replicas, replica_ended, r);
+    struct journal_callbacks jcb = {
+        .ctx = r,
+        .set_store = journal_set_store,
+        .feed = feed_replicas,
+        .snapshot = journal_snapshot,
+        .keep_from = journal_keep_from,
+    };
+    r->journal = journal_new(base, cfg, r->backlog, &r->hist, &r->stats, &jcb);
+    struct fullsync_params fp = {
+        .cfg = cfg,
+        .stats = &r->stats,
+        .backlog = r->backlog,
+        .hist = &r->hist,
+        .replicas = r->replicas,
+        .journal = r->journal,
+        .cb = {.ctx = r, .new_fetch = new_fetch},
+    };
+    r->fs = fullsync_new(&fp);
     struct server_callbacks scb = {
         .ctx = r,
         .info = relay_info,
@@ -1383,175 +753,6 @@ struct relay *relay_new(struct event_base *base, struct config *cfg, const char 
     return r;
 }
 
-/* Remove snapshot files that meta does not point at (left by a crash). */
-static void remove_stale_files(const char *dir, const char *keep)
-{
-    DIR *d = opendir(dir);
-    if (!d)
-        return;
-    struct dirent *de;
-    while ((de = readdir(d))) {
-        bool ours = strncmp(de->d_name, "temp-snapshot-", 14) == 0 ||
-                    strncmp(de->d_name, "snapshot-", 9) == 0;
-        if (!ours || strcmp(de->d_name, keep) == 0)
-            continue;
-        char path[4096];
-        snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
-        unlink(path);
-    }
-    closedir(d);
-}
-
-/* Rebuild the stream framing at the end of the log: segments start at command boundaries. */
-static int rebuild_framing(struct relay *r, struct resp_stream *scan)
-{
-    resp_stream_init(scan);
-    int64_t off = store_last_segment_start(r->store), end = store_end(r->store);
-    char *buf = malloc(1 << 20);
-    if (!buf)
-        abort();
-    int rc = 0;
-    while (off <= end) {
-        size_t n = end - off + 1 < (1 << 20) ? (size_t)(end - off + 1) : (1 << 20);
-        bool getack;
-        char err[RESP_ERR_LEN];
-        size_t done = 0;
-        if (store_read(r->store, off, buf, n) != 0) {
-            rc = -1;
-            break;
-        }
-        while (done < n) {
-            ssize_t k = resp_stream_scan(scan, buf + done, n - done, &getack, err, sizeof(err));
-            if (k < 0) {
-                rc = -1;
-                break;
-            }
-            done += (size_t)k;
-        }
-        if (rc != 0)
-            break;
-        off += (int64_t)n;
-    }
-    free(buf);
-    return rc;
-}
-
-/* Start-up found the disk log useless (why): drop it, saying what goes, and start afresh. */
-static int start_afresh(struct relay *r, const char *why, char *err, size_t errlen)
-{
-    if (store_segments(r->store) > 0)
-        log_warning("relay", "-",
-                    "%s: dropped the disk log %" PRId64 "..%" PRId64 " (%" PRId64
-                    " bytes, %zu segment(s)); starting afresh",
-                    why, store_start(r->store), store_end(r->store), store_bytes(r->store),
-                    store_segments(r->store));
-    else
-        log_warning("relay", "-", "%s; starting afresh", why);
-    if (store_reset(r->store, 1, err, errlen) != 0)
-        return -1;
-    remove_stale_files(r->cfg->dir, "");
-    return 0;
-}
-
-/*
- * Does meta agree with the snapshot file it names? Its size, and the RDB's own repl-offset
- * aux field (what the master's replication offset was when it made the RDB: the offset of
- * its +FULLRESYNC) where the RDB has one. A missing file is no disagreement: the snapshot is
- * just not usable (snapshot_adopt says so), the history in the log still is.
- */
-static bool meta_fits_snapshot(const struct relay *r, const struct store_meta *m, char *why,
-                               size_t whylen)
-{
-    if (!m->snapshot_file[0])
-        return true;
-    char path[4096];
-    snprintf(path, sizeof(path), "%s/%s", r->cfg->dir, m->snapshot_file);
-    struct stat st;
-    if (stat(path, &st) != 0)
-        return true;
-    if (st.st_size != m->snapshot_size) {
-        snprintf(why, whylen, "says snapshot %s has %" PRId64 " bytes, the file has %lld",
-                 m->snapshot_file, m->snapshot_size, (long long)st.st_size);
-        return false;
-    }
-    struct rdbinfo info;
-    char err[256];
-    if (rdbinfo_read_file(path, &info, err, sizeof(err)) == RDBINFO_OK && info.has_repl_offset &&
-        info.repl_offset != m->snapshot_offset) {
-        snprintf(why, whylen,
-                 "says snapshot %s is at offset %" PRId64 ", the RDB's repl-offset is %" PRId64,
-                 m->snapshot_file, m->snapshot_offset, info.repl_offset);
-        return false;
-    }
-    return true;
-}
-
-/* Open the disk log and take up the history it holds. */
-static int recover(struct relay *r, char *err, size_t errlen)
-{
-    struct store_params sp = store_params_of(r->cfg);
-    sp.report = store_report;
-    sp.report_ctx = r;
-    struct store_meta m;
-    bool has_meta;
-    r->store = store_open(&sp, &m, &has_meta, err, errlen);
-    if (!r->store)
-        return -1;
-    replica_set_store(r->replicas, r->store);
-    if (!has_meta || !m.replid[0]) {
-        if (has_meta && store_segments(r->store) > 0)
-            return start_afresh(r, "meta holds no history", err, errlen);
-        remove_stale_files(r->cfg->dir, "");
-        return 0;
-    }
-    char why[512];
-    if (!meta_fits_snapshot(r, &m, why, sizeof(why))) {
-        /* Which of the two is wrong cannot be told: neither is trusted. */
-        if (store_discard_meta(r->store, why, err, errlen) != 0)
-            return -1;
-        remove_stale_files(r->cfg->dir, "");
-        return 0;
-    }
-    struct resp_stream scan;
-    if (rebuild_framing(r, &scan) != 0)
-        return start_afresh(r, "disk log does not parse as a stream", err, errlen);
-    if (store_segments(r->store) == 0 && m.snapshot_offset != store_end(r->store)) {
-        snprintf(why, sizeof(why),
-                 "disk log lost its position (no segment; meta says it ended at %" PRId64
-                 ", its snapshot is at %" PRId64 ")",
-                 m.log_end, m.snapshot_offset);
-        return start_afresh(r, why, err, errlen);
-    }
-    if (m.version < 2)
-        log_notice("relay", "-",
-                   "meta was written by an older version (no checksum): it agrees with its "
-                   "snapshot; rewritten with one");
-    upstream_set_framing(r->up, &scan);
-    history_restore(&r->hist, m.replid, m.replid2, m.second_replid_offset);
-    backlog_reset(r->backlog, store_end(r->store) + 1);
-    if (m.snapshot_file[0]) {
-        char serr[512];
-        bool corrupt;
-        r->snap = snapshot_adopt(r->cfg->dir, m.snapshot_file, m.snapshot_replid, m.snapshot_offset,
-                                 m.snapshot_size, &corrupt, serr, sizeof(serr));
-        if (!r->snap) {
-            log_warning("relay", "-",
-                        "cached snapshot not usable (a fresh one will be fetched): %s", serr);
-            if (corrupt)
-                r->stats.snapshots_rejected++;
-        }
-    }
-    remove_stale_files(r->cfg->dir, r->snap ? snapshot_file_name(r->snap) : "");
-    log_notice("relay", "-",
-               "recovered history %s: disk log %" PRId64 "..%" PRId64 " (%zu segments), "
-               "snapshot %s at %" PRId64,
-               r->hist.replid, store_start(r->store), store_end(r->store), store_segments(r->store),
-               r->snap ? snapshot_file_name(r->snap) : "none",
-               r->snap ? r->snap->offset : (int64_t)-1);
-    write_meta(r); /* in the current format, and with what recovery cut */
-    return 0;
-}
-
 /* The main link; made in relay_start, once its TLS context exists. */
 static struct upstream *new_main_upstream(struct relay *r)
 {
@@ -1564,7 +765,7 @@ static struct upstream *new_main_upstream(struct relay *r)
         .on_fullresync = up_on_fullresync,
         .on_snapshot = up_on_snapshot,
         .on_stream = up_on_stream,
-        .on_stream_end = up_on_stream_end,
+        .on_stream_end = feed_replicas,
         .stream_room = up_stream_room,
         .on_down = up_on_down,
         .on_rdb_progress = main_on_rdb_progress,
@@ -1593,6 +794,7 @@ int relay_start(struct relay *r, char *err, size_t errlen)
     if (!r->resolver)
         return -1;
     r->up = new_main_upstream(r);
+    fullsync_set_main(r->fs, r->up);
     if (c->sentinels[0]) {
         struct sentinel_callbacks scb = {.ctx = r, .on_master = sentinel_on_master};
         r->sentinel = sentinel_new(r->base, r->resolver, c->sentinels, c->master_name,
@@ -1615,13 +817,14 @@ int relay_start(struct relay *r, char *err, size_t errlen)
             return -1;
     }
     if (strcmp(r->cfg->backlog_disk, "yes") == 0) {
-        int fd;
-        if (recover(r, err, errlen) != 0 ||
-            store_start_writer(r->store, store_token_done, r, &fd, err, errlen) != 0)
+        struct resp_stream scan;
+        bool framed;
+        struct snapshot *snap;
+        if (journal_open(r->journal, &scan, &framed, &snap, err, errlen) != 0)
             return -1;
-        r->store_done = event_new(r->base, fd, EV_READ | EV_PERSIST, store_done_cb, r);
-        if (!r->store_done || event_add(r->store_done, NULL) != 0)
-            abort();
+        if (framed)
+            upstream_set_framing(r->up, &scan);
+        fullsync_adopt(r->fs, snap);
     }
     if (server_listen(r->server, err, errlen) != 0)
         return -1;
@@ -1682,23 +885,12 @@ void relay_free(struct relay *r)
     sentinel_free(r->sentinel);
     server_free(r->server);
     replica_set_free(r->replicas);
-    upstream_free(r->fetch);
+    /* With a log, what a restart continues from stays: the log, meta and the snapshot. */
+    bool keep = journal_enabled(r->journal);
+    journal_free(r->journal);   /* hands back the last queued blocks: before backlog_free */
+    fullsync_free(r->fs, keep); /* and its side link */
     upstream_free(r->up);
     resolver_free(r->resolver); /* after every link that may hold a lookup */
-    if (r->store) {
-        /* Keep what a restart continues from: the log, the snapshot and meta. */
-        char err[256];
-        flush_pending(r);
-        if (store_usable(r) && store_sync(r->store, err, sizeof(err)) != 0)
-            log_warning("relay", "-", "%s", err);
-        write_meta(r);
-        snapshot_release(r->snap);
-        if (r->store_done)
-            event_free(r->store_done);
-        store_close(r->store); /* hands back the last queued blocks: before backlog_free */
-    } else {
-        snapshot_free(r->snap);
-    }
     backlog_free(r->backlog);
     tls_ctx_free(r->tls_server);
     tls_ctx_free(r->tls_client);

@@ -457,6 +457,23 @@ int64_t replica_set_min_offset(const struct replica_set *set)
     return min;
 }
 
+struct replica_limits replica_limits_of(const struct config *cfg)
+{
+    struct replica_limits lim = {
+        .output_limit_bytes = cfg->output_limit_bytes,
+        /* A soft limit above the hard one never fires: the hard one is the bound. */
+        .output_soft_bytes = cfg->output_soft_bytes < cfg->output_limit_bytes
+                                 ? cfg->output_soft_bytes
+                                 : cfg->output_limit_bytes,
+        .output_soft_ms = cfg->output_soft_ms,
+        .snapshot_rate_bytes = cfg->snapshot_rate_bytes,
+        .timeout_ms = cfg->replica_timeout_ms,
+        .keepalive_ms = cfg->snapshot_keepalive_ms,
+        .sndbuf_bytes = cfg->replica_sndbuf,
+    };
+    return lim;
+}
+
 struct replica_set *replica_set_new(struct event_base *base, struct backlog *backlog,
                                     struct stats *stats, const struct replica_limits *lim)
 {

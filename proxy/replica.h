@@ -13,6 +13,7 @@
 
 #include "backlog.h"
 #include "compat.h"
+#include "config.h"
 #include "net.h"
 #include "snapshot.h"
 #include "stats.h"
@@ -87,6 +88,9 @@ struct replica_limits {
     int64_t keepalive_ms;        /* "\n" interval while waiting for a snapshot */
     int64_t sndbuf_bytes;        /* SO_SNDBUF of replica sockets (0: autotuning) */
 };
+
+/* The limits the configuration sets. */
+struct replica_limits replica_limits_of(const struct config *cfg);
 
 struct replica_set;
 

@@ -172,6 +172,31 @@ static void test_check(void **state)
     assert_int_equal(compat_check(&vk9, &r12), COMPAT_CANNOT);
 }
 
+/* The words log lines and INFO's refused<n> use for a leaf and an RDB. */
+static void test_desc(void **state)
+{
+    (void)state;
+    char out[48];
+    struct compat_leaf l = {.server = COMPAT_VALKEY, .version = 0x080100, .exact = true};
+    compat_leaf_desc(&l, out, sizeof(out));
+    assert_string_equal(out, "valkey 8.1.0");
+    l = (struct compat_leaf){.server = COMPAT_REDIS, .version = 0x080000};
+    compat_leaf_desc(&l, out, sizeof(out));
+    assert_string_equal(out, "redis >= 8.0.0");
+    l = (struct compat_leaf){.server = COMPAT_REDIS};
+    compat_leaf_desc(&l, out, sizeof(out));
+    assert_string_equal(out, "version not announced");
+    l = (struct compat_leaf){.version = 0x070000};
+    compat_leaf_desc(&l, out, sizeof(out));
+    assert_string_equal(out, "version not announced");
+    struct compat_rdb f = {.version = 11};
+    compat_rdb_desc(&f, out, sizeof(out));
+    assert_string_equal(out, "RDB version 11 (REDIS magic)");
+    f = (struct compat_rdb){.version = 80, .valkey_magic = true};
+    compat_rdb_desc(&f, out, sizeof(out));
+    assert_string_equal(out, "RDB version 80 (VALKEY magic)");
+}
+
 static void test_chain(void **state)
 {
     (void)state;
@@ -302,6 +327,7 @@ int main(void)
         cmocka_unit_test(test_rdb_writer),    cmocka_unit_test(test_table),
         cmocka_unit_test(test_check),         cmocka_unit_test(test_identity),
         cmocka_unit_test(test_chain),         cmocka_unit_test(test_marks),
+        cmocka_unit_test(test_desc),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
