@@ -7,13 +7,13 @@
 #include "config.h"
 
 #include "compat.h"
+#include "errmsg.h"
 #include "resp.h"
 
 #include <ctype.h>
 #include <errno.h>
 #include <ini.h>
 #include <inttypes.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -184,18 +184,6 @@ const struct config_key config_keys[] = {
     {0},
 };
 
-static void errf(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void errf(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || !errlen)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 static char **str_field(struct config *cfg, const struct config_key *k)
 {
     return (char **)(void *)((char *)cfg + k->offset);
@@ -351,13 +339,13 @@ int config_set(struct config *cfg, const char *section, const char *name, const 
 {
     const struct config_key *k = find_key(section, name);
     if (!k) {
-        errf(err, errlen, "unknown key '%s' in section [%s]", name, section);
+        errmsg(err, errlen, "unknown key '%s' in section [%s]", name, section);
         return -1;
     }
     if (is_string_type(k->type)) {
         if (k->type == CONFIG_ENUM && !enum_ok(k->choices, value)) {
-            errf(err, errlen, "%s.%s: '%s' is not one of %s", k->section, k->name, value,
-                 k->choices);
+            errmsg(err, errlen, "%s.%s: '%s' is not one of %s", k->section, k->name, value,
+                   k->choices);
             return -1;
         }
         char *copy = strdup(value);
@@ -401,12 +389,12 @@ int config_set(struct config *cfg, const char *section, const char *name, const 
         break;
     }
     if (rc != 0) {
-        errf(err, errlen, "%s.%s: '%s' is not %s", k->section, k->name, value, what);
+        errmsg(err, errlen, "%s.%s: '%s' is not %s", k->section, k->name, value, what);
         return -1;
     }
     if (v < k->min || v > k->max) {
-        errf(err, errlen, "%s.%s: %s is out of range [%" PRId64 ", %" PRId64 "]", k->section,
-             k->name, value, k->min, k->max);
+        errmsg(err, errlen, "%s.%s: %s is out of range [%" PRId64 ", %" PRId64 "]", k->section,
+               k->name, value, k->min, k->max);
         return -1;
     }
     *int_field(cfg, k) = v;
@@ -418,13 +406,13 @@ int config_set_arg(struct config *cfg, const char *arg, char *err, size_t errlen
     const char *eq = strchr(arg, '=');
     const char *dot = strchr(arg, '.');
     if (!eq || !dot || dot > eq) {
-        errf(err, errlen, "--set %s: expected SECTION.KEY=VALUE", arg);
+        errmsg(err, errlen, "--set %s: expected SECTION.KEY=VALUE", arg);
         return -1;
     }
     char section[64], name[64];
     size_t sn = (size_t)(dot - arg), nn = (size_t)(eq - dot - 1);
     if (sn == 0 || sn >= sizeof(section) || nn == 0 || nn >= sizeof(name)) {
-        errf(err, errlen, "--set %s: expected SECTION.KEY=VALUE", arg);
+        errmsg(err, errlen, "--set %s: expected SECTION.KEY=VALUE", arg);
         return -1;
     }
     memcpy(section, arg, sn);
@@ -433,7 +421,7 @@ int config_set_arg(struct config *cfg, const char *arg, char *err, size_t errlen
     name[nn] = '\0';
     char msg[CONFIG_ERR_LEN];
     if (config_set(cfg, section, name, eq + 1, msg, sizeof(msg)) != 0) {
-        errf(err, errlen, "--set %s: %s", arg, msg);
+        errmsg(err, errlen, "--set %s: %s", arg, msg);
         return -1;
     }
     return 0;
@@ -442,24 +430,24 @@ int config_set_arg(struct config *cfg, const char *arg, char *err, size_t errlen
 int config_validate(const struct config *cfg, char *err, size_t errlen)
 {
     if (cfg->reconnect_min_ms > cfg->reconnect_max_ms) {
-        errf(err, errlen,
-             "upstream.reconnect-min (%" PRId64 "ms) exceeds upstream.reconnect-max "
-             "(%" PRId64 "ms)",
-             cfg->reconnect_min_ms, cfg->reconnect_max_ms);
+        errmsg(err, errlen,
+               "upstream.reconnect-min (%" PRId64 "ms) exceeds upstream.reconnect-max "
+               "(%" PRId64 "ms)",
+               cfg->reconnect_min_ms, cfg->reconnect_max_ms);
         return -1;
     }
     if (!compat_announce_valid(cfg->upstream_announce_version)) {
-        errf(err, errlen,
-             "upstream.announce-version must be auto, none or a version like 8.0.0, not '%s'",
-             cfg->upstream_announce_version);
+        errmsg(err, errlen,
+               "upstream.announce-version must be auto, none or a version like 8.0.0, not '%s'",
+               cfg->upstream_announce_version);
         return -1;
     }
     if (cfg->dir[0] == '\0') {
-        errf(err, errlen, "relay.dir must not be empty");
+        errmsg(err, errlen, "relay.dir must not be empty");
         return -1;
     }
     if (cfg->bind[0] == '\0') {
-        errf(err, errlen, "relay.bind must not be empty");
+        errmsg(err, errlen, "relay.bind must not be empty");
         return -1;
     }
     return 0;
@@ -691,15 +679,16 @@ static int parse_ctx_run(struct parse_ctx *ctx, char *err, size_t errlen)
     int rc = ini_parse_stream(ctx_read, ctx, ctx_handler, ctx);
     /* inih keeps going after a syntax error: report whichever failing line comes first. */
     if (ctx->error_line && !(rc > 0 && rc < ctx->error_line)) {
-        errf(err, errlen, "%s:%d: %s", ctx->name, ctx->error_line, ctx->error);
+        errmsg(err, errlen, "%s:%d: %s", ctx->name, ctx->error_line, ctx->error);
         return -1;
     }
     if (rc > 0) {
-        errf(err, errlen, "%s:%d: syntax error (expected [section] or key = value)", ctx->name, rc);
+        errmsg(err, errlen, "%s:%d: syntax error (expected [section] or key = value)", ctx->name,
+               rc);
         return -1;
     }
     if (rc < 0) {
-        errf(err, errlen, "%s: cannot parse", ctx->name);
+        errmsg(err, errlen, "%s: cannot parse", ctx->name);
         return -1;
     }
     return 0;
@@ -709,7 +698,7 @@ int config_load_file(struct config *cfg, const char *path, char *err, size_t err
 {
     FILE *f = fopen(path, "r");
     if (!f) {
-        errf(err, errlen, "%s:0: cannot open: %s", path, strerror(errno));
+        errmsg(err, errlen, "%s:0: cannot open: %s", path, strerror(errno));
         return -1;
     }
     struct parse_ctx ctx = {.cfg = cfg, .name = path, .file = f};

@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include "crc32c.h"
+#include "errmsg.h"
 #include "segcheck.h"
 #include "writer.h"
 
@@ -68,16 +69,6 @@ static void report(struct store *s, enum store_event ev, const char *fmt, ...)
     vsnprintf(text, sizeof(text), fmt, ap);
     va_end(ap);
     s->p.report(s->p.report_ctx, ev, text);
-}
-
-static void errf(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void errf(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
 }
 
 static void seg_path(const struct store *s, int64_t start, const char *ext, char *out, size_t n)
@@ -213,7 +204,8 @@ static int recover_tail(struct store *s, struct segment *g, char *err, size_t er
                " bytes)",
                g->start, why, g->start + good, g->start + data_len - 1, data_len - good);
         if (ftruncate(g->fd, good) != 0) {
-            errf(err, errlen, "cannot cut torn segment %" PRId64 ": %s", g->start, strerror(errno));
+            errmsg(err, errlen, "cannot cut torn segment %" PRId64 ": %s", g->start,
+                   strerror(errno));
             if (idx >= 0)
                 close(idx);
             return -1;
@@ -227,12 +219,12 @@ static int recover_tail(struct store *s, struct segment *g, char *err, size_t er
     if (idx < 0) {
         idx = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
         if (idx < 0) {
-            errf(err, errlen, "cannot open %s: %s", path, strerror(errno));
+            errmsg(err, errlen, "cannot open %s: %s", path, strerror(errno));
             return -1;
         }
     }
     if (ftruncate(idx, idx_good) != 0 || lseek(idx, 0, SEEK_END) < 0) {
-        errf(err, errlen, "cannot cut index %s: %s", path, strerror(errno));
+        errmsg(err, errlen, "cannot cut index %s: %s", path, strerror(errno));
         close(idx);
         return -1;
     }
@@ -249,7 +241,7 @@ static int scan_segments(struct store *s, char *err, size_t errlen)
 {
     DIR *d = opendir(s->dir);
     if (!d) {
-        errf(err, errlen, "cannot open %s: %s", s->dir, strerror(errno));
+        errmsg(err, errlen, "cannot open %s: %s", s->dir, strerror(errno));
         return -1;
     }
     struct dirent *de;
@@ -266,7 +258,7 @@ static int scan_segments(struct store *s, char *err, size_t errlen)
         g->fd = open(path, O_RDWR | O_APPEND | O_CLOEXEC); /* appends go on at the end */
         struct stat st;
         if (g->fd < 0 || fstat(g->fd, &st) != 0) {
-            errf(err, errlen, "cannot open %s: %s", path, strerror(errno));
+            errmsg(err, errlen, "cannot open %s: %s", path, strerror(errno));
             closedir(d);
             return -1;
         }
@@ -477,7 +469,7 @@ static void skip_bytes(struct store *s, size_t n)
 static int fsync_segment(struct segment *g, char *err, size_t errlen)
 {
     if (fsync(g->fd) != 0 || (g->idx_fd >= 0 && fsync(g->idx_fd) != 0)) {
-        errf(err, errlen, "fsync segment %" PRId64 ": %s", g->start, strerror(errno));
+        errmsg(err, errlen, "fsync segment %" PRId64 ": %s", g->start, strerror(errno));
         return -1;
     }
     return 0;
@@ -497,7 +489,7 @@ static int create_segment_files(struct store *s, int64_t start, int *fd, int *id
     }
     if (*fd >= 0 && *idx_fd >= 0)
         return 0;
-    errf(err, errlen, "cannot create segment %s: %s", path, strerror(errno));
+    errmsg(err, errlen, "cannot create segment %s: %s", path, strerror(errno));
     struct segment g = {.start = start, .fd = *fd, .idx_fd = *idx_fd, .dfd = -1};
     seg_unlink(s, &g);
     return -1;
@@ -569,7 +561,7 @@ static int write_span(struct store *s, const struct store_piece *pc, int n, size
         struct index_record rec = {.start = s->next, .len = (uint32_t)(to - from), .crc = crc};
         if (writer_writev_all(g->fd, iov, k) != 0 ||
             writer_write_all(g->idx_fd, &rec, sizeof(rec)) != 0) {
-            errf(err, errlen, "write segment %" PRId64 ": %s", g->start, strerror(errno));
+            errmsg(err, errlen, "write segment %" PRId64 ": %s", g->start, strerror(errno));
             return -1;
         }
         g->len += (int64_t)(to - from);
@@ -588,7 +580,7 @@ int store_append(struct store *s, const struct store_piece *pc, int n, int64_t b
     for (int i = 0; i < n; i++)
         total += pc[i].len;
     if (n < 0 || n > STORE_MAX_PIECES || total > UINT32_MAX) {
-        errf(err, errlen, "append of %d pieces, %zu bytes: too large", n, total);
+        errmsg(err, errlen, "append of %d pieces, %zu bytes: too large", n, total);
         return -1;
     }
     if (total == 0)
@@ -609,7 +601,7 @@ int store_append(struct store *s, const struct store_piece *pc, int n, int64_t b
             split = (size_t)boundary;
             skip = split > 0;
         } else if (boundary != 0) {
-            errf(err, errlen, "a log cannot start in the middle of a command");
+            errmsg(err, errlen, "a log cannot start in the middle of a command");
             return -1;
         }
         roll = true;

@@ -8,7 +8,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,21 +15,12 @@
 #include <unistd.h>
 
 #include "crc32c.h"
+#include "errmsg.h"
 #include "writer.h"
 
 #define META_MAGIC1 "cascade-meta 1\n" /* no checksum: read, never written */
 #define META_MAGIC2 "cascade-meta 2\n"
 #define OFFSET_MAX  ((int64_t)1 << 62) /* no stream gets this long */
-
-static void errf(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void errf(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 static bool is_replid(const char *v)
 {
@@ -107,11 +97,11 @@ static int meta_line(const char *key, const char *val, struct store_meta *m, uns
     while (k < MK_COUNT && strcmp(key, meta_keys[k]) != 0)
         k++;
     if (k == MK_COUNT) {
-        errf(why, whylen, "unknown key '%.64s'", key);
+        errmsg(why, whylen, "unknown key '%.64s'", key);
         return -1;
     }
     if (*seen & (1u << k)) {
-        errf(why, whylen, "key '%s' twice", key);
+        errmsg(why, whylen, "key '%s' twice", key);
         return -1;
     }
     *seen |= 1u << k;
@@ -153,7 +143,7 @@ static int meta_line(const char *key, const char *val, struct store_meta *m, uns
         break;
     }
     if (!ok)
-        errf(why, whylen, "bad value for '%s': '%.64s'", key, val);
+        errmsg(why, whylen, "bad value for '%s': '%.64s'", key, val);
     return ok ? 0 : -1;
 }
 
@@ -168,15 +158,15 @@ static int meta_frame(const char *text, size_t len, struct store_meta *m, size_t
     } else if (len >= magic && memcmp(text, META_MAGIC1, magic) == 0) {
         m->version = 1;
     } else {
-        errf(why, whylen, "no cascade-meta header");
+        errmsg(why, whylen, "no cascade-meta header");
         return -1;
     }
     if (memchr(text, '\0', len)) {
-        errf(why, whylen, "a NUL byte");
+        errmsg(why, whylen, "a NUL byte");
         return -1;
     }
     if (len == 0 || text[len - 1] != '\n') {
-        errf(why, whylen, "torn: the last line has no end");
+        errmsg(why, whylen, "torn: the last line has no end");
         return -1;
     }
     *body = len; /* bytes covered by the checksum (version 2) */
@@ -191,13 +181,13 @@ static int meta_frame(const char *text, size_t len, struct store_meta *m, size_t
             crc = crc << 4 | (uint32_t)(c <= '9' ? c - '0' : c - 'a' + 10);
         }
         if (!ok) {
-            errf(why, whylen, "torn: no checksum line at the end");
+            errmsg(why, whylen, "torn: no checksum line at the end");
             return -1;
         }
         *body = (size_t)(p - text);
         uint32_t got = crc32c(0, text, *body);
         if (got != crc) {
-            errf(why, whylen, "checksum mismatch (file says %08x, contents %08x)", crc, got);
+            errmsg(why, whylen, "checksum mismatch (file says %08x, contents %08x)", crc, got);
             return -1;
         }
     }
@@ -220,14 +210,14 @@ int store_meta_parse(const char *text, size_t len, struct store_meta *m, char *w
         size_t n = (size_t)(nl - line);
         char tmp[400];
         if (n >= sizeof(tmp)) {
-            errf(why, whylen, "a line of %zu bytes", n);
+            errmsg(why, whylen, "a line of %zu bytes", n);
             return -1;
         }
         memcpy(tmp, line, n);
         tmp[n] = '\0';
         char *sp = strchr(tmp, ' ');
         if (!sp || !sp[1] || strchr(sp + 1, ' ')) {
-            errf(why, whylen, "not a 'key value' line: '%.64s'", tmp);
+            errmsg(why, whylen, "not a 'key value' line: '%.64s'", tmp);
             return -1;
         }
         *sp = '\0';
@@ -237,12 +227,12 @@ int store_meta_parse(const char *text, size_t len, struct store_meta *m, char *w
     }
     for (int k = 0; k < MK_COUNT; k++) {
         if (!(seen & (1u << k))) {
-            errf(why, whylen, "key '%s' missing", meta_keys[k]);
+            errmsg(why, whylen, "key '%s' missing", meta_keys[k]);
             return -1;
         }
     }
     if (m->snapshot_file[0] && (m->snapshot_offset < 0 || !m->snapshot_replid[0])) {
-        errf(why, whylen, "a snapshot file without its position");
+        errmsg(why, whylen, "a snapshot file without its position");
         return -1;
     }
     return 0;
@@ -274,14 +264,14 @@ int store_meta_set_aside(const char *dir, char *aside, size_t n, char *err, size
         if (access(to, F_OK) == 0)
             continue;
         if (rename(path, to) != 0) {
-            errf(err, errlen, "cannot rename %s to %s: %s", path, to, strerror(errno));
+            errmsg(err, errlen, "cannot rename %s to %s: %s", path, to, strerror(errno));
             return -1;
         }
         snprintf(aside, n, "%s", name);
         fsync_dir(dir);
         return 0;
     }
-    errf(err, errlen, "cannot set %s aside: too many meta.bad-* files", path);
+    errmsg(err, errlen, "cannot set %s aside: too many meta.bad-* files", path);
     return -1;
 }
 
@@ -295,7 +285,7 @@ int store_meta_read(const char *dir, struct store_meta *m, bool *has, char *why,
     if (fd < 0) {
         if (errno == ENOENT)
             return 0;
-        errf(err, errlen, "cannot open %s: %s", path, strerror(errno));
+        errmsg(err, errlen, "cannot open %s: %s", path, strerror(errno));
         return -1;
     }
     char buf[STORE_META_MAX + 1];
@@ -305,11 +295,11 @@ int store_meta_read(const char *dir, struct store_meta *m, bool *has, char *why,
         n += (size_t)got;
     close(fd);
     if (got < 0) {
-        errf(err, errlen, "cannot read %s: %s", path, strerror(errno));
+        errmsg(err, errlen, "cannot read %s: %s", path, strerror(errno));
         return -1;
     }
     if (n > STORE_META_MAX) {
-        errf(why, whylen, "larger than %d bytes", STORE_META_MAX);
+        errmsg(why, whylen, "larger than %d bytes", STORE_META_MAX);
         return 1;
     }
     if (store_meta_parse(buf, n, m, why, whylen) != 0)
@@ -327,19 +317,19 @@ int store_meta_write(const char *dir, const struct store_meta *m, int64_t log_st
     char text[STORE_META_MAX];
     size_t n = store_meta_format(m, log_start, log_end, text, sizeof(text));
     if (n == 0) {
-        errf(err, errlen, "meta does not fit in %d bytes", STORE_META_MAX);
+        errmsg(err, errlen, "meta does not fit in %d bytes", STORE_META_MAX);
         return -1;
     }
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0 || writer_write_all(fd, text, n) != 0 || fsync(fd) != 0) {
-        errf(err, errlen, "cannot write %s: %s", tmp, strerror(errno));
+        errmsg(err, errlen, "cannot write %s: %s", tmp, strerror(errno));
         if (fd >= 0)
             close(fd);
         return -1;
     }
     close(fd);
     if (rename(tmp, path) != 0) {
-        errf(err, errlen, "cannot rename %s: %s", tmp, strerror(errno));
+        errmsg(err, errlen, "cannot rename %s: %s", tmp, strerror(errno));
         return -1;
     }
     fsync_dir(dir); /* the rename itself must reach the disk */
