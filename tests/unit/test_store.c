@@ -30,6 +30,7 @@
 #include "crc32c.h"
 #include "meta_v1.h"
 #include "store.h"
+#include "testdir.h"
 
 #define REC_SIZE  16 /* one index record: int64 start, uint32 len, uint32 crc */
 #define MODEL_MAX 8192
@@ -109,21 +110,7 @@ static int teardown_dir(void **state)
 {
     struct fx *f = *state;
     store_close(f->s);
-    int rc = 0;
-    DIR *d = opendir(f->dir);
-    if (!d)
-        rc = -1;
-    struct dirent *e;
-    while (d && (e = readdir(d)) != NULL) {
-        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-            continue;
-        char path[512];
-        snprintf(path, sizeof(path), "%s/%s", f->dir, e->d_name);
-        if (unlink(path) != 0)
-            rc = -1;
-    }
-    if (d)
-        closedir(d);
+    int rc = testdir_clear(f->dir);
     if (rmdir(f->dir) != 0)
         rc = -1;
     free(f);
@@ -131,21 +118,6 @@ static int teardown_dir(void **state)
 }
 
 /* ---- helpers ---- */
-
-static int count_entries(const char *dir)
-{
-    DIR *d = opendir(dir);
-    if (!d)
-        return -1;
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL) {
-        if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0)
-            n++;
-    }
-    closedir(d);
-    return n;
-}
 
 static void seg_file(const struct fx *f, int64_t start, const char *ext, char *out, size_t n)
 {
@@ -339,7 +311,7 @@ static void test_empty_and_first_append(void **state)
     assert_string_equal(f->err, "a log cannot start in the middle of a command");
     assert_int_equal(store_segments(f->s), 0);
     assert_int_equal(store_end(f->s), 0);
-    assert_int_equal(count_entries(f->dir), 0);
+    assert_int_equal(testdir_count(f->dir), 0);
 
     /* Empty appends do nothing, even mid-command. */
     assert_int_equal(append1(f->s, "abc", 0, false, false, NULL, f->err, sizeof(f->err)), 0);
@@ -387,7 +359,7 @@ static void test_append_rotation(void **state)
     assert_int_equal(seg_size(f, 131, "idx"), 2 * REC_SIZE);
     assert_int_equal(seg_size(f, 201, "seg"), 5);
     assert_int_equal(seg_size(f, 201, "idx"), REC_SIZE);
-    assert_int_equal(count_entries(f->dir), 6);
+    assert_int_equal(testdir_count(f->dir), 6);
 
     /* Many mid-command appends into a full segment still never rotate. */
     for (int i = 0; i < 10; i++)
@@ -436,10 +408,10 @@ static void test_reset(void **state)
     append(f, 70, true);
     append(f, 70, true);
     assert_int_equal(store_segments(f->s), 3);
-    assert_int_equal(count_entries(f->dir), 6);
+    assert_int_equal(testdir_count(f->dir), 6);
 
     assert_int_equal(store_reset(f->s, 5000, f->err, sizeof(f->err)), 0);
-    assert_int_equal(count_entries(f->dir), 0);
+    assert_int_equal(testdir_count(f->dir), 0);
     assert_int_equal(store_segments(f->s), 0);
     assert_int_equal(store_bytes(f->s), 0);
     assert_int_equal(store_start(f->s), 5000);
@@ -457,7 +429,7 @@ static void test_reset(void **state)
     assert_int_equal(store_last_segment_start(f->s), 5000);
     assert_int_equal(seg_size(f, 5000, "seg"), 20);
     assert_int_equal(seg_size(f, 5000, "idx"), REC_SIZE);
-    assert_int_equal(count_entries(f->dir), 2);
+    assert_int_equal(testdir_count(f->dir), 2);
     check_model(f);
 
     /* And it survives a reopen. */
@@ -527,22 +499,14 @@ static void test_no_meta_discards_segments(void **state)
     open_store(f);
     append(f, 70, true);
     append(f, 70, true);
-    assert_int_equal(count_entries(f->dir), 4);
+    assert_int_equal(testdir_count(f->dir), 4);
     reopen_store(f);
     assert_false(f->has_meta);
     assert_int_equal(store_segments(f->s), 0);
     assert_int_equal(store_start(f->s), 1);
     assert_int_equal(store_end(f->s), 0);
     assert_int_equal(store_bytes(f->s), 0);
-    assert_int_equal(count_entries(f->dir), 0);
-}
-
-static void write_file(const char *path, const char *text)
-{
-    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    assert_true(fd >= 0);
-    assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
-    close(fd);
+    assert_int_equal(testdir_count(f->dir), 0);
 }
 
 /* The meta.bad-* file in f->dir, into name; how many there are. */
@@ -560,16 +524,6 @@ static int aside_file(const struct fx *f, char *name, size_t n)
     }
     closedir(d);
     return count;
-}
-
-static size_t read_file(const char *path, char *buf, size_t n)
-{
-    int fd = open(path, O_RDONLY);
-    assert_true(fd >= 0);
-    ssize_t got = read(fd, buf, n);
-    close(fd);
-    assert_true(got >= 0);
-    return (size_t)got;
 }
 
 /* A meta that does not parse is set aside, kept as it was, and the store opens without one:
@@ -590,7 +544,7 @@ static void expect_set_aside(struct fx *f, const char *text, size_t len, const c
     assert_int_equal(access(path, F_OK), -1);
     char aside[512], back[4096];
     assert_int_equal(aside_file(f, aside, sizeof(aside)), 1);
-    assert_int_equal(read_file(aside, back, sizeof(back)), len);
+    assert_int_equal(testdir_read(aside, back, sizeof(back)), len);
     assert_memory_equal(back, text, len);
     assert_true(find_report(f, STORE_EVENT_RECOVERY, "is not a valid cascade meta file", why,
                             "moved to meta.bad-", NULL) >= 0);
@@ -616,10 +570,10 @@ static void test_bad_meta(void **state)
     close_store(f);
     char path[512], text[4096];
     snprintf(path, sizeof(path), "%s/meta", f->dir);
-    size_t len = read_file(path, text, sizeof(text));
+    size_t len = testdir_read(path, text, sizeof(text));
     text[30] ^= 0x01; /* one bit of the replid */
     expect_set_aside(f, text, len, "checksum mismatch");
-    assert_int_equal(count_entries(f->dir), 0);
+    assert_int_equal(testdir_count(f->dir), 0);
 
     /* A missing directory is an error. */
     struct store_params p = f->p;
@@ -641,7 +595,7 @@ static void test_meta_v1_read(void **state)
     close_store(f);
     char path[512];
     snprintf(path, sizeof(path), "%s/meta", f->dir);
-    write_file(path, meta_v1);
+    testdir_write(path, meta_v1, strlen(meta_v1));
     open_store(f);
     assert_true(f->has_meta);
     assert_int_equal(f->meta.version, 1);
@@ -832,7 +786,7 @@ static void test_torn_whole_last_segment(void **state)
     check_model(f);
     assert_int_equal(seg_size(f, 71, "seg"), -1);
     assert_int_equal(seg_size(f, 71, "idx"), -1);
-    assert_int_equal(count_entries(f->dir), 3); /* segment 1 and meta */
+    assert_int_equal(testdir_count(f->dir), 3); /* segment 1 and meta */
 
     /* Segment 1 (70 >= 64) is active again: mid-command bytes go on in it ... */
     append(f, 5, false); /* [71, 75] */
@@ -880,7 +834,7 @@ static void test_torn_only_segment(void **state)
     assert_int_equal(store_segments(f->s), 0);
     assert_int_equal(store_start(f->s), 1);
     assert_int_equal(store_end(f->s), 0);
-    assert_int_equal(count_entries(f->dir), 1); /* only meta */
+    assert_int_equal(testdir_count(f->dir), 1); /* only meta */
     model_cut(f, 0);
     append(f, 9, true);
     assert_int_equal(store_last_segment_start(f->s), 1);
@@ -906,7 +860,7 @@ static void test_gap(void **state)
     check_model(f);
     assert_int_equal(seg_size(f, 1, "seg"), -1); /* the run before the gap is gone */
     assert_int_equal(seg_size(f, 1, "idx"), -1);
-    assert_int_equal(count_entries(f->dir), 5);
+    assert_int_equal(testdir_count(f->dir), 5);
     check_continues(f);
 }
 
@@ -924,7 +878,7 @@ static void test_gap_before_last(void **state)
     assert_int_equal(store_start(f->s), 129);
     model_drop_to(f, 129);
     check_model(f);
-    assert_int_equal(count_entries(f->dir), 3);
+    assert_int_equal(testdir_count(f->dir), 3);
     check_continues(f);
 }
 
@@ -975,7 +929,7 @@ static void test_trim_bytes(void **state)
     assert_int_equal(store_trim(f->s, 321, now), 2);
     assert_int_equal(store_segments(f->s), 1);
     assert_int_equal(store_start(f->s), 257);
-    assert_int_equal(count_entries(f->dir), 2);
+    assert_int_equal(testdir_count(f->dir), 2);
     model_drop_to(f, 257);
     check_model(f);
     assert_int_equal(store_trim(f->s, 321, now), 0);
@@ -1031,7 +985,7 @@ static void test_trim_keep_from(void **state)
     assert_int_equal(store_trim(f->s, 1, now), 0);
     assert_int_equal(store_trim(f->s, 64, now), 0);
     assert_int_equal(store_segments(f->s), 5);
-    assert_int_equal(count_entries(f->dir), 10);
+    assert_int_equal(testdir_count(f->dir), 10);
 }
 
 static void test_trim_age(void **state)
@@ -1051,7 +1005,7 @@ static void test_trim_age(void **state)
     assert_int_equal(store_trim(f->s, 321, later), 4);
     assert_int_equal(store_segments(f->s), 1);
     assert_int_equal(store_start(f->s), 257);
-    assert_int_equal(count_entries(f->dir), 2);
+    assert_int_equal(testdir_count(f->dir), 2);
     model_drop_to(f, 257);
     check_model(f);
     /* The minimum holds against age. */
@@ -1399,9 +1353,9 @@ static void test_torn_empty_trailing_segments(void **state)
     seg_truncate(f, 257, "idx", 0);
     char path[512];
     seg_file(f, 400, "seg", path, sizeof(path));
-    write_file(path, "");
+    testdir_write(path, "", 0);
     seg_file(f, 400, "idx", path, sizeof(path));
-    write_file(path, "");
+    testdir_write(path, "", 0);
     f->nrep = 0;
     open_store(f);
     assert_true(find_report(f, STORE_EVENT_RECOVERY, "removed 2 empty log segment(s)", NULL) >= 0);
@@ -1615,7 +1569,7 @@ static void test_restart_after_write_error(void **state)
     assert_int_equal(store_segments(f->s), 0);
     assert_int_equal(store_start(f->s), 5000001);
     assert_int_equal(store_durable_end(f->s), 5000000);
-    assert_int_equal(count_entries(f->dir), 0);
+    assert_int_equal(testdir_count(f->dir), 0);
     /* Bytes without a boundary are passed over; then a segment starts at one. */
     assert_int_equal(append1(f->s, model, 100, false, true, NULL, f->err, sizeof(f->err)), 0);
     struct store_piece pc[2] = {
@@ -1686,7 +1640,7 @@ static void test_discard_meta(void **state)
     assert_int_equal(store_start(f->s), 1);
     char aside[512];
     assert_int_equal(aside_file(f, aside, sizeof(aside)), 1);
-    assert_int_equal(count_entries(f->dir), 1);
+    assert_int_equal(testdir_count(f->dir), 1);
 }
 
 int main(void)

@@ -24,6 +24,7 @@
 #include "crc32c.h"
 #include "meta_v1.h"
 #include "store_meta.h"
+#include "testdir.h"
 
 static const char replid_a[] = "0123456789abcdef0123456789abcdef01234567";
 static const char replid_b[] = "fedcba9876543210fedcba9876543210fedcba98";
@@ -51,43 +52,11 @@ static int setup_dir(void **state)
 static int teardown_dir(void **state)
 {
     struct fx *f = *state;
-    int rc = 0;
-    DIR *d = opendir(f->dir);
-    if (!d)
-        rc = -1;
-    struct dirent *e;
-    while (d && (e = readdir(d)) != NULL) {
-        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-            continue;
-        char path[512];
-        snprintf(path, sizeof(path), "%s/%s", f->dir, e->d_name);
-        if (unlink(path) != 0 && rmdir(path) != 0)
-            rc = -1;
-    }
-    if (d)
-        closedir(d);
+    int rc = testdir_clear(f->dir);
     if (rmdir(f->dir) != 0)
         rc = -1;
     free(f);
     return rc;
-}
-
-static void write_bytes(const char *path, const char *text, size_t len)
-{
-    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    assert_true(fd >= 0);
-    assert_int_equal(write(fd, text, len), (ssize_t)len);
-    close(fd);
-}
-
-static size_t read_bytes(const char *path, char *buf, size_t n)
-{
-    int fd = open(path, O_RDONLY);
-    assert_true(fd >= 0);
-    ssize_t got = read(fd, buf, n);
-    close(fd);
-    assert_true(got >= 0);
-    return (size_t)got;
 }
 
 static void full_meta(struct store_meta *m)
@@ -204,7 +173,7 @@ static void test_write_read(void **state)
     assert_int_equal(access(tmp, F_OK), -1);
     char text[STORE_META_MAX], disk[STORE_META_MAX + 1];
     size_t n = store_meta_format(&m, 3000, 9000, text, sizeof(text));
-    assert_int_equal(read_bytes(f->path, disk, sizeof(disk)), n);
+    assert_int_equal(testdir_read(f->path, disk, sizeof(disk)), n);
     assert_memory_equal(disk, text, n);
     bool has = false;
     assert_int_equal(store_meta_read(f->dir, &back, &has, why, sizeof(why), err, sizeof(err)), 0);
@@ -253,7 +222,7 @@ static void test_read_cases(void **state)
     assert_int_equal(store_meta_read(f->dir, &m, &has, why, sizeof(why), err, sizeof(err)), 0);
     assert_false(has);
 
-    write_bytes(f->path, "garbage\n", 8);
+    testdir_write(f->path, "garbage\n", 8);
     assert_int_equal(store_meta_read(f->dir, &m, &has, why, sizeof(why), err, sizeof(err)), 1);
     assert_false(has);
     assert_string_equal(why, "no cascade-meta header");
@@ -263,12 +232,12 @@ static void test_read_cases(void **state)
     static char big[STORE_META_MAX + 1];
     memset(big, 'x', sizeof(big));
     memcpy(big, "cascade-meta 2\n", 15);
-    write_bytes(f->path, big, sizeof(big));
+    testdir_write(f->path, big, sizeof(big));
     assert_int_equal(store_meta_read(f->dir, &m, &has, why, sizeof(why), err, sizeof(err)), 1);
     assert_non_null(strstr(why, "larger than 4096 bytes"));
 
     /* The version-1 file reads (the upgrade path). */
-    write_bytes(f->path, meta_v1, strlen(meta_v1));
+    testdir_write(f->path, meta_v1, strlen(meta_v1));
     assert_int_equal(store_meta_read(f->dir, &m, &has, why, sizeof(why), err, sizeof(err)), 0);
     assert_true(has);
     assert_int_equal(m.version, 1);
@@ -286,7 +255,7 @@ static void test_set_aside(void **state)
 {
     struct fx *f = *state;
     char err[512] = "", aside[96] = "", path[256], back[64];
-    write_bytes(f->path, "one\n", 4);
+    testdir_write(f->path, "one\n", 4);
     long long t0 = (long long)time(NULL);
     assert_int_equal(store_meta_set_aside(f->dir, aside, sizeof(aside), err, sizeof(err)), 0);
     long long t1 = (long long)time(NULL);
@@ -296,16 +265,16 @@ static void test_set_aside(void **state)
     assert_null(strchr(aside + strlen("meta.bad-"), '-'));
     assert_int_equal(access(f->path, F_OK), -1);
     snprintf(path, sizeof(path), "%s/%s", f->dir, aside);
-    assert_int_equal(read_bytes(path, back, sizeof(back)), 4);
+    assert_int_equal(testdir_read(path, back, sizeof(back)), 4);
     assert_memory_equal(back, "one\n", 4);
 
     /* Every name of this second and the next taken: the next free one with a suffix. */
     t0 = (long long)time(NULL);
     for (long long s = t0; s <= t0 + 1; s++) {
         snprintf(path, sizeof(path), "%s/meta.bad-%lld", f->dir, s);
-        write_bytes(path, "x", 1);
+        testdir_write(path, "x", 1);
     }
-    write_bytes(f->path, "two\n", 4);
+    testdir_write(f->path, "two\n", 4);
     assert_int_equal(store_meta_set_aside(f->dir, aside, sizeof(aside), err, sizeof(err)), 0);
     char want0[96], want1[96];
     snprintf(want0, sizeof(want0), "meta.bad-%lld-1", t0);
@@ -313,7 +282,7 @@ static void test_set_aside(void **state)
     if (strcmp(aside, want0) != 0 && strcmp(aside, want1) != 0)
         fail_msg("set aside as %s", aside);
     snprintf(path, sizeof(path), "%s/%s", f->dir, aside);
-    assert_int_equal(read_bytes(path, back, sizeof(back)), 4);
+    assert_int_equal(testdir_read(path, back, sizeof(back)), 4);
     assert_memory_equal(back, "two\n", 4);
 
     /* Nothing to set aside. */
