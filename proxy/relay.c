@@ -13,8 +13,8 @@
  * The disk log's side (batching, its cron, meta, recovery) is journal.c's; the full-sync
  * policy (the cached snapshot, its fetches, who is served or refused) is fullsync.c's.
  *
- * Everything runs on the event loop but the disk log's bulk writes: store.c writes them from
- * a thread of its own (whole pages with O_DIRECT; a copy into fresh page-cache pages costs
+ * Everything runs on the event loop but the disk log's bulk writes: writer.c's two threads
+ * write them for store.c (whole pages with O_DIRECT; a copy into fresh page-cache pages costs
  * more CPU than sending the stream to a few replicas), reading the backlog's blocks, which
  * stay referenced until the write is collected (journal.c). Replicas are fed from memory as the
  * stream arrives, not after the log wrote it; after a crash of ours a replica may be ahead of
