@@ -2,7 +2,7 @@
  * wanlink: the libevent side of cascade-to-cascade links (frame.c does the framing).
  * Sending (replica.c, toward a downstream relay): a bufferevent filter over the replica's
  * connection compresses whatever is written to it, one frame per piece as it is written, and
- * sends a heartbeat frame after a second with nothing sent. Receiving (upstream.c): frames
+ * sends a heartbeat frame after a second with nothing sent. Receiving (upstream_io.c): frames
  * from the link's input are decoded into a plain buffer the handshake state machine reads.
  * Offsets never see any of it: they count stream bytes, before framing.
  * Level 2: owns the filter's context and the decoder; logs nothing (callers log).
