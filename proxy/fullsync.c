@@ -37,18 +37,21 @@ struct fullsync {
     struct replica_set *replicas;
     struct journal *journal;
     struct fullsync_callbacks cb;
-    struct upstream *up;               /* borrowed: the main link */
-    struct snapshot *snap;             /* owned: the READY snapshot served to full syncs */
-    struct upstream *fetch;            /* owned: side link fetching a snapshot, or NULL */
-    bool fetch_finished;               /* fetch ended (either way); freed by the cron */
-    int64_t fetch_failed_ms;           /* last failed fetch, for the retry delay */
-    int fetch_fails;                   /* side fetches failed in a row (their retry backs off) */
-    int64_t last_fetch_ms;             /* last fresh snapshot started (side link or main sync) */
-    bool main_full_sync;               /* the main link is loading a new history's RDB */
-    uint64_t rdb_gen;                  /* last id handed to a filling snapshot */
-    uint64_t main_gen;                 /* id of the main link's filling snapshot, 0 if none */
-    uint64_t fetch_gen;                /* id of the side fetch's filling snapshot, 0 if none */
-    struct compat_rdb snap_fmt;        /* RDB format of snap (read from its file) */
+    struct upstream *up;        /* borrowed: the main link */
+    struct snapshot *snap;      /* owned: the READY snapshot served to full syncs */
+    struct upstream *fetch;     /* owned: side link fetching a snapshot, or NULL */
+    bool fetch_finished;        /* fetch ended (either way); freed by the cron */
+    int64_t fetch_failed_ms;    /* last failed fetch, for the retry delay */
+    int fetch_fails;            /* side fetches failed in a row (their retry backs off) */
+    int64_t last_fetch_ms;      /* last fresh snapshot started (side link or main sync) */
+    int stale_refreshes;        /* fetches in a row that brought nothing newer (an upstream relay
+                                 * serving its own cached snapshot): the next refresh waits longer */
+    int64_t stale_refresh_ms;   /* when the last of them ended */
+    bool main_full_sync;        /* the main link is loading a new history's RDB */
+    uint64_t rdb_gen;           /* last id handed to a filling snapshot */
+    uint64_t main_gen;          /* id of the main link's filling snapshot, 0 if none */
+    uint64_t fetch_gen;         /* id of the side fetch's filling snapshot, 0 if none */
+    struct compat_rdb snap_fmt; /* RDB format of snap (read from its file) */
     struct compat_identity snap_ident; /* its writer (aux fields); server UNKNOWN if none */
     bool snap_fmt_known;               /* snap_fmt is snap's */
     struct compat_marks marks;         /* leaves held off: they cannot load the snapshot */
@@ -395,6 +398,31 @@ static void fetch_position(void *ctx, char replid[RESP_REPLID_LEN + 1], int64_t 
     *offset = -1;
 }
 
+/* Failures and stale refreshes in a row wait FETCH_RETRY_MS, doubling, up to FETCH_WAIT_MAX. */
+static int64_t backoff_ms(int in_a_row)
+{
+    int64_t wait = FETCH_RETRY_MS;
+    for (int i = 1; i < in_a_row && wait < FETCH_WAIT_MAX; i++)
+        wait *= 2;
+    return wait < FETCH_WAIT_MAX ? wait : FETCH_WAIT_MAX;
+}
+
+/* A fetched snapshot no newer than the cached one: the upstream (a relay) served the snapshot
+ * it caches itself, and asking again at once would bring the same file. */
+static void note_freshness(struct fullsync *fs, const struct snapshot *s)
+{
+    if (!fs->snap || s->offset > fs->snap->offset || strcmp(s->replid, fs->snap->replid) != 0) {
+        fs->stale_refreshes = 0;
+        return;
+    }
+    fs->stale_refreshes++;
+    fs->stale_refresh_ms = net_now_ms();
+    log_notice("relay", "-",
+               "fetched snapshot (offset %" PRId64 ") is no newer than the cached one: the "
+               "upstream serves a cached snapshot; next refresh in %" PRId64 " s at the earliest",
+               s->offset, backoff_ms(fs->stale_refreshes) / 1000);
+}
+
 static void fetch_on_snapshot(void *ctx, struct snapshot *s)
 {
     struct fullsync *fs = ctx;
@@ -412,6 +440,7 @@ static void fetch_on_snapshot(void *ctx, struct snapshot *s)
         fs->fetch_failed_ms = net_now_ms();
         return;
     }
+    note_freshness(fs, s);
     fullsync_install(fs, s, gen);
 }
 
@@ -435,11 +464,7 @@ static void request_snapshot(struct fullsync *fs)
         return; /* fetched once the main link is back: it must agree on the history */
     int64_t now = net_now_ms();
     /* Each fetch costs the master a fork: failures in a row wait longer (up to 10 min). */
-    int64_t wait = FETCH_RETRY_MS;
-    for (int i = 1; i < fs->fetch_fails && wait < FETCH_WAIT_MAX; i++)
-        wait *= 2;
-    if (fs->fetch_failed_ms &&
-        now - fs->fetch_failed_ms < (wait < FETCH_WAIT_MAX ? wait : FETCH_WAIT_MAX))
+    if (fs->fetch_failed_ms && now - fs->fetch_failed_ms < backoff_ms(fs->fetch_fails))
         return;
     fs->last_fetch_ms = now;
     struct upstream_callbacks cb = {
@@ -480,20 +505,29 @@ void fullsync_link_cron(struct fullsync *fs, int64_t now)
     }
 }
 
-void fullsync_cron(struct fullsync *fs, int64_t now)
+/* Refresh policy: a full sync should not have to replay a long log; at most one refresh per
+ * interval, and after refreshes that brought nothing newer, one per back-off. (A fetch for
+ * waiting replicas is not held back: one fetch serves the whole wave, and only one runs at a
+ * time.) */
+static bool refresh_due(const struct fullsync *fs, int64_t now)
 {
     const struct config *c = fs->cfg;
+    if (!fs->hist->has_history || c->snapshot_refresh_bytes <= 0 || !fs->snap ||
+        backlog_end(fs->backlog) - fs->snap->offset <= c->snapshot_refresh_bytes)
+        return false;
+    if (fs->last_fetch_ms && now - fs->last_fetch_ms < c->snapshot_interval_ms)
+        return false;
+    return !fs->stale_refreshes || now - fs->stale_refresh_ms >= backoff_ms(fs->stale_refreshes);
+}
+
+void fullsync_cron(struct fullsync *fs, int64_t now)
+{
     if (replica_set_waiting(fs->replicas) > 0) {
         if (snapshot_usable(fs, fs->snap))
             serve_waiting(fs);
         else
             request_snapshot(fs);
-    } else if (fs->hist->has_history && c->snapshot_refresh_bytes > 0 && fs->snap &&
-               backlog_end(fs->backlog) - fs->snap->offset > c->snapshot_refresh_bytes &&
-               (!fs->last_fetch_ms || now - fs->last_fetch_ms >= c->snapshot_interval_ms)) {
-        /* Refresh policy: a full sync should not have to replay a long log; at most one
-         * refresh per interval. (A fetch for waiting replicas is not held back: one fetch
-         * serves the whole wave, and only one runs at a time.) */
+    } else if (refresh_due(fs, now)) {
         request_snapshot(fs);
     }
 }

@@ -809,6 +809,45 @@ def test_backlog_trimmed_full_sync_and_fresh_snapshot(cluster):
 
 
 @pytest.mark.relay_only
+def test_refresh_from_a_relay_serving_its_cached_snapshot_backs_off(cluster):
+    """A relay under another relay is told to refresh its snapshot after 64 KB of stream with
+    no minimum interval, while the relay above keeps serving the snapshot it cached (its own
+    refresh-after is the default 1 GB): every fetch brings the same offset. The lower relay
+    says so and waits 1 s, 2 s, 4 s ... between fetches instead of fetching again on every
+    cron tick (100 ms), and its replica stays consistent."""
+    m = cluster.master()
+    preload(m.port, dbs=(0,), keys_per_db=300)
+    up = cluster.relay(m, "up")
+    wait_link_up(up)
+    low = cluster.relay(up, "low", extra=["--set", "snapshot.refresh-after=64kb",
+                                          "--set", "snapshot.min-interval=0"])
+    wait_link_up(low)
+    c = m.client()
+    p = c.pipeline(transaction=False)
+    for j in range(64):
+        p.set("blob:%d" % j, os.urandom(2048).hex())  # 256 KB of stream
+    p.execute()
+    wait_for(lambda: repl_offset(low) == repl_offset(m), 15, "the lower relay to catch up")
+    base = stat(low, "snapshot_fetches")
+    stale = "is no newer than the cached one"
+
+    def third_stale_refresh():
+        return h.count_in_file(low.stderr_path, stale) >= 3
+
+    # 1 + 2 s of back-off before the third; without it, ~30 fetches in those 3 s.
+    wait_for(third_stale_refresh, 30, "three refreshes that brought the same snapshot",
+             describe=low.describe)
+    fetches = stat(low, "snapshot_fetches") - base
+    assert 3 <= fetches <= 4, ("fetches while the upper relay served the same snapshot",
+                               fetches, low.describe())
+    assert h.count_in_file(low.stderr_path, "next refresh in 4 s") == 1, low.describe()
+    assert stat(up, "snapshot_fetches") == 0, "the upper relay has no reason to refresh"
+    leaf = cluster.replica(low, "leaf")
+    converge(m, [leaf], [up, low])
+    assert_alive(up, low)
+
+
+@pytest.mark.relay_only
 def test_serves_replicas_while_upstream_down(cluster):
     """With the master gone, the relay still full-syncs a new replica from the snapshot and
     backlog it holds. (Stock Redis answers -NOMASTERLINK instead: relay-only behaviour.)"""
