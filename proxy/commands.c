@@ -255,7 +255,7 @@ static void cmd_hello(struct client *c, const struct resp_command *cmd)
                  "*14\r\n$6\r\nserver\r\n$%zu\r\n%s\r\n$7\r\nversion\r\n$%zu\r\n%s\r\n"
                  "$5\r\nproto\r\n:2\r\n$2\r\nid\r\n:%" PRIu64 "\r\n$4\r\nmode\r\n"
                  "$10\r\nstandalone\r\n$4\r\nrole\r\n$7\r\nreplica\r\n$7\r\nmodules\r\n*0\r\n",
-                 strlen(srv), srv, strlen(version), version, c->id);
+                 strlen(srv), srv, strlen(version), version, c->hello.id);
 }
 
 static void cmd_info(struct client *c, const struct resp_command *cmd)
@@ -300,15 +300,15 @@ static void replconf_capa(struct client *c, const struct resp_command *cmd, size
                           struct replconf_capa *capa)
 {
     if (resp_arg_is(cmd, i, "eof"))
-        c->capa_eof = true;
+        c->hello.capa_eof = true;
     else if (resp_arg_is(cmd, i, "psync2"))
-        c->capa_psync2 = true;
+        c->hello.capa_psync2 = true;
     else if (resp_arg_is(cmd, i, "cascade-frame"))
         capa->frame = true;
     else if (resp_arg_is(cmd, i, "cascade-zstd"))
         capa->zstd = true;
-    else if (resp_arg_is(cmd, i, "rdb-channel-repl"))
-        c->capa_rdb_channel = true;
+    else if (resp_arg_is(cmd, i, "rdb-channel-repl") && !c->hello.leaf.exact)
+        c->hello.leaf = (struct compat_leaf){.server = COMPAT_REDIS, .version = 0x080000};
 }
 
 /* One REPLCONF option (argument i) and its value (i + 1), in Redis' order. False once the
@@ -322,17 +322,17 @@ static bool replconf_option(struct client *c, const struct resp_command *cmd, si
             client_reply(c, "-ERR invalid listening-port\r\n");
             return false;
         }
-        c->listening_port = (int)v;
+        c->hello.listening_port = (int)v;
     } else if (resp_arg_is(cmd, i, "ip-address")) {
         /* It is shown in INFO (slaveN:ip=...), ROLE and the logs: printable, no separators
          * (Sentinel reads slave_priority from those lines; a CR/LF here would forge one). */
         size_t n = cmd->argl[i + 1];
-        if (n == 0 || n >= sizeof(c->ip) || !name_ok(cmd->argv[i + 1], n)) {
+        if (n == 0 || n >= sizeof(c->hello.ip) || !name_ok(cmd->argv[i + 1], n)) {
             client_reply(c, "-ERR invalid ip-address\r\n");
             return false;
         }
-        memcpy(c->ip, cmd->argv[i + 1], n);
-        c->ip[n] = '\0';
+        memcpy(c->hello.ip, cmd->argv[i + 1], n);
+        c->hello.ip[n] = '\0';
     } else if (resp_arg_is(cmd, i, "capa")) {
         replconf_capa(c, cmd, i + 1, capa);
     } else if (resp_arg_is(cmd, i, "rdb-only")) {
@@ -340,7 +340,7 @@ static bool replconf_option(struct client *c, const struct resp_command *cmd, si
             client_reply(c, "-ERR invalid rdb-only value\r\n");
             return false;
         }
-        c->rdb_only = v == 1;
+        c->hello.rdb_only = v == 1;
     } else if (resp_arg_is(cmd, i, "rdb-filter-only")) {
         /* The relay forwards RDBs verbatim and cannot filter them; redis-cli --replica
          * treats this error as non-fatal and skips the RDB it then receives. */
@@ -357,7 +357,8 @@ static bool replconf_option(struct client *c, const struct resp_command *cmd, si
                          (int)(cmd->argl[i + 1] > 64 ? 64 : cmd->argl[i + 1]), cmd->argv[i + 1]);
             return false;
         }
-        c->version = ver;
+        c->hello.leaf =
+            (struct compat_leaf){.server = COMPAT_VALKEY, .version = ver, .exact = true};
     } else {
         /* Everything else (rdb-no-compress, rdb-no-checksum, compression requests,
          * rdb-channel, set-cluster-node-id, ...) is refused as a master that predates it
@@ -385,10 +386,10 @@ static void cmd_replconf(struct client *c, const struct resp_command *cmd)
         /* Only a downstream cascade relay asks; it alone reads this answer (PROTOCOL.md,
          * "Links between cascade relays"): after the PSYNC reply, everything comes framed. */
         int64_t level = c->srv->cfg->compression_level;
-        c->cascade_frame = true;
-        c->frame_level = capa.zstd && level > 0 ? (int)level : 0;
-        client_reply(c,
-                     c->frame_level > 0 ? "+OK cascade-frame zstd\r\n" : "+OK cascade-frame\r\n");
+        c->hello.cascade_frame = true;
+        c->hello.frame_level = capa.zstd && level > 0 ? (int)level : 0;
+        client_reply(c, c->hello.frame_level > 0 ? "+OK cascade-frame zstd\r\n"
+                                                 : "+OK cascade-frame\r\n");
         return;
     }
     client_reply(c, "+OK\r\n");
@@ -401,23 +402,8 @@ static void cmd_sync(struct client *c, const struct resp_command *cmd)
         client_reply(c, "-ERR wrong number of arguments for 'psync' command\r\n");
         return;
     }
-    struct server_sync_request req = {
-        .cmd = cmd,
-        .id = c->id,
-        .peer = c->peer,
-        .ip = c->ip,
-        .listening_port = c->listening_port,
-        .capa_eof = c->capa_eof,
-        .capa_psync2 = c->capa_psync2,
-        .cascade_frame = c->cascade_frame,
-        .frame_level = c->frame_level,
-        .capa_rdb_channel = c->capa_rdb_channel,
-        .version = c->version,
-        .rdb_only = c->rdb_only,
-        .plain_sync = plain,
-        .tls = c->tls,
-        .created_ms = c->created_ms,
-    };
+    c->hello.plain_sync = plain;
+    struct server_sync_request req = {.cmd = cmd, .hello = &c->hello};
     char err[256];
     struct bufferevent *bev = c->bev;
     if (c->srv->cb.sync(c->srv->cb.ctx, bev, &req, err, sizeof(err)) != 0) {
@@ -463,8 +449,8 @@ static void client_line(const struct client *c, int64_t now, struct sbuf *out)
     sbuf_printf(out,
                 "id=%" PRIu64 " addr=%s laddr=- fd=%d name=%s age=%" PRId64 " idle=%" PRId64
                 " flags=N db=0 sub=0 psub=0 multi=-1 qbuf=%zu obl=0 oll=0 omem=%zu cmd=%s\n",
-                c->id, c->peer, c->bev ? (int)bufferevent_getfd(c->bev) : -1, c->name,
-                (now - c->created_ms) / 1000, (now - c->last_cmd_ms) / 1000,
+                c->hello.id, c->hello.peer, c->bev ? (int)bufferevent_getfd(c->bev) : -1, c->name,
+                (now - c->hello.created_ms) / 1000, (now - c->last_cmd_ms) / 1000,
                 c->bev ? evbuffer_get_length(bufferevent_get_input(c->bev)) : 0,
                 c->bev ? evbuffer_get_length(bufferevent_get_output(c->bev)) : 0,
                 c->last_cmd[0] ? c->last_cmd : "NULL");
@@ -487,7 +473,7 @@ static void cmd_client(struct client *c, const struct resp_command *cmd)
         client_reply_bulk(c, out.buf ? out.buf : "", out.len);
         sbuf_free(&out);
     } else if (resp_arg_is(cmd, 1, "ID")) {
-        client_reply(c, ":%" PRIu64 "\r\n", c->id);
+        client_reply(c, ":%" PRIu64 "\r\n", c->hello.id);
     } else if (resp_arg_is(cmd, 1, "SETNAME") && cmd->argc == 3) {
         if (set_name(c, cmd->argv[2], cmd->argl[2]))
             client_reply(c, "+OK\r\n");

@@ -570,43 +570,17 @@ static bool can_continue(const struct relay *r, const char *replid, size_t len, 
                                 backlog_end(r->backlog) + 1, AHEAD_MAX);
 }
 
-/* What a PSYNC or SYNC request said of the replica, for its session. */
-static void hello_of(const struct server_sync_request *req, struct replica_hello *h)
-{
-    *h = (struct replica_hello){
-        .id = req->id,
-        .listening_port = req->listening_port,
-        .capa_eof = req->capa_eof,
-        .capa_psync2 = req->capa_psync2,
-        .cascade_frame = req->cascade_frame,
-        .frame_level = req->frame_level,
-        .leaf = {.server = req->version > 0        ? COMPAT_VALKEY
-                           : req->capa_rdb_channel ? COMPAT_REDIS
-                                                   : COMPAT_UNKNOWN,
-                 /* Valkey says its version; capa rdb-channel-repl says "Redis 8.0 or later" */
-                 .version = req->version > 0        ? req->version
-                            : req->capa_rdb_channel ? 0x080000
-                                                    : 0,
-                 .exact = req->version > 0},
-        .rdb_only = req->rdb_only,
-        .plain_sync = req->plain_sync,
-        .tls = req->tls,
-        .created_ms = req->created_ms,
-    };
-    snprintf(h->peer, sizeof(h->peer), "%s", req->peer);
-    snprintf(h->ip, sizeof(h->ip), "%s", req->ip);
-}
-
 static int relay_sync(void *ctx, struct bufferevent *bev, const struct server_sync_request *req,
                       char *err, size_t errlen)
 {
     struct relay *r = ctx;
     const struct resp_command *cmd = req->cmd;
+    const struct replica_hello *h = req->hello;
     char replid[64] = "?"; /* for the log: escaped, cut */
     const char *id = "";   /* as sent, for the comparison */
     size_t id_len = 0;
     int64_t offset = -1;
-    if (!req->plain_sync) {
+    if (!h->plain_sync) {
         if (cmd->argc >= 4 && resp_arg_is(cmd, 3, "FAILOVER")) {
             snprintf(err, errlen, "ERR a relay cannot be the target of FAILOVER");
             return -1;
@@ -632,22 +606,20 @@ static int relay_sync(void *ctx, struct bufferevent *bev, const struct server_sy
          * at once, thousands of times a second; after -NOMASTERLINK it retries each second. */
         snprintf(err, errlen,
                  "NOMASTERLINK max number of replicas reached on this relay, retry later");
-        log_info("relay", req->peer, "PSYNC refused: replicas.max-replicas (%" PRId64 ") reached",
+        log_info("relay", h->peer, "PSYNC refused: replicas.max-replicas (%" PRId64 ") reached",
                  r->cfg->max_replicas);
         return -1;
     }
-    struct replica_hello h;
-    hello_of(req, &h);
-    if (!req->plain_sync)
+    if (!h->plain_sync)
         journal_verify(r->journal, offset);
-    bool partial = !req->plain_sync && !req->rdb_only && can_continue(r, id, id_len, offset);
-    if (!partial && fullsync_refusal(r->fs, &h, err, errlen))
+    bool partial = !h->plain_sync && !h->rdb_only && can_continue(r, id, id_len, offset);
+    if (!partial && fullsync_refusal(r->fs, h, err, errlen))
         return -1;
-    struct replica *rep = replica_attach(r->replicas, bev, &h);
+    struct replica *rep = replica_attach(r->replicas, bev, h);
     if (partial) {
         r->stats.sync_partial_ok++;
         if (offset > backlog_end(r->backlog) + 1)
-            log_notice("relay", req->peer,
+            log_notice("relay", h->peer,
                        "PSYNC at %" PRId64 " is %" PRId64
                        " bytes ahead of the stream (our log ended behind it): continued, it "
                        "gets bytes from there on",
@@ -655,11 +627,10 @@ static int relay_sync(void *ctx, struct bufferevent *bev, const struct server_sy
         replica_start_partial(rep, offset, r->hist.replid);
         return 0;
     }
-    if (!req->plain_sync && !(id_len == 1 && id[0] == '?'))
+    if (!h->plain_sync && !(id_len == 1 && id[0] == '?'))
         r->stats.sync_partial_err++;
-    log_info("relay", req->peer,
-             "full sync for %s %" PRId64 " (history %s %" PRId64 "..%" PRId64 ")", replid, offset,
-             r->hist.replid, backlog_start(r->backlog), backlog_end(r->backlog));
+    log_info("relay", h->peer, "full sync for %s %" PRId64 " (history %s %" PRId64 "..%" PRId64 ")",
+             replid, offset, r->hist.replid, backlog_start(r->backlog), backlog_end(r->backlog));
     fullsync_serve(r->fs, rep);
     return 0;
 }

@@ -15,6 +15,7 @@
 #include "compat.h"
 #include "config.h"
 #include "net.h"
+#include "replica_hello.h"
 #include "snapshot.h"
 #include "stats.h"
 #include "store.h"
@@ -33,23 +34,6 @@ enum replica_state {
 };
 
 const char *replica_state_name(enum replica_state s);
-
-/* What the client said before PSYNC/SYNC (REPLCONF), carried over from server.c. */
-struct replica_hello {
-    uint64_t id;             /* client id, as in CLIENT LIST */
-    char peer[NET_ADDR_LEN]; /* ip:port of the connection */
-    char ip[NET_ADDR_LEN];   /* announced (REPLCONF ip-address) or the peer's ip */
-    int listening_port;      /* REPLCONF listening-port, 0 if not sent */
-    bool capa_eof;           /* REPLCONF capa eof */
-    bool capa_psync2;        /* REPLCONF capa psync2 */
-    bool cascade_frame;      /* a cascade relay that agreed to framing (after the PSYNC reply) */
-    int frame_level;         /* ... zstd level of its frames (0: raw frames) */
-    struct compat_leaf leaf; /* what it said of its version (compat.h) */
-    bool rdb_only;           /* REPLCONF rdb-only 1: RDB, then close */
-    bool plain_sync;         /* SYNC instead of PSYNC: no +FULLRESYNC line, no ACKs */
-    bool tls;                /* on the TLS port: writes go through OpenSSL */
-    int64_t created_ms;      /* when the connection was accepted */
-};
 
 struct replica {
     struct replica *next, *prev; /* the set's list */

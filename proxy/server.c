@@ -371,12 +371,12 @@ void server_cron(struct server *s, int64_t now)
         if (c->closing || c->dead)
             continue;
         const char *why = NULL;
-        if (need_auth && !c->authed && now - c->created_ms > cfg->handshake_timeout_ms)
+        if (need_auth && !c->authed && now - c->hello.created_ms > cfg->handshake_timeout_ms)
             why = "not authenticated within handshake-timeout";
         else if (c->partial_since_ms && now - c->partial_since_ms > cfg->handshake_timeout_ms)
             why = "command not completed within handshake-timeout";
-        else if (c->tls && !tls_handshake_done(c) &&
-                 now - c->created_ms > cfg->handshake_timeout_ms)
+        else if (c->hello.tls && !tls_handshake_done(c) &&
+                 now - c->hello.created_ms > cfg->handshake_timeout_ms)
             why = "TLS handshake not completed within handshake-timeout";
         /* Subscribers (Sentinel's hello) only listen: Redis never times them out either. */
         else if (cfg->client_timeout_ms > 0 && c->nchannels == 0 &&
@@ -429,7 +429,7 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
     struct client *c = arg;
     (void)bev;
     if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT)) {
-        log_debug("server", c->peer, "client closed");
+        log_debug("server", c->hello.peer, "client closed");
         client_bury(c);
     }
 }
@@ -509,11 +509,11 @@ static struct client *add_client(struct server *s, struct bufferevent *bev, stru
         abort();
     c->srv = s;
     c->bev = bev;
-    c->tls = tls;
-    c->id = ++s->next_id;
-    c->created_ms = c->last_cmd_ms = net_now_ms();
-    net_format(sa, c->peer, sizeof(c->peer), 1);
-    net_format(sa, c->ip, sizeof(c->ip), 0);
+    c->hello.tls = tls;
+    c->hello.id = ++s->next_id;
+    c->hello.created_ms = c->last_cmd_ms = net_now_ms();
+    net_format(sa, c->hello.peer, sizeof(c->hello.peer), 1);
+    net_format(sa, c->hello.ip, sizeof(c->hello.ip), 0);
     c->next = s->head;
     if (s->head)
         s->head->prev = c;
@@ -549,7 +549,7 @@ static struct client *add_client(struct server *s, struct bufferevent *bev, stru
         client_close_after_reply(c);
         return NULL;
     }
-    log_debug("server", c->peer, "accepted client id=%" PRIu64, c->id);
+    log_debug("server", c->hello.peer, "accepted client id=%" PRIu64, c->hello.id);
     return c;
 }
 

@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "compat.h"
+#include "replica_hello.h"
 #include "config.h"
 #include "net.h"
 #include "resp.h"
@@ -20,22 +21,10 @@ struct bufferevent;
 struct event_base;
 struct server;
 
-/* A PSYNC or SYNC request, with what REPLCONF told before it. */
+/* A PSYNC or SYNC request, with what the connection told before it. */
 struct server_sync_request {
-    const struct resp_command *cmd; /* PSYNC <replid> <offset> [...] or SYNC */
-    uint64_t id;                    /* client id */
-    const char *peer;               /* "ip:port" of the connection */
-    const char *ip;                 /* announced (REPLCONF ip-address) or peer ip */
-    int listening_port;             /* REPLCONF listening-port, 0 if none */
-    bool capa_eof, capa_psync2;     /* REPLCONF capa */
-    bool cascade_frame;             /* REPLCONF capa cascade-frame answered: framed link */
-    int frame_level;                /* ... zstd level (0: raw frames) */
-    bool capa_rdb_channel;          /* REPLCONF capa rdb-channel-repl (Redis >= 8) */
-    int version;                    /* REPLCONF version, packed (compat.h); 0 if not sent */
-    bool rdb_only;                  /* REPLCONF rdb-only 1 */
-    bool plain_sync;                /* SYNC */
-    bool tls;                       /* accepted on the TLS port */
-    int64_t created_ms;
+    const struct resp_command *cmd;    /* PSYNC <replid> <offset> [...] or SYNC */
+    const struct replica_hello *hello; /* the client's, plain_sync set: copy what is kept */
 };
 
 struct server_callbacks {

@@ -27,27 +27,19 @@ struct client {
     struct client *next, *prev; /* the server's list */
     struct server *srv;         /* owner */
     struct bufferevent *bev;    /* owned; NULL once handed over */
-    uint64_t id;
-    char peer[NET_ADDR_LEN];         /* ip:port */
-    char ip[NET_ADDR_LEN];           /* peer ip, or REPLCONF ip-address */
+    /* Who it is (id, address, TLS, since when) and what REPLCONF said: handed to the relay
+     * as it is with PSYNC/SYNC. */
+    struct replica_hello hello;
     char name[64];                   /* CLIENT SETNAME */
     char user[64];                   /* authenticated as */
     char channels[MAX_CHANNELS][64]; /* SUBSCRIBEd channels (Sentinel's hello) */
     int nchannels;
-    char last_cmd[32];  /* for CLIENT LIST */
-    int listening_port; /* REPLCONF listening-port */
-    bool capa_eof, capa_psync2, rdb_only;
-    bool cascade_frame;    /* REPLCONF capa cascade-frame: a downstream cascade relay, framed */
-    int frame_level;       /* ... with zstd at this level (0: raw frames) */
-    bool capa_rdb_channel; /* REPLCONF capa rdb-channel-repl: Redis >= 8.0 */
-    int version;           /* REPLCONF version (Valkey), packed; 0 if not sent */
+    char last_cmd[32]; /* for CLIENT LIST */
     bool authed;
     bool closing; /* close once the output is flushed */
     bool dead;    /* on the reaper list */
-    int64_t created_ms;
     int64_t last_cmd_ms;
     int64_t partial_since_ms;  /* an incomplete command has been pending since, 0 if none */
-    bool tls;                  /* accepted on the TLS port */
     bool paused;               /* not read from until it reads its replies */
     size_t in_bytes;           /* its input buffer, as counted in the server's input_bytes */
     int64_t out_soft_since_ms; /* output past the soft limit since, 0 if not */
@@ -114,7 +106,7 @@ bool server_log_budget(struct server *s);
 #define client_log(lvl, c, ...)                                                                    \
     do {                                                                                           \
         if (log_enabled(lvl) && server_log_budget((c)->srv))                                       \
-            log_msg(lvl, "server", (c)->peer, __VA_ARGS__);                                        \
+            log_msg(lvl, "server", (c)->hello.peer, __VA_ARGS__);                                  \
     } while (0)
 
 #endif
