@@ -132,18 +132,21 @@ static void install_snapshot(struct fullsync *fs, struct snapshot *s)
  * fills: the main link's new history, or a side fetch of the current one. Sets *replid to the
  * id to announce and *gen to its progress id. NULL if none.
  */
-static const struct snapshot *streamable(struct fullsync *fs, const char **replid, uint64_t *gen)
+static const struct snapshot *streamable(struct fullsync *fs, const char **replid, uint64_t *gen,
+                                         int64_t *servable)
 {
     const struct snapshot *f = fs->main_full_sync ? upstream_filling(fs->up) : NULL;
     if (f && fs->main_gen) {
         *replid = f->replid; /* the history the main link is starting */
         *gen = fs->main_gen;
+        *servable = upstream_filling_servable(fs->up);
         return f;
     }
     f = fs->fetch && !fs->fetch_finished ? upstream_filling(fs->fetch) : NULL;
     if (f && fs->fetch_gen && fs->hist->has_history && !fs->main_full_sync && fits(fs, f)) {
         *replid = fs->hist->replid;
         *gen = fs->fetch_gen;
+        *servable = upstream_filling_servable(fs->fetch);
         return f;
     }
     return NULL;
@@ -275,7 +278,8 @@ static void serve_waiting(struct fullsync *fs)
     bool ready = snapshot_usable(fs, fs->snap);
     const char *sreplid = NULL;
     uint64_t sgen = 0;
-    const struct snapshot *filling = ready ? NULL : streamable(fs, &sreplid, &sgen);
+    int64_t servable = 0;
+    const struct snapshot *filling = ready ? NULL : streamable(fs, &sreplid, &sgen, &servable);
     if (!ready && !filling)
         return;
     struct replica *next;
@@ -299,7 +303,7 @@ static void serve_waiting(struct fullsync *fs)
             replica_start_full(rep, fs->snap, fs->hist->replid);
         } else {
             replica_start_streamed(rep, filling->tmp_path, filling->offset, sreplid, sgen);
-            replica_set_rdb_progress(fs->replicas, sgen, filling->size, false);
+            replica_set_rdb_progress(fs->replicas, sgen, servable, false);
         }
     }
 }
@@ -321,7 +325,9 @@ static void rdb_progress(struct fullsync *fs, const struct upstream *link, uint6
         return;
     if (!*gen)
         *gen = ++fs->rdb_gen;
-    replica_set_rdb_progress(fs->replicas, *gen, f->size, false);
+    /* Never what may be the start of the upstream's end mark: it is cut from the file once it
+     * completes, and a replica sent it would get bytes that are not the RDB. */
+    replica_set_rdb_progress(fs->replicas, *gen, upstream_filling_servable(link), false);
     if (replica_set_waiting(fs->replicas))
         serve_waiting(fs);
 }

@@ -135,6 +135,14 @@ const struct snapshot *rdbrecv_filling(const struct rdbrecv *r)
     return r->probing ? NULL : r->snap;
 }
 
+int64_t rdbrecv_servable(const struct rdbrecv *r)
+{
+    if (!r->snap || r->probing)
+        return 0;
+    int64_t held = r->eof_format && !r->done ? RESP_EOFMARK_LEN - 1 : 0;
+    return r->snap->size > held ? r->snap->size - held : 0;
+}
+
 struct snapshot *rdbrecv_take(struct rdbrecv *r)
 {
     struct snapshot *snap = r->snap;

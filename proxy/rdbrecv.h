@@ -71,6 +71,11 @@ int rdbrecv_probe(struct rdbrecv *r, const char *buf, size_t len, char *err, siz
 
 /* The snapshot being filled (not while probing), or NULL. */
 const struct snapshot *rdbrecv_filling(const struct rdbrecv *r);
+
+/* Bytes of the filling snapshot that are surely RDB payload, the most a replica may be
+ * streamed: in the EOF format the last RESP_EOFMARK_LEN - 1 bytes written may be the start of
+ * the end mark (it completes in a later read and is cut from the file then). */
+int64_t rdbrecv_servable(const struct rdbrecv *r);
 /* The finished (READY) snapshot, its ownership passed to the caller. */
 struct snapshot *rdbrecv_take(struct rdbrecv *r);
 /* Drop the transfer (the link failed): the file is removed. The counts stay readable. */

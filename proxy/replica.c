@@ -331,6 +331,12 @@ static void feed_rdb(struct replica *r)
         r->rdb_pos += n;
         r->set->stats->total_net_repl_output_bytes += n;
     }
+    if (r->rdb_done && r->rdb_pos > r->rdb_avail) {
+        /* Never expected (only payload is ever made available): the replica would wait for
+         * its end mark forever, or load bytes that are not the RDB. */
+        drop(r, "it was sent more bytes than the RDB turned out to hold");
+        return;
+    }
     if (r->rdb_done && r->rdb_pos == r->rdb_avail) {
         evbuffer_add(out, r->eof_mark, sizeof(r->eof_mark));
         close(r->rdb_fd);

@@ -786,6 +786,11 @@ const struct snapshot *upstream_filling(const struct upstream *u)
     return u->state == UPSTREAM_RDB ? rdbrecv_filling(&u->rx) : NULL;
 }
 
+int64_t upstream_filling_servable(const struct upstream *u)
+{
+    return u->state == UPSTREAM_RDB ? rdbrecv_servable(&u->rx) : 0;
+}
+
 enum upstream_state upstream_state(const struct upstream *u)
 {
     return u->state;

@@ -146,9 +146,11 @@ const char *upstream_abort_reason(const struct upstream *u);
 void upstream_cron(struct upstream *u, int64_t now_ms);
 
 enum upstream_state upstream_state(const struct upstream *u);
-/* The snapshot being filled (RDB state), or NULL: its temp file, replid, offset and size so
- * far, so that replicas can be sent the RDB while it still arrives. */
+/* The snapshot being filled (RDB state), or NULL: its temp file, replid and offset, so that
+ * replicas can be sent the RDB while it still arrives; upstream_filling_servable says how many
+ * of its bytes they may be sent so far (fewer than its size: the end mark may have begun). */
 const struct snapshot *upstream_filling(const struct upstream *u);
+int64_t upstream_filling_servable(const struct upstream *u);
 bool upstream_link_up(const struct upstream *u); /* in STREAM state */
 const char *upstream_host(const struct upstream *u);
 int upstream_port(const struct upstream *u);

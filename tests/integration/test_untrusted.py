@@ -6,6 +6,7 @@ backoff, never an abort. Fake upstreams are small Python servers on loopback; ev
 is a real redis-server and the real relay binary."""
 import ctypes
 import os
+import threading
 import time
 
 import pytest
@@ -147,6 +148,57 @@ def capture_mark(cluster, master, name):
         raw.close()
         proxy.throttle(None)
         relay.stop()
+
+
+class SplitMarkMaster(ScriptedMaster):
+    """+FULLRESYNC, a diskless RDB and the first `split` bytes of its end mark; then, once
+    `release` is set, the rest of the mark and one command."""
+
+    def __init__(self, rdb, mark, split):
+        super().__init__(None, close_after=False)
+        self.rdb, self.mark, self.split = rdb, mark, split
+        self.release = threading.Event()
+
+    def psync_reply(self, c, args, n):
+        c.sendall(b"+FULLRESYNC %s 100\r\n$EOF:%s\r\n" % (REPLID.encode(), self.mark)
+                  + self.rdb + self.mark[:self.split])
+        if not self.release.wait(30):
+            return False
+        c.sendall(self.mark[self.split:] + resp("SET", "a", "1"))
+        return True
+
+
+def test_end_mark_split_across_reads_is_never_streamed(cluster):
+    """The upstream's diskless RDB ends with its mark split across two reads while a replica
+    is streamed the RDB as it arrives. The mark's first bytes are in the relay's file until the
+    rest arrives (then they are cut): the replica must never be sent them. It gets exactly the
+    RDB, the relay's own mark, and then the stream."""
+    rdb = tiny_rdb([(b"key:%d" % i, b"v" * 60) for i in range(20)])
+    split = 22
+    fm = SplitMarkMaster(rdb, os.urandom(20).hex().encode(), split)
+    fm.start()
+    try:
+        relay = cluster.relay(fm, "relay")
+        wait_for(lambda: relay.info("relay")["upstream_state"] == "rdb", 20,
+                 "the relay's full sync to start")
+        raw = h.RawReplica(relay.port, "?", -1)
+        try:
+            assert raw.reply.startswith(b"+FULLRESYNC"), raw.reply
+            pre = raw.stream(47)
+            assert pre.startswith(b"$EOF:") and pre.endswith(b"\r\n"), pre
+            # All that is surely RDB so far: everything but the last 39 bytes the relay has.
+            raw.stream(47 + len(rdb) + split - 39)
+            fm.release.set()
+            got = raw.stream(47 + len(rdb) + 40)
+            assert got[47:47 + len(rdb)] == rdb, "the replica was not sent exactly the RDB"
+            assert got[47 + len(rdb):] == pre[5:45], (
+                "what follows the RDB is not the relay's mark", got[47 + len(rdb):])
+        finally:
+            raw.close()
+        wait_link_up(relay)
+        assert relay.alive()
+    finally:
+        fm.stop()
 
 
 def test_eof_marks_are_fresh_and_planted_marks_harmless(cluster):

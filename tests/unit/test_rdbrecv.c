@@ -94,7 +94,8 @@ static void test_sized(void **state)
     assert_int_equal(r.size, (int64_t)n);
     assert_int_equal(feed(&r, buf, 5, err), 5);
     assert_false(r.done);
-    assert_int_equal(r.fmt.version, 0); /* the magic is not whole yet */
+    assert_int_equal(r.fmt.version, 0);        /* the magic is not whole yet */
+    assert_int_equal(rdbrecv_servable(&r), 5); /* sized: every byte written is payload */
     assert_int_equal(feed(&r, buf + 5, n - 5 + 4, err), (ssize_t)(n - 5));
     assert_true(r.done);
     assert_int_equal(r.fmt.version, 11);
@@ -115,7 +116,7 @@ static void test_eof_mark(void **state)
 {
     const char *dir = *state;
     char buf[256], err[256], line[64];
-    size_t n = make_rdb(buf, NULL, true);
+    size_t n = make_rdb(buf, "7.0.15", true); /* 36 bytes: more than a mark's length */
     memcpy(buf + n, mark, RESP_EOFMARK_LEN);
     memcpy(buf + n + RESP_EOFMARK_LEN, "*1\r\n", 4);
     size_t total = n + RESP_EOFMARK_LEN; /* what the transfer carries */
@@ -127,6 +128,8 @@ static void test_eof_mark(void **state)
     size_t cut = n + 10;
     assert_int_equal(feed(&r, buf, cut, err), (ssize_t)cut);
     assert_false(r.done);
+    /* the file holds the mark's first 10 bytes: streamed on, never past what is surely RDB */
+    assert_int_equal(rdbrecv_servable(&r), (int64_t)(cut - (RESP_EOFMARK_LEN - 1)));
     assert_int_equal(feed(&r, buf + cut, total + 4 - cut, err), (ssize_t)(total - cut));
     assert_true(r.done);
     assert_int_equal(r.drop, RESP_EOFMARK_LEN);
@@ -135,6 +138,7 @@ static void test_eof_mark(void **state)
     struct snapshot *snap = rdbrecv_take(&r);
     assert_int_equal(snap->size, (int64_t)n);
     assert_int_equal(snap->verdict, RDB_VERIFIED);
+    assert_int_equal(rdbrecv_servable(&r), 0); /* taken: nothing is filling */
     snapshot_free(snap);
 }
 
